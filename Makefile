@@ -1,0 +1,82 @@
+# Executable runbook notebooks — the front door.
+# Every target sets itself up (virtual environment, pinned requirements, Jupyter kernel).
+# `make help` lists the targets; README.md documents the same.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.ready
+
+# make run / triage variables (see `make help`)
+issue ?=
+app ?=
+app_url ?=
+incident ?=
+target ?=
+scenario ?=
+params ?=
+fail_on ?=
+apply ?=
+confirm ?=
+timeout ?=
+path ?= reports
+a ?=
+b ?=
+
+q = '$(subst ','\'',$(1))'
+RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
+	$(if $(app_url),--app-url $(call q,$(app_url))) \
+	$(if $(incident),--incident $(call q,$(incident))) \
+	$(if $(target),--target $(call q,$(target))) \
+	$(if $(scenario),--scenario $(call q,$(scenario))) \
+	$(foreach p,$(params),-p $(call q,$(p))) \
+	$(if $(fail_on),--fail-on $(call q,$(fail_on))) \
+	$(if $(filter true yes 1,$(apply)),--apply) \
+	$(if $(confirm),--confirm $(call q,$(confirm))) \
+	$(if $(timeout),--timeout $(call q,$(timeout)))
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run list verify lab test logs review compare triage bench clean
+
+help: ## Show this help
+	@echo "Executable runbook notebooks. Usage: make <target> [var=value ...]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables for run/triage: issue=NAME app=APP app_url=URL incident=ID"
+	@echo "  target=demo|live|replay:PATH scenario=NAME params=\"k=v k2=v2\""
+	@echo "  fail_on=never|warning|critical apply=true confirm=DIGEST timeout=SECONDS"
+	@echo "Examples: make run issue=health"
+	@echo "          make run issue=memory scenario=oom"
+	@echo "          make run issue=health app=my-app fail_on=critical"
+
+$(READY): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: Python 3.11 or newer is required (PYTHON=$(PYTHON))" >&2; exit 2; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m ipykernel install --sys-prefix --name opslib --display-name "Python (opslib)" >/dev/null
+	@touch $@
+
+setup: $(READY) ## Create .venv, install pinned requirements, register the 'opslib' kernel
+
+run: $(READY) ## Run a runbook: make run issue=health [app=… target=… params="k=v" …]
+	@test -n "$(issue)" || { echo "error: say which runbook, e.g. make run issue=health (make list shows all)" >&2; exit 2; }
+	$(PY) -m opslib run $(call q,$(issue)) $(RUN_FLAGS)
+
+list: $(READY) ## List every runbook with its parameters
+	@$(PY) -m opslib list
+
+verify: $(READY) ## Verify evidence: make verify [path=reports/<incident>/<run>] (default: all of reports/)
+	$(PY) -m opslib verify $(call q,$(path))
+
+lab: $(READY) ## Open JupyterLab on notebooks/ with the opslib kernel
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+test: $(READY) ## Run the test suite (installs PostgreSQL server binaries if missing)
+	@tests/system-deps.sh
+	$(PY) -m pytest $(if $(CI),-p no:cacheprovider,) -q tests
+
+clean: ## Remove the virtual environment (reports/ is left alone)
+	rm -rf $(VENV)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System packages the test suite needs that pip cannot provide: PostgreSQL 15 server binaries
+# (tests start a real server as an unprivileged user). Installed with apt when missing and we
+# are root; otherwise we say exactly what to install.
+set -euo pipefail
+need=()
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need+=(postgresql-15)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing system packages for the tests: ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "error: the tests need these system packages: ${need[*]}" >&2
+  echo "       install them (e.g. sudo apt-get install ${need[*]}) and run make test again" >&2
+  exit 2
+fi
