@@ -57,6 +57,8 @@ $(READY): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m ipykernel install --sys-prefix --name opslib --display-name "Python (opslib)" >/dev/null
+	@# the kernel (and JupyterLab) import opslib from this checkout
+	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/opslib-checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
 	@touch $@
 
 setup: $(READY) ## Create .venv, install pinned requirements, register the 'opslib' kernel

@@ -1,0 +1,150 @@
+"""``python -m opslib``: a thin layer that turns library errors into clean messages.
+
+Exit codes (``run``): 0 completed, 1 the runbook failed to execute (evidence saved), 2 bad
+usage or configuration (nothing written), 3 severity reached ``--fail-on``.
+``verify``: 0 all evidence intact, 1 problems found, 2 bad usage.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import OpsError, UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m opslib",
+                description="Executable runbook notebooks for Fly.io + Supabase.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run a runbook and pack its evidence")
+    r.add_argument("runbook", help="runbook name (see: list)")
+    r.add_argument("--app", default="", help="Fly app name (implies --target live)")
+    r.add_argument("--app-url", default="", help="app base URL (default https://<app>.fly.dev)")
+    r.add_argument("--incident", default="", help="incident id grouping the evidence")
+    r.add_argument("--target", default="", help="demo | live | replay:PATH")
+    r.add_argument("--scenario", default="", help="demo scenario (demo target only)")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="runbook parameter (repeatable)")
+    r.add_argument("--fail-on", default="never", choices=["never", "warning", "critical"],
+                   help="exit 3 when severity reaches this level (default never)")
+    r.add_argument("--timeout", type=float, default=None,
+                   help="execution deadline in seconds (default 600)")
+    r.add_argument("--apply", action="store_true", help="apply the planned actions")
+    r.add_argument("--confirm", default="", help="plan digest from a previous run's plan")
+    r.add_argument("--reports", default="", help="evidence folder (default reports/)")
+    r.add_argument("--json", action="store_true", help="print findings.json instead of a summary")
+
+    sub.add_parser("list", help="list runbooks and their parameters")
+
+    v = sub.add_parser("verify", help="verify a run, an incident or all of reports/")
+    v.add_argument("path", nargs="?", default="", help="default: reports/")
+    v.add_argument("--json", action="store_true", help="machine-readable report")
+
+    lg = sub.add_parser("logs", help="analyse Fly logs (file, .gz or - for stdin)",
+                        add_help=False)
+    lg.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .catalog import parse_assignments
+    from .runner import DEFAULT_TIMEOUT_S, RunRequest, execute, install_sigterm_handler, prepare, summary_text
+
+    req = RunRequest(
+        runbook=args.runbook, app=args.app, app_url=args.app_url, incident=args.incident,
+        target=args.target, scenario=args.scenario, params=parse_assignments(args.param),
+        fail_on=args.fail_on, timeout=args.timeout if args.timeout is not None else DEFAULT_TIMEOUT_S,
+        reports=Path(args.reports) if args.reports else None, apply=args.apply,
+        confirm=args.confirm)
+    prep = prepare(req)
+    install_sigterm_handler()
+    outcome = execute(prep)
+    if args.json:
+        import json
+
+        print(json.dumps(outcome.findings, indent=2))
+    else:
+        print(summary_text(outcome))
+    return outcome.exit_code
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .catalog import runbooks
+    from .context import demo_scenarios
+
+    books = runbooks()
+    if not books:
+        print("no runbooks found", file=sys.stderr)
+        return 1
+    for rb in books.values():
+        scen = demo_scenarios(rb.name)
+        print(f"{rb.name}: {rb.title}" + (f"  [demo scenarios: {', '.join(scen)}]" if scen else ""))
+        for p in rb.params:
+            print(f"    {p.name:<18} {p.type:<6} {p.default!r:<16} {p.description}")
+        print()
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from .evidence import verify_tree
+    from .runner import reports_dir
+
+    path = Path(args.path) if args.path else reports_dir()
+    results = verify_tree(path)
+    if args.json:
+        print(json.dumps([{"path": str(r.path), "ok": r.ok, "files_checked": r.files_checked,
+                           "problems": [vars(p) for p in r.problems]} for r in results], indent=2))
+    else:
+        if not results:
+            print(f"no runs found under {path}")
+        for r in results:
+            print(f"{'OK  ' if r.ok else 'FAIL'} {r.path} ({r.files_checked} files checked)")
+            for problem in r.problems:
+                print(f"     {problem}")
+        bad = sum(not r.ok for r in results)
+        if results:
+            print(f"{len(results) - bad}/{len(results)} runs verified" +
+                  (f"; {bad} with problems" if bad else ""))
+    return 1 if any(not r.ok for r in results) else 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    try:
+        from .logs.cli import main as logs_main
+    except ImportError:
+        raise UsageError("the log analysis engine is not installed in this checkout") from None
+    return logs_main(args.rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "logs":  # its own parser, its own --help
+        args = argparse.Namespace(command="logs", rest=argv[1:])
+    else:
+        args = _parser().parse_args(argv)
+    handler = {"run": _cmd_run, "list": _cmd_list, "verify": _cmd_verify,
+               "logs": _cmd_logs}[args.command]
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

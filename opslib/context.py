@@ -1,0 +1,263 @@
+"""The run as a notebook sees it: ``run = opslib.start("health", globals())``.
+
+``start`` reads the runbook's declared parameters from the notebook namespace, builds the
+target and the session (demo and replay answer from captures, live records into ``raw/``),
+and shows the seed's header table. The notebook then collects, shows tables and charts, adds
+findings and planned actions, and ends with ``run.finish()``, which writes ``findings.json``.
+
+Under ``python -m opslib run`` the runner gives the run folder (``OPSLIB_RUN_DIR``) and packs
+the evidence afterwards. Stepping through in JupyterLab, the run writes to a scratch folder
+and says so: an evidence pack comes only from ``make run``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from . import __version__
+from .catalog import REPO_ROOT, get_runbook
+from .config import DEMO_APP, Target, env, parse_target, resolve_app_url
+from .errors import NotConfigured, UsageError
+from .evidence import atomic_write_json
+from .findings import FINDINGS_SCHEMA, Finding, escalation, rank, thresholds, worst
+from .redact import Redactor
+from .session import Session, iso
+
+DEMO_CAPTURES = Path(__file__).resolve().parent / "demo" / "captures"
+RUN_DIR_ENV = "OPSLIB_RUN_DIR"
+
+
+def _display(obj: Any, **kwargs: Any) -> Any:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        return display(obj, **kwargs)
+    print(obj if isinstance(obj, str) else getattr(obj, "data", obj))
+    return None
+
+
+def _markdown(text: str) -> Any:
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+def demo_scenarios(runbook: str) -> list[str]:
+    folder = DEMO_CAPTURES / runbook
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+@dataclass
+class Run:
+    runbook: str
+    params: dict[str, Any]
+    target: Target
+    session: Session
+    run_dir: Path
+    interactive: bool
+    incident: str
+    on_call: str
+    findings: list[Finding] = field(default_factory=list)
+    actions: list[dict] = field(default_factory=list)
+    version: str = ""
+    _header: Any = None
+    _finished: bool = False
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def now(self) -> datetime:
+        return self.session.now()
+
+    @property
+    def thresholds(self) -> dict[str, tuple[float, float]]:
+        return thresholds(self.params.get("thresholds") or {})
+
+    @property
+    def app(self) -> str:
+        return self.target.app
+
+    def note(self, markdown: str) -> None:
+        """Show a line of narrative computed from the data."""
+        _display(_markdown(markdown))
+
+    def show(self, df: Any, caption: str = "") -> None:
+        """Show a table; None (a skipped or failed source) is said in words."""
+        if caption:
+            self.note(f"**{caption}**")
+        if df is None:
+            self.note("_no data: the source was skipped or failed (see findings)_")
+        else:
+            _display(df)
+
+    # ------------------------------------------------------------------ header
+    def _header_md(self) -> str:
+        rows = [("App Name", self.app or "(not set)"),
+                ("Version", self.version or "(not known yet)"),
+                ("Date", iso(self.now)),
+                ("On-Call Contact", self.on_call or "not set (set OPS_ON_CALL or on_call=…)"),
+                ("Runbook", f"{self.runbook} · opslib {__version__}"),
+                ("Target", self._target_text()),
+                ("Incident", self.incident)]
+        md = "| Field | Value |\n|-------|-------|\n" + "\n".join(
+            f"| **{k}** | {_md_cell(v)} |" for k, v in rows)
+        if self.target.kind == "demo":
+            md += ("\n\n> **Demo target.** This run used the bundled demo capture "
+                   f"`{self.target.scenario}`, not a live app. Nothing here describes a real "
+                   "system.")
+        if self.interactive:
+            md += ("\n\n> Interactive run: scratch output in "
+                   f"`{self.run_dir}`. For an evidence pack use `make run issue={self.runbook}`.")
+        return md
+
+    def _target_text(self) -> str:
+        if self.target.kind == "demo":
+            return f"demo (scenario {self.target.scenario})"
+        if self.target.kind == "replay":
+            return f"replay of {self.session.capture_meta.get('replayed_from') or self.target.capture}"
+        return f"live ({self.target.app_url})"
+
+    def set_version(self, version: str) -> None:
+        """Fill the header's Version once a source has told us (e.g. the Fly release)."""
+        self.version = version
+        if self._header is not None:
+            self._header.update(_markdown(self._header_md()))
+
+    # ------------------------------------------------------------------ findings
+    def add(self, findings: Finding | Iterable[Finding]) -> None:
+        items = [findings] if isinstance(findings, Finding) else list(findings)
+        self.findings.extend(items)
+        self._save()
+
+    def finding(self, id: str, severity: str, title: str, detail: str = "",
+                evidence: Iterable[str] = (), **kwargs: Any) -> Finding:
+        f = Finding(id, severity, title, detail, list(evidence), **kwargs)
+        self.add(f)
+        return f
+
+    def not_configured(self, exc: NotConfigured) -> None:
+        """Record and show a visible 'skipped: not configured' line for a source."""
+        self.finding(f"skipped-{exc.source.lower().replace(' ', '-')}", "info",
+                     f"skipped: {exc.source} not configured",
+                     f"set {exc.needs} to include this check. {exc.hint}".strip())
+        self.note(f"⏭ **skipped: {exc.source} not configured** — set `{exc.needs}`. {exc.hint}")
+
+    def chart(self, fig: Any, name: str) -> Path:
+        """Save a matplotlib figure as ``charts/<name>.png`` and show it."""
+        path = self.run_dir / "charts" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".png.tmp")
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+        _display(fig)
+        return path
+
+    # ------------------------------------------------------------------ output
+    def summary(self) -> dict[str, Any]:
+        sev = worst(f.severity for f in self.findings)
+        return {
+            "schema": FINDINGS_SCHEMA,
+            "runbook": self.runbook,
+            "target": self.target.kind,
+            "scenario": self.target.scenario or None,
+            "app": self.app,
+            "app_url": self.target.app_url,
+            "incident": self.incident,
+            "version": self.version or None,
+            "reference_time": iso(self.now),
+            "severity": sev,
+            "findings": [f.to_dict() for f in sorted(self.findings, key=lambda f: -rank(f.severity))],
+            "escalation": escalation(self.findings),
+            "actions": self.actions,
+            "complete": self._finished,
+        }
+
+    def _save(self) -> None:
+        data = self.session.redactor.obj(self.summary())
+        atomic_write_json(self.run_dir / "findings.json", data)
+
+    def finish(self) -> dict[str, Any]:
+        """Write findings.json (complete) and show the findings, escalation and actions."""
+        self._finished = True
+        self._save()
+        self.session.close()
+        s = self.summary()
+        lines = [f"### Result: **{s['severity'].upper()}**", ""]
+        if s["findings"]:
+            lines += ["| Severity | Finding | Detail |", "|---|---|---|"]
+            lines += [f"| {f['severity']} | {_md_cell(f['title'])} | {_md_cell(f['detail'])} |"
+                      for f in s["findings"]]
+        esc = s["escalation"]
+        lines += ["", f"**Escalation:** level {esc['level']} ({esc['team']}) — {esc['reason']}"]
+        if self.actions:
+            lines += ["", "**Planned actions** (nothing was changed):"]
+            lines += [f"- {a['title']}: `{a.get('command', '')}`" for a in self.actions]
+        _display(_markdown("\n".join(lines)))
+        return s
+
+
+def _run_dir(runbook: str) -> tuple[Path, bool]:
+    given = os.environ.get(RUN_DIR_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        return path, False
+    return Path(tempfile.mkdtemp(prefix=f"opslib-{runbook}-")), True
+
+
+def _capture_for(kind: str, capture: Path | None, runbook: str, scenario: str) -> Path | None:
+    if kind == "demo":
+        folder = DEMO_CAPTURES / runbook / scenario
+        if not folder.is_dir():
+            known = ", ".join(demo_scenarios(runbook)) or "(none)"
+            raise UsageError(f"no demo scenario {scenario!r} for {runbook}; scenarios: {known}")
+        return folder
+    return capture
+
+
+def start(runbook: str, namespace: Mapping[str, Any]) -> Run:
+    """Begin a run from the notebook's parameters (``globals()`` after the parameters cell)."""
+    spec = get_runbook(runbook)
+    params = {p.name: namespace.get(p.name, p.default) for p in spec.params}
+    app = str(params.get("app") or "")
+    app_url = str(params.get("app_url") or "")
+    target_spec = str(params.get("target") or "")
+    if target_spec.startswith("replay:"):
+        raw = Path(target_spec[len("replay:"):])
+        if not raw.is_absolute() and not raw.exists():
+            target_spec = f"replay:{REPO_ROOT / raw}"
+    kind, capture = parse_target(target_spec, app=app, app_url=app_url)
+    scenario = str(params.get("scenario") or "") if kind == "demo" else ""
+    if kind == "demo":
+        scenario = scenario or "healthy"
+        app = app or DEMO_APP
+    capture = _capture_for(kind, capture, runbook, scenario)
+    run_dir, interactive = _run_dir(runbook)
+    redactor = Redactor.from_env()
+    session = Session("replay" if kind in ("demo", "replay") else "record",
+                      raw_dir=run_dir / "raw", capture_dir=capture,
+                      timeline_path=run_dir / "timeline.jsonl", redactor=redactor)
+    target = Target(kind, app, resolve_app_url(app, app_url), scenario, capture)
+    incident = str(params.get("incident") or "") or os.environ.get("OPSLIB_INCIDENT", "") or "adhoc"
+    on_call = str(params.get("on_call") or "") or env("OPS_ON_CALL")
+    run = Run(runbook, params, target, session, run_dir, interactive, incident, on_call)
+    from IPython import get_ipython
+
+    if get_ipython() is not None:
+        from IPython.display import display
+
+        run._header = display(_markdown(run._header_md()), display_id=True)
+    else:
+        print(run._header_md())
+    run._save()
+    return run

@@ -1,0 +1,1 @@
+"""Bundled demo target: synthetic worlds and the replay captures generated from them."""

@@ -1,0 +1,132 @@
+"""One error tree for opslib.
+
+    OpsError                      base: every error opslib raises on purpose
+    ├── UsageError                bad parameters, unknown runbook, unwritable reports/ (exit 2)
+    ├── NotConfigured             a source needs an environment variable that is not set
+    ├── ReplayMissError           a replay capture does not hold the request asked for
+    ├── EvidenceError             an evidence folder cannot be read or written
+    └── SourceError               a call to an outside system failed (carries system, target)
+        ├── SourceUnavailable     timeout, refused, DNS, TLS, reset: nothing usable came back
+        ├── SourceAuthError       401/403: the token is missing, wrong or lacks permission
+        ├── SourceNotFound        404: the app / machine / project does not exist
+        ├── SourceRateLimited     429 after the allowed retries
+        └── SourceProtocolError   the answer was not what the platform documents (bad JSON…)
+
+An unhealthy service is data, not an exception: an HTTP 503 from the app under diagnosis is a
+result. These errors are for calls that could not produce a usable answer.
+"""
+from __future__ import annotations
+
+
+class OpsError(Exception):
+    """Base of every error opslib raises on purpose.
+
+    ``hint`` says what to do about it, in words an on-call engineer can act on.
+    """
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class UsageError(OpsError):
+    """The command line or a parameter is wrong; nothing was run or written."""
+
+
+class NotConfigured(OpsError):
+    """A source cannot run because configuration (an environment variable) is missing."""
+
+    def __init__(self, source: str, needs: str, *, hint: str = "") -> None:
+        super().__init__(f"{source}: not configured (set {needs})", hint=hint)
+        self.source = source
+        self.needs = needs
+
+
+class ReplayMissError(OpsError):
+    """A replay capture does not hold the request the runbook asked for."""
+
+
+class EvidenceError(OpsError):
+    """An evidence folder or file cannot be read or written as required."""
+
+
+class SourceError(OpsError):
+    """A call to an outside system failed.
+
+    Attributes: ``system`` (e.g. ``fly-machines``), ``target`` (URL or host), ``status`` (HTTP
+    status when there was one), ``kind`` (a short machine-readable cause, e.g. ``timeout``).
+    """
+
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        system: str,
+        target: str = "",
+        status: int | None = None,
+        kind: str | None = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.system = system
+        self.target = target
+        self.status = status
+        if kind:
+            self.kind = kind
+
+    def to_dict(self) -> dict:
+        return {
+            "type": type(self).__name__,
+            "kind": self.kind,
+            "system": self.system,
+            "target": self.target,
+            "status": self.status,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class SourceUnavailable(SourceError):
+    kind = "unavailable"
+
+
+class SourceAuthError(SourceError):
+    kind = "auth"
+
+
+class SourceNotFound(SourceError):
+    kind = "not_found"
+
+
+class SourceRateLimited(SourceError):
+    kind = "rate_limited"
+
+
+class SourceProtocolError(SourceError):
+    kind = "protocol"
+
+
+SOURCE_ERRORS = {
+    cls.__name__: cls
+    for cls in (SourceError, SourceUnavailable, SourceAuthError, SourceNotFound,
+                SourceRateLimited, SourceProtocolError)
+}
+
+
+def source_error_from_dict(data: dict) -> SourceError:
+    """Rebuild a recorded SourceError (replay re-raises what the live run saw)."""
+    cls = SOURCE_ERRORS.get(data.get("type", ""), SourceError)
+    return cls(
+        data.get("message", ""),
+        system=data.get("system", ""),
+        target=data.get("target", ""),
+        status=data.get("status"),
+        kind=data.get("kind"),
+        hint=data.get("hint", ""),
+    )

@@ -1,0 +1,62 @@
+"""Shared fixtures: the CLI as a user runs it, real local servers, a real PostgreSQL 15."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import PostgresServer
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+# Environment variables that must not leak from the developer's shell into tests.
+_SCRUB = ("FLY_API_TOKEN", "DATABASE_URL", "SUPABASE_URL", "SUPABASE_ANON_KEY",
+          "SUPABASE_ACCESS_TOKEN", "SUPABASE_PROJECT_REF", "OPSLIB_REPORTS", "OPSLIB_NOTEBOOKS",
+          "OPSLIB_RUN_DIR", "FLY_FLAPS_BASE_URL", "FLY_API_BASE_URL", "OPS_ON_CALL")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.update(extra)
+    return env
+
+
+def opslib_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+               cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run ``python -m opslib …`` exactly as the Makefile does."""
+    return subprocess.run([sys.executable, "-m", "opslib", *args], capture_output=True,
+                          text=True, env=env if env is not None else clean_env(), cwd=cwd,
+                          timeout=timeout)
+
+
+def run_dirs(reports: Path) -> list[Path]:
+    return sorted(p.parent for p in reports.glob("*/*/EVIDENCE_MANIFEST.json"))
+
+
+def only_run(reports: Path) -> Path:
+    runs = run_dirs(reports)
+    assert len(runs) == 1, f"expected one run under {reports}, found {runs}"
+    return runs[0]
+
+
+def findings(run: Path) -> dict:
+    return json.loads((run / "findings.json").read_text())
+
+
+@pytest.fixture
+def reports(tmp_path: Path) -> Path:
+    return tmp_path / "reports"
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A real PostgreSQL 15 for the whole session (max_connections=20)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,172 @@
+"""Pure pieces of the spine: redaction, parameter parsing and validation, manifests, status."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opslib import catalog, evidence, runner
+from opslib.errors import UsageError
+from opslib.findings import Finding, escalation, thresholds, worst
+from opslib.redact import MASK, Redactor
+
+
+# ----------------------------------------------------------------------------- redaction
+@pytest.mark.parametrize("text, secret", [
+    ("postgresql://postgres.ref:hunter2pass@aws-0.pooler.supabase.com:6543/postgres", "hunter2pass"),
+    ("postgres://u:p%40ss%2Fw0rd@localhost/db", "p%40ss%2Fw0rd"),
+    ("Authorization: Bearer abcdef0123456789xyz", "abcdef0123456789xyz"),
+    ('{"authorization": "FlyV1 fm2_lJPECAAAAAAAAMpvxBBabc,fm2_lJPEtwo"}', "fm2_lJPECAAAAAAAAMpvxBBabc"),
+    ("token fo1_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg here", "fo1_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg"),
+    ("key sbp_0123456789abcdef0123456789abcdef01234567", "sbp_0123456789abcdef0123456789abcdef01234567"),
+    ("sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz", "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"),
+    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.sig_nature-123", "eyJhbGciOiJIUzI1NiJ9"),
+    ("apikey: someanonkeyvalue123", "someanonkeyvalue123"),
+    ("host=db user=postgres password=s3cr3t-pw dbname=postgres", "s3cr3t-pw"),
+])
+def test_patterns_mask_credentials(text, secret):
+    out = Redactor().text(text)
+    assert secret not in out
+    assert MASK in out
+
+
+def test_env_secret_values_masked_in_every_embedding():
+    import html
+    from urllib.parse import quote
+
+    value = 'we"ird/valu e&<x>'
+    r = Redactor.from_env({"MY_API_TOKEN": value, "HARMLESS": "visible-value"})
+    for embedded in (value, json.dumps({"v": value}), html.escape(value), quote(value, safe="")):
+        out = r.text(f"before {embedded} after")
+        assert "valu" not in out, out
+        assert out.startswith("before ") and out.endswith(" after") and MASK in out
+    assert r.text("visible-value") == "visible-value"
+
+
+def test_dsn_password_from_env_is_masked_on_its_own():
+    r = Redactor.from_env({"DATABASE_URL": "postgresql://app:Pl41nPassw0rd@db:5432/x"})
+    assert "Pl41nPassw0rd" not in r.text("psql failed for password Pl41nPassw0rd")
+
+
+def test_ordinary_text_is_left_alone():
+    text = "GET /health 200 in 12ms; next_token=1716897605255000000; region iad"
+    assert Redactor().text(text) == text
+
+
+def test_obj_redacts_keys_and_nested_values():
+    r = Redactor(["CanaryValue123"])
+    assert r.obj({"a": ["x CanaryValue123", {"CanaryValue123": 1}]}) == {"a": [f"x {MASK}", {MASK: 1}]}
+
+
+# ----------------------------------------------------------------------------- parameters
+CELL = '''
+# Parameters
+app = ""  # Fly app name
+probes = 5  # number of probes
+ratio = 0.5  # a ratio
+flag = False  # a flag
+thresholds = {}  # overrides
+names = ["a"]  # a list
+'''
+
+
+def test_parameters_cell_parsed_with_types_and_descriptions():
+    params = {p.name: p for p in catalog.parse_parameters(CELL)}
+    assert [(p.type, p.default, p.description) for p in params.values()] == [
+        ("str", "", "Fly app name"), ("int", 5, "number of probes"), ("float", 0.5, "a ratio"),
+        ("bool", False, "a flag"), ("dict", {}, "overrides"), ("list", ["a"], "a list")]
+
+
+def _rb() -> catalog.Runbook:
+    from pathlib import Path
+
+    return catalog.Runbook("t", Path("t.ipynb"), "T", catalog.parse_parameters(CELL))
+
+
+def test_validate_coerces_and_rejects():
+    v = catalog.validate(_rb(), {"probes": "7", "ratio": "2", "flag": "yes",
+                                 "thresholds": '{"memory_pct": [60, 85]}'})
+    assert (v["probes"], v["ratio"], v["flag"], v["thresholds"]) == (7, 2.0, True, {"memory_pct": [60, 85]})
+    for bad in ({"probes": "1.5"}, {"ratio": "nan"}, {"flag": "2"}, {"names": "{}"}, {"nope": "1"},
+                {"1x": "1"}, {"a b": "1"}):
+        with pytest.raises(UsageError):
+            catalog.validate(_rb(), bad)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(st.text(min_size=1, max_size=30), st.text(max_size=30))
+def test_validate_never_lets_a_non_identifier_through(name, value):
+    try:
+        out = catalog.validate(_rb(), {name: value})
+    except UsageError:
+        return
+    assert name in out and name.isidentifier()
+    assert isinstance(out["app"], str)
+
+
+def test_threshold_overrides():
+    assert thresholds({"memory_pct": [60, 85]})["memory_pct"] == (60.0, 85.0)
+    with pytest.raises(UsageError):
+        thresholds({"disk_pct": [1, 2]})
+    with pytest.raises(UsageError):
+        thresholds({"memory_pct": [90, 70]})
+
+
+# ----------------------------------------------------------------------------- severity, escalation
+def test_worst_and_escalation_follow_the_seed():
+    assert worst(["info", "ok"]) == "ok"
+    assert worst(["ok", "unknown", "warning"]) == "warning"
+    assert escalation([])["level"] == 0
+    assert escalation([Finding("a", "warning", "w")])["level"] == 1
+    assert escalation([Finding("a", "critical", "c", escalate=3, escalate_reason="breach")]) == {
+        "level": 3, "team": "Security Team", "reason": "breach"}
+    assert escalation([Finding("a", "warning", "w")], persisted_after_restart=True)["level"] == 2
+
+
+@pytest.mark.parametrize("result, killed, findings, expected", [
+    ({"outcome": "ok"}, False, {"complete": True}, "ok"),
+    ({"outcome": "ok"}, False, {"complete": False}, "incomplete"),
+    ({"outcome": "ok", "stopped_early": True}, False, {"complete": True}, "incomplete"),
+    ({"outcome": "ok"}, False, None, "incomplete"),
+    ({"outcome": "failed", "ename": "X"}, False, None, "failed"),
+    ({"outcome": "timeout"}, False, None, "timeout"),
+    ({"outcome": "kernel_died"}, False, None, "kernel_died"),
+    ({}, True, None, "timeout"),
+    ({}, False, None, "failed"),
+])
+def test_status_is_derived_from_what_happened(result, killed, findings, expected):
+    status, _ = runner.derive_status(result, killed=killed, returncode=0, findings=findings)
+    assert status == expected
+
+
+def test_exit_codes():
+    assert runner.outcome_exit_code("ok", "critical", "never") == 0
+    assert runner.outcome_exit_code("ok", "warning", "critical") == 0
+    assert runner.outcome_exit_code("ok", "critical", "warning") == 3
+    assert runner.outcome_exit_code("ok", "unknown", "warning") == 0
+    assert runner.outcome_exit_code("timeout", "ok", "never") == 1
+
+
+# ----------------------------------------------------------------------------- manifest
+def test_manifest_round_trip_and_nfc_paths(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "caf\u0065\u0301.json").write_text("{}")  # NFD name
+    (tmp_path / "a.txt").write_text("a")
+    m = evidence.write_manifest(tmp_path, {"status": "ok"})
+    assert [e["path"] for e in m["files"]] == ["a.txt", "raw/caf\u00e9.json"]
+    assert evidence.verify_run(tmp_path).ok
+
+
+def test_newer_manifest_schema_is_reported_not_guessed(tmp_path):
+    (tmp_path / "EVIDENCE_MANIFEST.json").write_text(json.dumps({"schema": 99, "files": []}))
+    problems = evidence.verify_run(tmp_path).problems
+    assert len(problems) == 1 and "newer" in problems[0].detail
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    evidence.atomic_write_json(tmp_path / "x.json", {"a": 1})
+    evidence.atomic_write_json(tmp_path / "x.json", {"a": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 2}
