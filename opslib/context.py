@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from . import __version__
+from .actions import Action, apply_plan
 from .catalog import REPO_ROOT, get_runbook
 from .config import DEMO_APP, Target, env, parse_target, resolve_app_url
 from .errors import NotConfigured, UsageError
@@ -71,6 +72,7 @@ class Run:
     findings: list[Finding] = field(default_factory=list)
     actions: list[dict] = field(default_factory=list)
     version: str = ""
+    apply_record: dict[str, Any] | None = None
     _header: Any = None
     _finished: bool = False
 
@@ -152,6 +154,38 @@ class Run:
                      f"set {exc.needs} to include this check. {exc.hint}".strip())
         self.note(f"⏭ **skipped: {exc.source} not configured** — set `{exc.needs}`. {exc.hint}")
 
+    def plan(self, actions: list[Action]) -> dict[str, Any]:
+        """Record the remediation plan; apply it only if ``apply`` and ``confirm`` match it.
+
+        See :mod:`opslib.actions`. Shows each action's ``fly`` command, its status, and how to
+        apply the plan.
+        """
+        record = apply_plan(self, actions, apply=bool(self.params.get("apply")),
+                            confirm=str(self.params.get("confirm") or ""))
+        self.actions = [a.to_dict() for a in actions]
+        self.apply_record = record
+        self._save()
+        if not actions:
+            self.note("No remediation is called for by what this run saw.")
+            return record
+        lines = ["| Action | `fly` command | API call | Status |", "|---|---|---|---|"]
+        for a in actions:
+            api = f"{a.api.get('method', '')} {a.api.get('path', '') or a.api.get('sql', '')}"
+            lines.append(f"| {_md_cell(a.title)} | `{_md_cell(a.command)}` | `{_md_cell(api)}` "
+                         f"| {a.status} |")
+        digest = record["plan_digest"]
+        if record["outcome"] == "planned":
+            lines += ["", f"Plan digest **`{digest}`**. Nothing was changed. To apply exactly "
+                      f"this plan: `make run issue={self.runbook} app={self.app} apply=true "
+                      f"confirm={digest}` (refused if the target changes before then)."]
+        elif record["outcome"] == "refused":
+            lines += ["", f"**Apply refused**: confirmation `{record['confirm']}` does not match "
+                      f"the current plan `{digest}`. Nothing was changed."]
+        else:
+            lines += ["", f"Apply outcome: **{record['outcome']}** (plan `{digest}`)."]
+        _display(_markdown("\n".join(lines)))
+        return record
+
     def chart(self, fig: Any, name: str) -> Path:
         """Save a matplotlib figure as ``charts/<name>.png`` and show it."""
         path = self.run_dir / "charts" / f"{name}.png"
@@ -179,6 +213,8 @@ class Run:
             "findings": [f.to_dict() for f in sorted(self.findings, key=lambda f: -rank(f.severity))],
             "escalation": escalation(self.findings),
             "actions": self.actions,
+            "plan_digest": (self.apply_record or {}).get("plan_digest"),
+            "apply": self.apply_record,
             "complete": self._finished,
         }
 
@@ -200,8 +236,9 @@ class Run:
         esc = s["escalation"]
         lines += ["", f"**Escalation:** level {esc['level']} ({esc['team']}) — {esc['reason']}"]
         if self.actions:
-            lines += ["", "**Planned actions** (nothing was changed):"]
-            lines += [f"- {a['title']}: `{a.get('command', '')}`" for a in self.actions]
+            lines += ["", "**Actions:**"]
+            lines += [f"- {a['status']}: {a['title']} — `{a.get('command', '')}`"
+                      for a in self.actions]
         _display(_markdown("\n".join(lines)))
         return s
 

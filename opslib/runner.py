@@ -114,10 +114,16 @@ def prepare(req: RunRequest) -> Prepared:
             if name in given and given[name] != flag_value:
                 raise UsageError(f"{name} given twice (--{name.replace('_', '-')} and -p {name}=…)")
             given[name] = flag_value
+    if {"apply", "confirm"} & set(req.params):
+        raise UsageError("apply and confirm are not -p parameters; use --apply --confirm DIGEST "
+                         "(make: apply=true confirm=DIGEST)")
     if (req.apply or req.confirm) and rb.param("apply") is None:
         raise UsageError(f"runbook {rb.name} has no remediation to apply",
                          hint="only runbooks with planned actions accept --apply")
     if req.apply:
+        if kind_hint(req, rb) != "live":
+            raise UsageError("--apply works on a live target only (give --app)",
+                             hint="the demo and replay targets have nothing to change")
         if not req.confirm:
             raise UsageError("--apply needs --confirm <plan digest> from a previous run's plan",
                              hint="run once without --apply, read plan_digest in findings.json")
@@ -162,6 +168,13 @@ def prepare(req: RunRequest) -> Prepared:
     parameters = validate(rb, given)
     reports = Path(req.reports) if req.reports else reports_dir()
     return Prepared(req, rb, parameters, kind, incident, reports)
+
+
+def kind_hint(req: RunRequest, rb: Runbook) -> str:
+    spec = req.target or str(req.params.get("target") or "") or str(rb.param("target").default or "")
+    if spec.startswith("replay:"):
+        return "replay"
+    return spec or ("live" if req.app or req.app_url or req.params.get("app") else "demo")
 
 
 def default_incident(app: str) -> str:
@@ -294,7 +307,8 @@ def execute(prep: Prepared) -> RunOutcome:
     finished = datetime.now(timezone.utc)
 
     findings = _final_findings(prep, staging, status, error, started, finished)
-    exit_code = outcome_exit_code(status, findings["severity"], req.fail_on)
+    exit_code = outcome_exit_code(status, findings["severity"], req.fail_on,
+                                  (findings.get("apply") or {}).get("outcome", ""))
     findings["exit_code"] = exit_code
     atomic_write_json(staging / "findings.json", redactor.obj(findings))
     safe_params = redactor.obj(prep.parameters)
@@ -348,8 +362,8 @@ def derive_status(result: dict, *, killed: bool, returncode: int | None,
     return "ok", {}
 
 
-def outcome_exit_code(status: str, severity: str, fail_on: str) -> int:
-    if status != "ok":
+def outcome_exit_code(status: str, severity: str, fail_on: str, apply_outcome: str = "") -> int:
+    if status != "ok" or apply_outcome in ("refused", "failed"):
         return EXIT_FAILED
     if fail_on != "never" and severity in ("warning", "critical") and rank(severity) >= rank(fail_on):
         return EXIT_SEVERITY
@@ -382,7 +396,7 @@ def _final_findings(prep: Prepared, staging: Path, status: str, error: dict,
                                                            "diagnose by hand"},
         "actions": data.get("actions") or [],
     }
-    for key in ("app_url", "version", "reference_time", "plan_digest"):
+    for key in ("app_url", "version", "reference_time", "plan_digest", "apply"):
         if data.get(key) is not None:
             out[key] = data[key]
     if error:

@@ -218,3 +218,60 @@ def test_slow_probe_is_judged_by_thresholds():
     with LocalHTTPServer(lambda r: Reply(200, _ok_body(), delay=0.6)) as app:
         found = {f["id"]: f for f in _collect(app.url, timeout=3.0)}
     assert found["health-latency"]["severity"] == "warning"
+
+
+# ----------------------------------------------------------------------------- gated remediation
+def test_remediation_is_gated_by_the_plan_digest(reports):
+    """Against the Fly Machines API STAND-IN: zero mutating requests without a matching
+    confirmation, exactly the planned ones with it, and a stale plan refused."""
+    machines = _machines(("started", "stopped"))
+    stopped = machines[1]["id"]
+    with LocalHTTPServer(lambda r: Reply(200, _ok_body())) as app, \
+            FlyMachinesStandIn(TOKEN, {"live-app": machines}) as fly:
+        env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN, FLY_FLAPS_BASE_URL=fly.url)
+        base = ("run", "health", "--app", "live-app", "--app-url", app.url, "-p", "probes=1")
+
+        def latest() -> dict:
+            return findings(max(run_dirs(reports), key=lambda p: p.stat().st_mtime_ns))
+
+        assert opslib_cli(*base, "--incident", "p1", env=env).returncode == 0
+        plan = latest()
+        digest = plan["plan_digest"]
+        assert len(digest) == 16
+        assert [(a["kind"], a["status"]) for a in plan["actions"]] == [("machine.start", "planned")]
+        assert plan["actions"][0]["command"] == f"fly machine start {stopped} -a live-app"
+        assert fly.mutations == []
+
+        proc = opslib_cli(*base, "--apply", env=env)
+        assert proc.returncode == 2 and "--apply needs --confirm" in proc.stderr
+
+        proc = opslib_cli(*base, "--incident", "p2", "--apply", "--confirm", "0" * 16, env=env)
+        assert proc.returncode == 1, proc.stdout
+        refused = latest()
+        assert refused["apply"]["outcome"] == "refused"
+        assert [a["status"] for a in refused["actions"]] == ["refused"]
+        assert fly.mutations == []
+
+        proc = opslib_cli(*base, "--incident", "p3", "--apply", "--confirm", digest, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        applied = latest()
+        assert applied["apply"]["outcome"] == "applied"
+        assert [a["status"] for a in applied["actions"]] == ["applied"]
+        assert [(r.method, r.path) for r in fly.mutations] == [
+            ("POST", f"/v1/apps/live-app/machines/{stopped}/start")]
+        run = max(run_dirs(reports), key=lambda p: p.stat().st_mtime_ns)
+        timeline = (run / "timeline.jsonl").read_text()
+        assert "applied machine.start" in timeline and "start_machine" in timeline
+
+        # The same confirmation again: the machine is started now, so the plan is stale.
+        proc = opslib_cli(*base, "--incident", "p4", "--apply", "--confirm", digest, env=env)
+        assert proc.returncode == 1
+        assert latest()["apply"]["outcome"] == "refused"
+        assert len(fly.mutations) == 1
+
+
+def test_apply_is_refused_on_the_demo_target(reports):
+    proc = opslib_cli("run", "health", "--apply", "--confirm", "abc",
+                      env=clean_env(OPSLIB_REPORTS=str(reports)))
+    assert proc.returncode == 2 and "live target only" in proc.stderr
+    assert not reports.exists()

@@ -22,6 +22,12 @@ REF_NOW = datetime(2026, 11, 20, 3, 14, 0, tzinfo=timezone.utc)
 APP = "demo-app"
 IMAGE = "registry.fly.io/demo-app:deployment-01JD7Q3K8X"
 
+# What a demo world pretends is configured (never real secrets; recorded captures hold none).
+DSN = "postgresql://postgres.demoref@aws-0-us-east-1.pooler.supabase.com:6543/postgres"
+ENV = {"FLY_API_TOKEN": "demo", "DATABASE_URL": DSN,
+       "SUPABASE_URL": "https://demoref.supabase.co", "SUPABASE_ANON_KEY": "demo",
+       "SUPABASE_ACCESS_TOKEN": "demo", "SUPABASE_PROJECT_REF": "demoref"}
+
 Handler = Callable[[httpx.Request], httpx.Response | Exception]
 
 

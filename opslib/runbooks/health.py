@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..actions import Action
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import Finding, classify
@@ -278,14 +279,18 @@ def latency_chart(df: pd.DataFrame, limits: dict[str, tuple[float, float]]) -> F
     return fig
 
 
-def plan_actions(mdf: pd.DataFrame, app: str) -> list[dict[str, Any]]:
-    """The seed's first remediation steps for what health saw (planned, never applied here)."""
+def plan_actions(mdf: pd.DataFrame, app: str) -> list[Action]:
+    """The seed's first remediation step for what health saw: start machines that are down."""
     actions = []
     for r in mdf.itertuples() if not mdf.empty else []:
         if r.state in ("stopped", "failed"):
-            actions.append({"id": f"start-{r.id}", "title": f"start stopped machine {r.id}",
-                            "command": f"fly machine start {r.id} -a {app}",
-                            "api": {"method": "POST",
-                                    "path": f"/v1/apps/{app}/machines/{r.id}/start"},
-                            "status": "planned"})
+            actions.append(Action(
+                id=f"start-{r.id}", kind="machine.start",
+                title=f"start {r.state} machine {r.id} ({r.region})",
+                command=f"fly machine start {r.id} -a {app}",
+                api={"method": "POST", "path": f"/v1/apps/{app}/machines/{r.id}/start"},
+                params={"machine_id": r.id},
+                basis={"state": r.state, "last_exit_code": r.last_exit_code,
+                       "updated_at": r.updated_at},
+                reason="capacity is reduced while it is down"))
     return actions

@@ -5,14 +5,18 @@ gated remediation path.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pandas as pd
 
+from ..actions import Action, executor
 from ..errors import NotConfigured
 from ..session import Session, iso, parse_time
 from .http import call_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import Run
 
 SYSTEM = "fly-machines"
 MACHINE_COLUMNS = ["id", "name", "state", "region", "image", "cpu_kind", "cpus", "memory_mb",
@@ -59,6 +63,45 @@ class FlyMachines:
         return call_json(self.session, self.client, "GET",
                          f"/apps/{quote(self.app)}/machines/{quote(machine_id)}/events",
                          params={"limit": limit}, system=SYSTEM, op="machine_events")
+
+
+    # Mutating calls: only ever made by executors of a confirmed plan (opslib.actions).
+    def _post(self, path: str, op: str, **kwargs: Any) -> Any:
+        return call_json(self.session, self.client, "POST", path, system=SYSTEM, op=op,
+                         idempotent=False, **kwargs)
+
+    def restart(self, machine_id: str) -> Any:
+        return self._post(f"/apps/{quote(self.app)}/machines/{quote(machine_id)}/restart",
+                          "restart_machine")
+
+    def stop(self, machine_id: str) -> Any:
+        return self._post(f"/apps/{quote(self.app)}/machines/{quote(machine_id)}/stop",
+                          "stop_machine", json={})
+
+    def start(self, machine_id: str) -> Any:
+        return self._post(f"/apps/{quote(self.app)}/machines/{quote(machine_id)}/start",
+                          "start_machine")
+
+
+def machines_client(run: "Run") -> FlyMachines:
+    """The Machines API client for a run's live target (used by executors)."""
+    return FlyMachines(run.session, run.app, token=run.target.env("FLY_API_TOKEN"),
+                       base_url=run.target.env("FLY_FLAPS_BASE_URL"))
+
+
+@executor("machine.start")
+def _apply_start(run: "Run", action: Action) -> Any:
+    return machines_client(run).start(action.params["machine_id"])
+
+
+@executor("machine.restart")
+def _apply_restart(run: "Run", action: Action) -> Any:
+    return machines_client(run).restart(action.params["machine_id"])
+
+
+@executor("machine.stop")
+def _apply_stop(run: "Run", action: Action) -> Any:
+    return machines_client(run).stop(action.params["machine_id"])
 
 
 # --------------------------------------------------------------------------- analysis helpers

@@ -1,23 +1,13 @@
-"""The demo scenarios of every runbook: a world each, and how the runbook collects from it.
-
-``SCENARIOS[runbook][scenario]`` is ``(description, build)`` where ``build()`` returns
-``(world, collect)``; ``collect(session, target)`` is the runbook's own collection call.
-"""
+"""Demo scenarios of the health runbook."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import httpx
 
-from ..session import iso
-from .world import APP, REF_NOW, World, ago, exit_events, json_response, machine
+from ...session import iso
+from ..world import APP, ENV, REF_NOW, World, ago, exit_events, json_response, machine
 
-DSN = "postgresql://postgres.demo@aws-0-us-east-1.pooler.supabase.com:6543/postgres"
-ENV = {"FLY_API_TOKEN": "demo", "DATABASE_URL": DSN,
-       "SUPABASE_URL": "https://demoref.supabase.co", "SUPABASE_ANON_KEY": "demo",
-       "SUPABASE_ACCESS_TOKEN": "demo", "SUPABASE_PROJECT_REF": "demoref"}
-
-Build = Callable[[], tuple[World, Callable[..., Any]]]
 
 
 def _health_ok(latency: float, skew_s: float = 0.4) -> Callable[[httpx.Request], httpx.Response]:
@@ -50,7 +40,7 @@ def _db_ok() -> dict:
 
 
 def _health_collect(session, target):  # noqa: ANN001
-    from ..runbooks import health
+    from ...runbooks import health
 
     return health.collect(session, target, probes=5, timeout=5.0)
 
@@ -84,7 +74,7 @@ def health_degraded() -> tuple[World, Callable[..., Any]]:
     return w, _health_collect
 
 
-SCENARIOS: dict[str, dict[str, tuple[str, Build]]] = {
+SCENARIOS = {
     "health": {
         "healthy": ("all probes 200 in ~100 ms, two machines started, primary database",
                     health_healthy),
