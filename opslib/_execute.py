@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 from .evidence import atomic_write_json
 from .redact import Redactor
+
+
+def _warm_exporter() -> None:
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        HTMLExporter().from_notebook_node(nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_markdown_cell("# warm"), nbformat.v4.new_code_cell("x = 1")]))
+    except Exception:  # the real export reports any problem
+        pass
 
 
 def main(job_path: str) -> int:
@@ -21,6 +33,10 @@ def main(job_path: str) -> int:
     from papermill.exceptions import PapermillExecutionError
 
     result: dict = {"outcome": "ok", "papermill_version": papermill.__version__}
+    # While the kernel works, this process mostly waits on it: load and warm the HTML
+    # exporter meanwhile, so the export after execution costs little.
+    warm = threading.Thread(target=_warm_exporter, daemon=True)
+    warm.start()
     try:
         papermill.execute_notebook(
             job["input"], job["output"], parameters=job["parameters"],
@@ -48,6 +64,7 @@ def main(job_path: str) -> int:
     atomic_write_json(job["exec_result"], Redactor.from_env().obj(result))
     from .runner import finalize_notebook
 
+    warm.join()
     finalize_notebook(Path(job["output"]), Path(job["html"]), Redactor.from_env(),
                       fallback_source=Path(job["input"]))
     result["packed"] = True

@@ -193,7 +193,9 @@ class Run:
         tmp = path.with_suffix(".png.tmp")
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
         os.replace(tmp, path)
-        _display(fig)
+        from IPython.display import Image
+
+        _display(Image(filename=str(path)))  # the saved PNG itself: rendered once
         return path
 
     # ------------------------------------------------------------------ output

@@ -275,3 +275,32 @@ def test_apply_is_refused_on_the_demo_target(reports):
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 2 and "live target only" in proc.stderr
     assert not reports.exists()
+
+
+def test_run_all_in_jupyterlab_works_with_the_stored_defaults(tmp_path):
+    """What `make lab` → Run All does: execute the stored notebook as is, in notebooks/,
+    with the opslib kernel and no runner around it."""
+    import os
+    import sys
+
+    from nbclient import NotebookClient
+
+    from tests.conftest import REPO
+
+    nb = nbformat.read(str(REPO / "notebooks" / "health.ipynb"), as_version=4)
+    kernel = Path(sys.prefix, "share", "jupyter", "kernels", "opslib", "kernel.json")
+    assert kernel.is_file(), "make setup registers the opslib kernel inside the venv"
+    env_before = dict(os.environ)
+    os.environ.pop("OPSLIB_RUN_DIR", None)
+    os.environ["TMPDIR"] = str(tmp_path)
+    try:
+        NotebookClient(nb, kernel_name="opslib", timeout=120,
+                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "Interactive run" in text and "Demo target" in text
+    assert "Result: **OK**" in text
+    scratch = list(tmp_path.glob("opslib-health-*"))
+    assert len(scratch) == 1 and (scratch[0] / "findings.json").exists()
