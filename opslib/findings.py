@@ -104,6 +104,8 @@ class Finding:
         if not self.escalate:
             d.pop("escalate")
             d.pop("escalate_reason")
+        if not self.source:
+            d.pop("source")
         return d
 
 
