@@ -1,7 +1,7 @@
 """STAND-INS for Supabase's hosted services and the status pages (reference §5).
 
 * :class:`SupabaseGatewayStandIn` — the project gateway (Kong in front of GoTrue): every
-  request needs ``apikey: <anon key>``; none → 401 ``{"message":"No API key found in
+  request needs ``apikey: <one of the project's keys>``; none → 401 ``{"message":"No API key found in
   request"}``, a wrong one → 401 ``{"message":"Invalid API key","hint":…}``. ``date_skew_s``
   shifts its ``Date`` header, to play a server with a wrong clock.
 * :class:`SupabaseManagementStandIn` — ``api.supabase.com``: ``Authorization: Bearer sbp_…``;
@@ -37,8 +37,8 @@ def skew_dates(server: LocalHTTPServer, skew_s: float) -> None:
 
 
 class SupabaseGatewayStandIn(LocalHTTPServer):
-    def __init__(self, anon_key: str, *, date_skew_s: float = 0.0, auth_status: int = 200) -> None:
-        self.anon_key = anon_key
+    def __init__(self, *anon_keys: str, date_skew_s: float = 0.0, auth_status: int = 200) -> None:
+        self.anon_keys = set(anon_keys)
         self.auth_status = auth_status
         super().__init__(self._handle)
         skew_dates(self, date_skew_s)
@@ -51,7 +51,7 @@ class SupabaseGatewayStandIn(LocalHTTPServer):
         key = req.headers.get("apikey")
         if not key:
             return Reply(401, NO_KEY)
-        if key != self.anon_key:
+        if key not in self.anon_keys:
             return Reply(401, BAD_KEY)
         if req.path == "/auth/v1/health" and req.method == "GET":
             if self.auth_status != 200:
