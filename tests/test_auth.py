@@ -132,6 +132,13 @@ def test_live_skew_and_gated_secrets_set(reports):
         assert [r.headers["apikey"] for r in gateway.requests] == [ANON]
         assert api.mutations == []
         digest_a = plan["plan_digest"]
+        first = max(run_dirs(reports), key=lambda p: p.stat().st_mtime_ns)
+        proc = opslib_cli("run", "auth", "--target", f"replay:{first}", "--incident", "replayed",
+                          env=clean_env(OPSLIB_REPORTS=str(reports)))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        replayed = findings(next(p for p in run_dirs(reports) if p.parent.name == "replayed"))
+        assert (replayed["findings"], replayed["actions"]) == (plan["findings"], plan["actions"])
+        assert replayed["plan_digest"] == digest_a
 
         assert opslib_cli(*base, "--incident", "b", env=env_b).returncode == 0
         digest_b = latest()["plan_digest"]

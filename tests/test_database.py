@@ -239,8 +239,13 @@ def test_live_bad_inputs_become_findings_and_evidence_is_saved(reports, pressure
         assert f["actions"] == []
         assert opslib_cli("verify", str(run)).returncode == 0
         assert (run / "raw" / "pg").is_dir() and (run / "database.html").exists()
-        assert "not-the-password" not in (run / "raw" / "pg").joinpath(
-            sorted(p.name for p in (run / "raw" / "pg").iterdir())[0]).read_text()
+        assert not [p for p in run.rglob("*") if p.is_file() and b"not-the-password" in p.read_bytes()]
+    # Replayed without any server or secret: the same findings.
+    proc = opslib_cli("run", "database", "--target", f"replay:{run}", "--incident", "replayed",
+                      env=clean_env(OPSLIB_REPORTS=str(reports)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    replayed = next(p for p in run_dirs(reports) if p.parent.name == "replayed")
+    assert findings(replayed)["findings"] == f["findings"]
 
 
 def test_refusing_database_is_pool_exhaustion_with_a_restart_planned(pressured):
@@ -271,3 +276,40 @@ def test_health_params_are_repeated_and_pooler_hides_the_connection_string(press
     assert "connection_string" not in data.pooler_table.columns
     assert data.services_table["status"].tolist() == ["ACTIVE_HEALTHY", "ACTIVE_HEALTHY"]
     assert json.dumps(data.project)  # what was read is plain JSON
+
+
+def test_no_secret_reaches_the_run_folder(reports, pressured):
+    """Canaries in every secret variable (the DSN password really used to connect) and canary
+    tokens in recorded responses (a pooler connection string with a password, a Bearer token
+    in a status page incident): none of them in any file of the run folder."""
+    pw, fly_token, sb_token = "CanaryPgPassw0rd-5521", "fo1_CanaryDbRunbook0123456789abcdefghijklmn", "sbp_" + "deadbeef" * 5
+    in_pooler, in_status = "CanaryPoolerPw-8813", "CanaryStatusBearer-77aa"
+    with psycopg.connect(pressured.dsn(), autocommit=True) as c:
+        c.execute(f"CREATE ROLE canary LOGIN SUPERUSER PASSWORD '{pw}'")
+    try:
+        with standins() as (fly, status, api):
+            fly.token, api.token = fly_token, sb_token
+            api.projects[REF]["pooler"] = [{**POOLER[0], "connection_string":
+                                            f"postgres://postgres.{REF}:{in_pooler}@pooler.example:6543/postgres"}]
+            status.summary = statuspage(incidents=[{
+                "id": "i1", "name": "Debug", "status": "investigating", "impact": "none",
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+                "incident_updates": [{"body": f"curl -H 'Authorization: Bearer {in_status}'"}],
+                "components": []}])
+            env = _env(reports, pressured.dsn(user="canary", password=pw), fly, status, api,
+                       FLY_API_TOKEN=fly_token, SUPABASE_ACCESS_TOKEN=sb_token,
+                       SUPABASE_ANON_KEY="CanaryAnonKeyValue-0042")
+            proc = opslib_cli("run", "database", "--app", "live-app", env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        run = only_run(reports)
+        found = by_id(findings(run))
+        assert found["db-connections"]["severity"] == "ok"  # it really connected with the canary
+        assert found["supabase-project"]["severity"] == "ok"  # and the token was accepted
+        files = [p for p in run.rglob("*") if p.is_file()]
+        for canary in (pw, fly_token, sb_token, in_pooler, in_status, "CanaryAnonKeyValue-0042"):
+            assert canary not in proc.stdout + proc.stderr
+            leaked = [p.relative_to(run) for p in files if canary.encode() in p.read_bytes()]
+            assert leaked == [], f"{canary[:10]}… in {leaked}"
+    finally:
+        with psycopg.connect(pressured.dsn(), autocommit=True) as c:
+            c.execute("DROP ROLE canary")

@@ -232,3 +232,37 @@ def test_permission_to_signal_is_reported(tight):
 ])
 def test_error_texts_of_the_reference_are_classified(message, kind):
     assert classify_error(message)[0] == kind
+
+
+def test_cancel_stops_the_running_query_it_was_planned_for(tight):
+    busy = psycopg.connect(tight.dsn(), autocommit=True, application_name="report")
+    outcome: list[str] = []
+    thread = threading.Thread(target=lambda: _run_catching(busy, outcome), daemon=True)
+    thread.start()
+    pg = Postgres(Session("live"), tight.dsn())
+    try:
+        for _ in range(100):  # bounded: until the server shows the query running
+            long = pgq.long_queries(pg, 0)
+            long = long[long["application_name"] == "report"]
+            if len(long):
+                break
+            time.sleep(0.05)
+        row = long.iloc[0]
+        assert row["state"] == "active" and "pg_sleep" in row["query"]
+        result = pgq.signal_backend(pg, "pg.cancel", pid=row["pid"], xact_start=row["xact_start"],
+                                    state=row["state"], key="c1")
+        assert result == {"pid": busy.info.backend_pid, "signalled": True, "reason": "cancelled"}
+        thread.join(10)
+        assert outcome and "canceling statement due to user request" in outcome[0]
+        assert busy.execute("SELECT 1").fetchone() == (1,)  # cancelled, not terminated
+    finally:
+        pg.close()
+        busy.close()
+
+
+def _run_catching(conn: psycopg.Connection, outcome: list[str]) -> None:
+    try:
+        conn.execute("SELECT pg_sleep(30)")
+        outcome.append("finished")
+    except psycopg.Error as exc:
+        outcome.append(str(exc))

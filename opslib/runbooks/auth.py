@@ -223,7 +223,10 @@ def assess_clock_skew(auth: GatewayCheck | None, app: GatewayCheck | None) -> li
         out.append(Finding("clock-skew", sev,
                            f"app clock {abs(rel):.0f} s {direction} Supabase's" if sev != "ok"
                            else f"app and Supabase clocks agree ({rel:+.1f} s)",
-                           detail if sev != "ok" else "within JWT leeway",
+                           (detail + ". Fly machines take their time from the host: check "
+                            "`fly machine status <id> -a <app>`; restarting moves nothing "
+                            "reliably, so escalate") if sev == "critical"
+                           else detail if sev != "ok" else "within JWT leeway",
                            [f"app Date {app.server_date} ({a:+.1f} s vs ours)",
                             f"Supabase Date {auth.server_date} ({s:+.1f} s vs ours)"],
                            escalate=2 if sev == "critical" else 0,

@@ -20,6 +20,7 @@ from ..findings import Finding, classify
 from ..session import Session
 from ..sources import postgres as pgq
 from ..sources.fly import FlyMachines, machines_frame
+from .health import release_version  # noqa: F401  (the notebook's header Version)
 from ..sources.postgres import Postgres
 from ..sources.status import StatusPage, component_indicator, supabase_status
 from ..sources.supabase import SupabaseManagement, health_frame, pooler_frame, recorded_ref

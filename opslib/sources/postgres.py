@@ -199,7 +199,7 @@ ORDER BY xact_start, pid
 LONG_QUERIES_SQL = """
 SELECT pid, coalesce(usename::text, '') AS usename,
        coalesce(application_name, '') AS application_name,
-       query_start,
+       query_start, xact_start, state,
        round(extract(epoch FROM now() - query_start)::numeric, 1) AS runtime_s,
        wait_event_type, wait_event, left(query, 200) AS query
 FROM pg_stat_activity
@@ -269,7 +269,8 @@ def idle_in_transaction(pg: Postgres) -> pd.DataFrame:
 
 def long_queries(pg: Postgres, min_seconds: float = 60.0) -> pd.DataFrame:
     """Active client queries running longer than ``min_seconds``: pid, usename,
-    application_name, query_start, runtime_s, wait_event_type, wait_event, query."""
+    application_name, query_start, xact_start, state, runtime_s, wait_event_type, wait_event,
+    query (``xact_start``/``state`` pin a ``pg.cancel`` action to this very query)."""
     return pg.query("db.long_queries", LONG_QUERIES_SQL, (float(min_seconds),))
 
 
@@ -344,7 +345,7 @@ def backend_action(kind: str, row: Any, *, app: str, reason: str) -> Action:
         id=f"{verb}-{int(row.pid)}", kind=kind,
         title=f"{verb} backend {int(row.pid)} ({who}, {row.state})",
         command=f"SELECT {fn}({int(row.pid)});  -- psql \"$DATABASE_URL\"",
-        api={"sql": signal_sql(kind)},
+        api={"method": "SQL", "sql": signal_sql(kind)},
         params={"pid": int(row.pid)},
         basis={"pid": int(row.pid), "xact_start": str(row.xact_start), "state": str(row.state),
                "usename": str(row.usename), "application_name": str(row.application_name)},

@@ -99,7 +99,7 @@ def _supabase_api(w: World, *, status: str = "ACTIVE_HEALTHY", db: str = "ACTIVE
 BREAKDOWN_COLS = ["state", "usename", "application_name", "client_addr", "connections"]
 IDLE_COLS = ["pid", "usename", "application_name", "client_addr", "state", "xact_start",
              "xact_age_s", "idle_for_s", "last_query"]
-LONG_COLS = ["pid", "usename", "application_name", "query_start", "runtime_s",
+LONG_COLS = ["pid", "usename", "application_name", "query_start", "xact_start", "state", "runtime_s",
              "wait_event_type", "wait_event", "query"]
 BLOCK_COLS = ["pid", "blocked_by", "usename", "application_name", "wait_event_type",
               "wait_event", "waiting_s", "query", "blocker_state", "blocker_application"]
@@ -170,9 +170,10 @@ def database_connection_leak() -> tuple[World, Callable[..., Any]]:
                  + _platform_rows(14))
     idle = [[pid, "postgres", "worker", ip, "idle in transaction", ts(ago(seconds=age)),
              float(age), round(age - 0.3, 1), CLAIM] for pid, ip, age in leak]
-    long = [[4210, "postgres", "web", ts(ago(seconds=95)), 95.0, "Lock", "transactionid",
-             "UPDATE jobs SET status = 'cancelled' WHERE id = $1"],
-            [4211, "postgres", "web", ts(ago(seconds=71)), 71.0, "Lock", "transactionid",
+    long = [[4210, "postgres", "web", ts(ago(seconds=95)), ts(ago(seconds=95)), "active", 95.0,
+             "Lock", "transactionid", "UPDATE jobs SET status = 'cancelled' WHERE id = $1"],
+            [4211, "postgres", "web", ts(ago(seconds=71)), ts(ago(seconds=71)), "active", 71.0,
+             "Lock", "transactionid",
              "UPDATE jobs SET status = 'cancelled' WHERE id = $1"]]
     blocked = [[4210, [4101], "postgres", "web", "Lock", "transactionid", 95.0,
                 "UPDATE jobs SET status = 'cancelled' WHERE id = $1", "idle in transaction", "worker"],
