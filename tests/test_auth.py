@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from opslib.config import Target
-from opslib.findings import Finding, escalation
+from opslib.findings import escalation
 from opslib.runbooks import auth
 from opslib.session import Session
 from opslib.sources.supabase import key_facts

@@ -5,7 +5,15 @@ Each query is named; its result (columns and rows, JSON-able) goes through
 statement timeouts are always set; ``prepare_threshold=None`` lets a transaction pooler
 (Supavisor on port 6543) work; the statement timeout is set with ``SET LOCAL`` inside the
 query's own transaction for the same reason. Connection errors are classified into the
-causes an on-call engineer acts on.
+causes an on-call engineer acts on (:func:`classify_error`).
+
+The diagnostic queries of reference §6 are named functions returning DataFrames:
+:func:`capacity`, :func:`connections` (+ :func:`by`), :func:`idle_in_transaction`,
+:func:`long_queries`, :func:`blockers`, :func:`settings`.
+
+Remediation: the ``pg.terminate`` and ``pg.cancel`` executors signal one backend, and only if
+it is still the one planned: the guard ``pid = %s AND xact_start = %s AND state LIKE %s`` is
+part of the very statement that signals (:func:`signal_backend`, :func:`backend_action`).
 """
 from __future__ import annotations
 
