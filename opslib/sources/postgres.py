@@ -5,7 +5,15 @@ Each query is named; its result (columns and rows, JSON-able) goes through
 statement timeouts are always set; ``prepare_threshold=None`` lets a transaction pooler
 (Supavisor on port 6543) work; the statement timeout is set with ``SET LOCAL`` inside the
 query's own transaction for the same reason. Connection errors are classified into the
-causes an on-call engineer acts on.
+causes an on-call engineer acts on (:func:`classify_error`).
+
+The diagnostic queries of reference §6 are named functions returning DataFrames:
+:func:`capacity`, :func:`connections` (+ :func:`by`), :func:`idle_in_transaction`,
+:func:`long_queries`, :func:`blockers`, :func:`settings`.
+
+Remediation: the ``pg.terminate`` and ``pg.cancel`` executors signal one backend, and only if
+it is still the one planned: the guard ``pid = %s AND xact_start = %s AND state LIKE %s`` is
+part of the very statement that signals (:func:`signal_backend`, :func:`backend_action`).
 """
 from __future__ import annotations
 
@@ -15,12 +23,16 @@ import ipaddress
 import re
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..actions import Action, executor
 from ..errors import NotConfigured, SourceAuthError, SourceError, SourceUnavailable
 from ..session import Session
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import Run
 
 SYSTEM = "postgres"
 
@@ -52,6 +64,9 @@ _CLASSES: list[tuple[str, str, str]] = [
     (r"timeout expired|timed out|canceling statement due to statement timeout", "timeout",
      "the database did not answer in time"),
     (r"database \".*\" does not exist", "no_database", "check the database name in DATABASE_URL"),
+    (r"permission denied|must be a (superuser|member of the role)", "permission",
+     "the DATABASE_URL role lacks the privilege (e.g. pg_signal_backend to end other roles' "
+     "backends)"),
 ]
 
 
@@ -113,7 +128,7 @@ class Postgres:
     def _error(self, exc: Exception, op: str) -> SourceError:
         message = " ".join(str(exc).split())
         kind, hint = classify_error(message)
-        cls = SourceAuthError if kind in ("auth_failed",) else SourceUnavailable
+        cls = SourceAuthError if kind in ("auth_failed", "permission") else SourceUnavailable
         sqlstate = getattr(exc, "sqlstate", None)
         text = f"postgres: {op} failed: {message}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
         return cls(text, system=SYSTEM, target=self._target(), kind=kind, hint=hint)
@@ -149,3 +164,197 @@ class Postgres:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+# --------------------------------------------------------------------------- diagnostic queries
+# Reference §6. Ages are computed by the server (``now()``), so they are what the server saw;
+# timestamps are kept exact (microseconds) because the remediation guard compares them.
+CAPACITY_SQL = """
+SELECT current_setting('max_connections')::int                            AS max_connections,
+       current_setting('superuser_reserved_connections')::int             AS su_reserved,
+       coalesce(nullif(current_setting('reserved_connections', true), ''), '0')::int
+                                                                           AS reserved,
+       (SELECT count(*) FROM pg_stat_activity)                            AS total,
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend')                           AS client_backends
+"""
+
+BREAKDOWN_SQL = """
+SELECT coalesce(state, '(none)')            AS state,
+       coalesce(usename::text, '')          AS usename,
+       coalesce(application_name, '')       AS application_name,
+       coalesce(host(client_addr), 'local') AS client_addr,
+       count(*)::int                        AS connections
+FROM pg_stat_activity
+WHERE backend_type = 'client backend'
+GROUP BY 1, 2, 3, 4
+ORDER BY 5 DESC, 1, 2, 3, 4
+"""
+
+IDLE_IN_TX_SQL = """
+SELECT pid, coalesce(usename::text, '') AS usename,
+       coalesce(application_name, '') AS application_name,
+       coalesce(host(client_addr), 'local') AS client_addr, state,
+       xact_start,
+       round(extract(epoch FROM now() - xact_start)::numeric, 1)   AS xact_age_s,
+       round(extract(epoch FROM now() - state_change)::numeric, 1) AS idle_for_s,
+       left(query, 200) AS last_query
+FROM pg_stat_activity
+WHERE state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()
+ORDER BY xact_start, pid
+"""
+
+LONG_QUERIES_SQL = """
+SELECT pid, coalesce(usename::text, '') AS usename,
+       coalesce(application_name, '') AS application_name,
+       query_start, xact_start, state,
+       round(extract(epoch FROM now() - query_start)::numeric, 1) AS runtime_s,
+       wait_event_type, wait_event, left(query, 200) AS query
+FROM pg_stat_activity
+WHERE state = 'active' AND now() - query_start > make_interval(secs => %s)
+  AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+ORDER BY query_start, pid
+"""
+
+BLOCKERS_SQL = """
+SELECT a.pid, pg_blocking_pids(a.pid) AS blocked_by,
+       coalesce(a.usename::text, '') AS usename,
+       coalesce(a.application_name, '') AS application_name,
+       a.wait_event_type, a.wait_event,
+       round(extract(epoch FROM now() - a.query_start)::numeric, 1) AS waiting_s,
+       left(a.query, 200) AS query,
+       (SELECT string_agg(DISTINCT b.state, ', ') FROM pg_stat_activity b
+         WHERE b.pid = ANY(pg_blocking_pids(a.pid)))               AS blocker_state,
+       (SELECT string_agg(DISTINCT coalesce(b.application_name, ''), ', ') FROM pg_stat_activity b
+         WHERE b.pid = ANY(pg_blocking_pids(a.pid)))               AS blocker_application
+FROM pg_stat_activity a
+WHERE cardinality(pg_blocking_pids(a.pid)) > 0
+ORDER BY a.query_start, a.pid
+"""
+
+SETTINGS_SQL = """
+SELECT pg_is_in_recovery()                                         AS in_recovery,
+       current_setting('idle_in_transaction_session_timeout')      AS idle_in_transaction_session_timeout,
+       current_setting('statement_timeout')                        AS statement_timeout,
+       current_setting('server_version')                           AS server_version,
+       now()                                                       AS server_time
+"""
+
+QUERIES = {"db.capacity": CAPACITY_SQL, "db.breakdown": BREAKDOWN_SQL,
+           "db.idle_in_transaction": IDLE_IN_TX_SQL, "db.long_queries": LONG_QUERIES_SQL,
+           "db.blockers": BLOCKERS_SQL, "db.settings": SETTINGS_SQL}
+
+
+def capacity(pg: Postgres) -> pd.DataFrame:
+    """One row: max_connections, su_reserved, reserved (PG16+, else 0), total, client_backends,
+    usable (slots a non-superuser can take), pct (client backends % of max_connections)."""
+    df = pg.query("db.capacity", CAPACITY_SQL)
+    if not df.empty:
+        df["usable"] = df["max_connections"] - df["su_reserved"] - df["reserved"]
+        df["pct"] = (100.0 * df["client_backends"] / df["max_connections"]).round(1)
+    return df
+
+
+def connections(pg: Postgres) -> pd.DataFrame:
+    """Client backends by state, user, application and client address (column ``connections``)."""
+    return pg.query("db.breakdown", BREAKDOWN_SQL)
+
+
+def by(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The breakdown summed over one dimension (``state``, ``usename``, ``application_name``,
+    ``client_addr``), largest first."""
+    if df is None or df.empty:
+        return pd.DataFrame(columns=[column, "connections"])
+    return (df.groupby(column, as_index=False)["connections"].sum()
+            .sort_values(["connections", column], ascending=[False, True]).reset_index(drop=True))
+
+
+def idle_in_transaction(pg: Postgres) -> pd.DataFrame:
+    """Backends idle in a transaction, oldest transaction first: pid, usename,
+    application_name, client_addr, state, xact_start, xact_age_s, idle_for_s, last_query."""
+    return pg.query("db.idle_in_transaction", IDLE_IN_TX_SQL)
+
+
+def long_queries(pg: Postgres, min_seconds: float = 60.0) -> pd.DataFrame:
+    """Active client queries running longer than ``min_seconds``: pid, usename,
+    application_name, query_start, xact_start, state, runtime_s, wait_event_type, wait_event,
+    query (``xact_start``/``state`` pin a ``pg.cancel`` action to this very query)."""
+    return pg.query("db.long_queries", LONG_QUERIES_SQL, (float(min_seconds),))
+
+
+def blockers(pg: Postgres) -> pd.DataFrame:
+    """Sessions waiting on another (``pg_blocking_pids``): pid, blocked_by (list of pids),
+    usename, application_name, wait_event_type, wait_event, waiting_s, query, blocker_state,
+    blocker_application."""
+    return pg.query("db.blockers", BLOCKERS_SQL)
+
+
+def settings(pg: Postgres) -> pd.DataFrame:
+    """One row: in_recovery, idle_in_transaction_session_timeout, statement_timeout,
+    server_version, server_time."""
+    return pg.query("db.settings", SETTINGS_SQL)
+
+
+# --------------------------------------------------------------------------- remediation
+# The guard is part of the statement that signals: a backend that finished its transaction,
+# started another, or was replaced by a new backend with the same pid is not touched.
+_SIGNAL_SQL = """
+SELECT pid, {fn}(pid) AS signalled
+FROM pg_stat_activity
+WHERE pid = %s AND xact_start = %s::timestamptz AND state LIKE %s
+"""
+_SIGNALS = {"pg.terminate": "pg_terminate_backend", "pg.cancel": "pg_cancel_backend"}
+
+
+def signal_sql(kind: str) -> str:
+    """The guarded statement an action of ``kind`` (``pg.terminate``/``pg.cancel``) runs."""
+    return " ".join(_SIGNAL_SQL.format(fn=_SIGNALS[kind]).split())
+
+
+def _state_pattern(state: str) -> str:
+    return "idle in transaction%" if state.startswith("idle in transaction") else state
+
+
+def signal_backend(pg: Postgres, kind: str, *, pid: int, xact_start: str, state: str,
+                   key: str) -> dict[str, Any]:
+    """Cancel or terminate backend ``pid`` only if it is still in the transaction that started
+    at ``xact_start`` and in ``state``. Returns ``{"pid", "signalled", "reason"}``."""
+    df = pg.query(key, signal_sql(kind), (int(pid), xact_start, _state_pattern(state)))
+    verb = "terminated" if kind == "pg.terminate" else "cancelled"
+    if df.empty:
+        return {"pid": int(pid), "signalled": False,
+                "reason": "backend no longer in the planned transaction/state: not touched"}
+    ok = bool(df.iloc[0]["signalled"])
+    return {"pid": int(pid), "signalled": ok,
+            "reason": verb if ok else "the server did not signal the backend"}
+
+
+def _apply_signal(run: "Run", action: Action) -> Any:
+    pg = Postgres(run.session, run.target.env("DATABASE_URL"), application_name="opslib-remediation")
+    try:
+        return signal_backend(pg, action.kind, pid=action.basis["pid"],
+                              xact_start=action.basis["xact_start"], state=action.basis["state"],
+                              key=f"action.{action.id}")
+    finally:
+        pg.close()
+
+
+executor("pg.terminate")(_apply_signal)
+executor("pg.cancel")(_apply_signal)
+
+
+def backend_action(kind: str, row: Any, *, app: str, reason: str) -> Action:
+    """An action that terminates/cancels one backend, its ``basis`` pinning pid + xact_start +
+    state so a changed backend is refused (plan digest) or skipped (statement guard)."""
+    fn = _SIGNALS[kind]
+    verb = "terminate" if kind == "pg.terminate" else "cancel"
+    who = row.application_name or row.usename or "?"
+    return Action(
+        id=f"{verb}-{int(row.pid)}", kind=kind,
+        title=f"{verb} backend {int(row.pid)} ({who}, {row.state})",
+        command=f"SELECT {fn}({int(row.pid)});  -- psql \"$DATABASE_URL\"",
+        api={"method": "SQL", "sql": signal_sql(kind)},
+        params={"pid": int(row.pid)},
+        basis={"pid": int(row.pid), "xact_start": str(row.xact_start), "state": str(row.state),
+               "usename": str(row.usename), "application_name": str(row.application_name)},
+        reason=reason)
