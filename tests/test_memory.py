@@ -2,8 +2,6 @@
 Fly Machines and Prometheus STAND-INS, sizing and bad input at function level."""
 from __future__ import annotations
 
-import json
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
