@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action
+from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import Finding, classify
@@ -545,10 +546,3 @@ def memory_chart(data: MemoryData, summary: pd.DataFrame, now: datetime,
     time_axis(ax)
     return fig
 
-
-def time_axis(ax: Any) -> None:
-    """HH:MM ticks in UTC, labelled so."""
-    import matplotlib.dates as mdates
-
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
-    ax.set_xlabel("UTC")

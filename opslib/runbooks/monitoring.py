@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import THRESHOLD_LABELS, Finding, classify
@@ -24,7 +25,6 @@ from ..promql import QuerySet, queries
 from ..session import Session
 from ..sources import prometheus as prom
 from ..sources.postgres import Postgres
-from .memory import time_axis
 
 # seed metric -> the query that measures it and how its value is read
 METRICS: dict[str, dict[str, Any]] = {

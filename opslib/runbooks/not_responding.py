@@ -25,6 +25,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action
+from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import Finding, classify, escalation
@@ -34,7 +35,6 @@ from ..sources import prometheus as prom
 from ..sources.fly import FlyMachines, checks_frame, exit_event, machines_frame
 from ..sources.http import ProbeResult, probe
 from .health import assess_probes, probes_frame
-from .memory import time_axis
 
 RANGE_QUERIES = ("edge_5xx_by_status", "request_rate")
 RESTART_GRACE = timedelta(minutes=2)  # a machine needs a moment after a restart to pass checks
