@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import pytest
 
 from opslib.config import Target
@@ -218,6 +219,27 @@ def test_thresholds_are_overridable_but_oom_stays_critical():
     found = {f.id: f.severity for f in memory.assess(data, summary, "live-app", limits,
                                                      session.now())}
     assert "memory-high" not in found and found["memory-oom"] == "critical"
+
+
+def test_a_machine_gone_hours_ago_has_no_current_value():
+    from opslib.promql import queries as qs
+    from opslib.sources.prometheus import tidy
+
+    now = _now().replace(second=0, microsecond=0)
+    t_now, t_old = now.timestamp(), (now - timedelta(hours=3)).timestamp()
+    frame = tidy({"resultType": "matrix", "result": [
+        {"metric": {"instance": A}, "values": [[t_now - 120, "60"], [t_now, "61"]]},
+        {"metric": {"instance": "gone0000000000"}, "values": [[t_old, "97"]]}]})
+    data = memory.MemoryData("6h", "2m", qs("x"), machines=[machine(A, name="a", region="iad")],
+                             metrics={"memory_pct": frame})
+    summary = memory.machine_summary(data, now, thresholds()).set_index("machine")
+    assert summary.loc[A, "current_pct"] == 61.0
+    assert pd.isna(summary.loc["gone0000000000", "current_pct"])
+    assert summary.loc["gone0000000000", "peak_pct"] == 97.0
+    assert summary.loc["gone0000000000", "status"] == "unknown"
+    found = {f.id for f in memory.assess(data, memory.machine_summary(data, now, thresholds()),
+                                         "x", thresholds(), now)}
+    assert "memory-high" not in found and "memory-ok" in found
 
 
 def test_exits_read_both_key_casings_and_respect_the_window():

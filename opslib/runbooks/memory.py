@@ -218,6 +218,7 @@ def machine_summary(data: MemoryData, now: datetime,
     groups = {m.get("id", ""): str(((m.get("config") or {}).get("metadata") or {})
                                    .get("fly_process_group", "app")) for m in data.machines or []}
     ids = list(mdf["id"]) + sorted(set(usage["instance"]) - set(mdf["id"]))
+    stale_after = pd.Timedelta(seconds=max(2 * parse_duration(data.step), 300))
     rows = []
     for mid in ids:
         m = mdf[mdf["id"] == mid]
@@ -226,7 +227,9 @@ def machine_summary(data: MemoryData, now: datetime,
         c = cache[cache["instance"] == mid].sort_values("timestamp")
         mem_mb = float(mrow["memory_mb"]) if mrow is not None and mrow["memory_mb"] == mrow["memory_mb"] \
             and mrow["memory_mb"] is not None else None
-        current = float(s["value"].iloc[-1]) if len(s) else None
+        # "now" only from a recent sample: a machine replaced hours ago has a last value too
+        fresh = len(s) and s["timestamp"].iloc[-1] >= pd.Timestamp(now) - stale_after
+        current = float(s["value"].iloc[-1]) if fresh else None
         peak = float(s["value"].max()) if len(s) else None
         mex = exits[exits["machine"] == mid]
         row = {
