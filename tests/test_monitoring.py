@@ -99,8 +99,9 @@ def _evaluate(prom_url: str, dsn: str | None):
     if dsn:
         environ["DATABASE_URL"] = dsn
     target = Target("live", "live-app", "https://live-app.fly.dev", environ=environ)
-    data = monitoring.collect(Session("live"), target)
-    return data, monitoring.evaluate(data, "live-app", thresholds())
+    session = Session("live")
+    data = monitoring.collect(session, target)
+    return data, monitoring.evaluate(data, "live-app", thresholds(), session.now())
 
 
 @pytest.mark.parametrize("held, status, level", [(13, "warning", 1), (16, "critical", 2)])
@@ -166,3 +167,22 @@ def test_thresholds_override_changes_the_verdict():
     assert by_key["memory_pct"].status == "ok"
     table = monitoring.seed_table(list(by_key.values()), limits)
     assert table.set_index("Metric").loc["Response time", "Warning"] == "> 700ms"
+
+
+def test_series_that_stopped_reporting_have_no_current_value():
+    """A metric whose last sample is hours old, and a machine replaced hours ago, are not 'now'."""
+    import time
+
+    cut = time.time() - 3 * 3600
+    q = queries("live-app", window="6h")
+    fx = {q["p95_latency_ms"]: [({}, lambda t: 150.0 if t < cut else None)],
+          q["memory_pct"]: [({"instance": "old"}, lambda t: 99.0 if t < cut else None),
+                            ({"instance": "new"}, lambda t: 40.0 if t >= cut else None)]}
+    with PrometheusStandIn(TOKEN, fx) as prom:
+        data, readings = _evaluate(prom.base, None)
+    by_key = {r.key: r for r in readings}
+    assert by_key["response_time_ms"].status == "unknown"
+    assert by_key["response_time_ms"].finding.id == "stale-p95-latency-ms"
+    assert "no recent data" in by_key["response_time_ms"].finding.title
+    assert (by_key["memory_pct"].status, by_key["memory_pct"].where) == ("ok", "new")
+    assert by_key["memory_pct"].now == 40.0 and by_key["memory_pct"].peak == 99.0

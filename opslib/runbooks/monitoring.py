@@ -21,7 +21,7 @@ from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import THRESHOLD_LABELS, Finding, classify
-from ..promql import QuerySet, queries
+from ..promql import QuerySet, parse_duration, queries
 from ..session import Session
 from ..sources import prometheus as prom
 from ..sources.postgres import Postgres
@@ -147,10 +147,16 @@ def _limit_text(key: str, value: float) -> str:
     return f"> {value:g}%"
 
 
-def evaluate(data: MonitoringData, app: str,
-             limits: dict[str, tuple[float, float]]) -> list[Reading]:
-    """Each of the seed's five metrics: now, peak over the window, status and its finding."""
+def evaluate(data: MonitoringData, app: str, limits: dict[str, tuple[float, float]],
+             now: datetime | None = None) -> list[Reading]:
+    """Each of the seed's five metrics: now, peak over the window, status and its finding.
+
+    "Now" is the latest sample, and only a recent one (within two steps or 5 min of ``now``;
+    of the newest sample when ``now`` is not given): a series that stopped reporting, or a
+    machine replaced hours ago, has no current value.
+    """
     readings: list[Reading] = []
+    fresh_for = pd.Timedelta(seconds=max(2 * parse_duration(data.step), 300))
     prom_skipped = any(s.source == "Prometheus" for s in data.skipped)
     for key, spec in METRICS.items():
         qname = spec["query"]
@@ -169,28 +175,40 @@ def evaluate(data: MonitoringData, app: str,
                                      what=spec["what"]) if isinstance(got, prom.QueryResult) else None
             readings.append(Reading(key, None, None, status="unknown", finding=f))
             continue
+        newest = df["timestamp"].max()
+        cutoff = (pd.Timestamp(now) if now is not None else newest) - fresh_for
+        peak = float(df["value"].max())
+        if newest < cutoff:
+            readings.append(Reading(key, None, peak, status="unknown", finding=Finding(
+                f"stale-{qname.replace('_', '-')}", "unknown",
+                f"no recent data for {spec['what']}: the last sample is from "
+                f"{newest:%Y-%m-%d %H:%M} UTC",
+                "the series stopped reporting: are the machines running, and is the metrics "
+                "pipeline healthy? (the not-responding runbook checks the machines)",
+                [f"query: {data.queries[qname]}"], source="prometheus")))
+            continue
         if spec["per"] == "machine" and "instance" in df.columns:
             latest = df.sort_values("timestamp").groupby("instance").tail(1)
+            latest = latest[latest["timestamp"] >= cutoff]
             top = latest.sort_values("value", ascending=False).iloc[0]
-            now, where = float(top["value"]), str(top["instance"])
+            value, where = float(top["value"]), str(top["instance"])
         else:
-            last = df[df["timestamp"] == df["timestamp"].max()]
-            now, where = float(last["value"].max()), ""
-        peak = float(df["value"].max())
-        status = classify(now, limits[key])
+            last = df[df["timestamp"] == newest]
+            value, where = float(last["value"].max()), ""
+        status = classify(value, limits[key])
         warn, crit = limits[key]
         on = f" on {where}" if where else ""
         finding = Finding(
             f"metric-{key.rsplit('_', 1)[0].replace('_', '-')}", status,
-            (f"{label} {_fmt(key, now)}{on} is above the {status} threshold "
+            (f"{label} {_fmt(key, value)}{on} is above the {status} threshold "
              f"({_limit_text(key, crit if status == 'critical' else warn)})"
              if status in ("warning", "critical") else
-             f"{label} {_fmt(key, now)}{on}: within thresholds"),
+             f"{label} {_fmt(key, value)}{on}: within thresholds"),
             f"{spec['what']}; warning {_limit_text(key, warn)}, critical {_limit_text(key, crit)}; "
             f"peak over the last {data.window}: {_fmt(key, peak)}"
             + (f". {NEXT_RUNBOOK[key]}" if status in ("warning", "critical") else ""),
             [f"query: {data.queries[qname]}"], source="prometheus")
-        readings.append(Reading(key, now, peak, where, status, finding))
+        readings.append(Reading(key, value, peak, where, status, finding))
     readings.append(_connections_reading(data, limits))
     return readings
 
