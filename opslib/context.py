@@ -193,9 +193,15 @@ class Run:
         tmp = path.with_suffix(".png.tmp")
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
         os.replace(tmp, path)
-        from IPython.display import Image
+        # A bare matplotlib Figure (no pyplot) has no image repr in a kernel: show the PNG.
+        from IPython import get_ipython
 
-        _display(Image(filename=str(path)))  # the saved PNG itself: rendered once
+        if get_ipython() is not None:
+            from IPython.display import Image
+
+            _display(Image(data=path.read_bytes(), format="png"))
+        else:
+            print(f"[chart saved: charts/{name}.png]")
         return path
 
     # ------------------------------------------------------------------ output
