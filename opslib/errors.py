@@ -32,6 +32,10 @@ class OpsError(Exception):
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
 
+    def _render_traceback_(self) -> list[str]:
+        """In a notebook, show the message and hint, not a Python traceback."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class UsageError(OpsError):
     """The command line or a parameter is wrong; nothing was run or written."""
