@@ -10,10 +10,9 @@ HTML (``postmortem.html``, same content, for the browser) beside the incident's 
 """
 from __future__ import annotations
 
-import posixpath
-
 from .compare import metrics_of
 from .doc import Doc, Line
+from .html import rel
 from .scan import MANIFEST, RunSummary, badness, sev_rank
 from .timeline import incident_rows
 
@@ -21,9 +20,7 @@ MAX_EVIDENCE = 5  # evidence lines quoted per finding; the link leads to the res
 
 
 def _src(page: str, run: RunSummary, filename: str, text: str = "") -> tuple:
-    target = f"{run.rel}/{filename}"
-    return ("link", text or f"{run.name}/{filename}",
-            posixpath.relpath(target, posixpath.dirname(page)))
+    return ("link", text or f"{run.name}/{filename}", rel(page, f"{run.rel}/{filename}"))
 
 
 def _t(ts: str) -> str:

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,15 @@ class RunSummary:
             return 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow: every field is already JSON-able (asdict's deep copy was a third of a build).
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSummary":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+_FIELDS = tuple(f.name for f in fields(RunSummary))
 
 
 def sev_rank(severity: str) -> int:
@@ -383,6 +386,34 @@ def save_cache(reports: Path, data: dict[str, Any]) -> None:
                                                       separators=(",", ":"), default=str))
 
 
+PARALLEL_MIN = 32  # runs to read before a process pool pays for itself
+
+
+def _read_one(folder: Path, reports: Path, redactor: Redactor | None = None) -> RunSummary:
+    try:
+        summary = load_run(folder, reports)
+    except OSError as exc:  # vanished or unreadable mid-read (another process)
+        summary = RunSummary(rel=folder.relative_to(reports).as_posix(),
+                             incident=folder.parent.name, name=folder.name,
+                             problems=[f"run folder could not be read: {_short(exc)}"])
+    return redact_summary(summary, redactor or Redactor.from_env())
+
+
+def _read_many(folders: list[Path], reports: Path, redactor: Redactor) -> list[RunSummary]:
+    """Read runs; many of them (a cold build) on every core, since hashing is the bulk."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(folders) < PARALLEL_MIN or workers < 2:
+        return [_read_one(f, reports, redactor) for f in folders]
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(_read_one, folders, [reports] * len(folders),
+                                 chunksize=max(1, len(folders) // (workers * 8))))
+    except (OSError, RuntimeError):  # no processes to be had here: read them one by one
+        return [_read_one(f, reports, redactor) for f in folders]
+
+
 def scan(reports: Path, *, cache: dict[str, Any] | None = None,
          redactor: Redactor | None = None) -> tuple[Scan, dict[str, Any]]:
     """Summarise every run under ``reports``; reuse cached summaries of unchanged runs.
@@ -392,37 +423,55 @@ def scan(reports: Path, *, cache: dict[str, Any] | None = None,
     redactor = redactor or Redactor.from_env()
     old = (cache or {}).get("runs") or {}
     new: dict[str, Any] = {}
-    runs: list[RunSummary] = []
-    reread = cached = 0
+    found: list[tuple[str, str, Path]] = []
     for inc in incident_dirs(reports):
         for folder in run_dirs(inc):
-            rel = folder.relative_to(reports).as_posix()
-            key = fingerprint(folder)
-            hit = old.get(rel)
-            if hit and hit.get("key") == key:
-                summary = RunSummary.from_dict(hit["summary"])
-                cached += 1
-            else:
-                try:
-                    summary = load_run(folder, reports)
-                except OSError as exc:  # vanished or unreadable mid-read (another process)
-                    summary = RunSummary(rel=rel, incident=inc.name, name=folder.name,
-                                         problems=[f"run folder could not be read: {_short(exc)}"])
-                # A second line of defence: evidence is redacted when written, but a run made
-                # by an older tool or edited by hand must not leak through the site.
-                summary = RunSummary.from_dict(redactor.obj(summary.to_dict()))
-                reread += 1
-            new[rel] = {"key": key, "summary": summary.to_dict()}
-            runs.append(summary)
-    return Scan(reports, runs, reread, cached), new
+            found.append((folder.relative_to(reports).as_posix(), fingerprint(folder), folder))
+    stale = [folder for rel, key, folder in found
+             if not (old.get(rel) and old[rel].get("key") == key)]
+    fresh = {s.rel: s for s in _read_many(stale, reports, redactor)}
+    runs: list[RunSummary] = []
+    for rel, key, folder in found:
+        summary = fresh.get(rel) or RunSummary.from_dict(old[rel]["summary"])
+        new[rel] = {"key": key, "summary": summary.to_dict()}
+        runs.append(summary)
+    return Scan(reports, runs, len(fresh), len(found) - len(fresh)), new
+
+
+def _strings(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                out.append(k)
+            _strings(v, out)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _strings(v, out)
+
+
+def redact_summary(summary: RunSummary, redactor: Redactor) -> RunSummary:
+    """A second line of defence: evidence is redacted when written, but a run made by an older
+    tool or edited by hand must not leak through the site.
+
+    Every string of the summary appears verbatim in one joined text, so if redacting that text
+    changes nothing, no string needs it; only then is the per-string pass skipped.
+    """
+    data = summary.to_dict()
+    strings: list[str] = []
+    _strings(data, strings)
+    blob = "\n".join(strings)
+    if redactor.text(blob) == blob:
+        return summary
+    return RunSummary.from_dict(redactor.obj(data))
 
 
 def read_run(path: Path) -> RunSummary:
     """One run folder anywhere (``compare`` and ``--check-replay`` take any path)."""
     path = Path(path)
-    s = load_run(path, path.parent.parent)
-    return RunSummary.from_dict(Redactor.from_env().obj(s.to_dict()))
+    return redact_summary(load_run(path, path.parent.parent), Redactor.from_env())
 
 
-__all__ = ["RunSummary", "Scan", "scan", "load_run", "read_run", "fingerprint", "badness",
+__all__ = ["RunSummary", "Scan", "scan", "load_run", "read_run", "redact_summary", "fingerprint", "badness",
            "sev_rank", "SITE_DIR", "incident_dirs", "run_dirs", "load_cache", "save_cache"]

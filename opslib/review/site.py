@@ -32,7 +32,7 @@ from ..evidence import atomic_write_text
 from ..redact import Redactor
 from . import compare as cmp
 from . import postmortem
-from .html import (action_status, esc, link, page, pager, sev_badge, status_badge, table, url,
+from .html import (action_status, esc, link, page, pager, rel, sev_badge, status_badge, table, url,
                    when, when_text)
 from .scan import SITE_DIR, RunSummary, Scan, badness, load_cache, save_cache, scan, sev_rank
 from .timeline import chart_svg, incident_rows
@@ -315,7 +315,7 @@ def render_run(run: RunSummary, reports: Path, prev: RunSummary | None) -> tuple
         if name and (name in run.present or name in (run.notebook, run.notebook_html)))
         + f" · {link(path, f'{run.rel}/raw/', 'raw/ capture')}</p>")
     for c in run.charts:
-        src = posixpath.relpath(f"{run.rel}/charts/{c}", posixpath.dirname(path))
+        src = rel(path, f"{run.rel}/charts/{c}")
         body.append(f'<figure><img src="{esc(url(src))}" alt="chart {esc(c)}" '
                     f'style="max-width:100%"><figcaption class="small">{esc(c)}</figcaption></figure>')
     body.append(f"<h2>Findings ({len(run.findings)})</h2>")
@@ -405,71 +405,132 @@ def render_postmortem(inc: str, runs: list[RunSummary]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- build
-def render_all(sc: Scan) -> dict[str, str]:
-    incidents = sc.incidents()
+def render_incident_all(inc: str, runs: list[RunSummary], reports: Path) -> dict[str, str]:
+    """Every page of one incident: its index, timeline, postmortem, runs and comparisons."""
     pages: dict[str, str] = {}
-    saved = sc.reports / SITE_DIR / "compare"
-    comparisons = sorted(f"{SITE_DIR}/compare/{p.name}" for p in saved.glob("*.html")) \
-        if saved.is_dir() else []
-    pages.update(render_index(incidents, sc.runs, comparisons))
-    for inc, runs in incidents.items():
-        prev: dict[str, RunSummary] = {}
-        last: dict[str, RunSummary] = {}
-        for r in sorted(runs, key=lambda r: (r.sort_time, r.name)):
-            if r.runbook and r.runbook in last:
-                prev[r.rel] = last[r.runbook]
-            if r.runbook:
-                last[r.runbook] = r
-        pages.update(render_incident(inc, runs, prev))
-        pages.update(render_timeline(inc, runs))
-        pages.update(render_postmortem(inc, runs))
-        for r in runs:
-            p = prev.get(r.rel)
-            path, text = render_run(r, sc.reports, p)
-            pages[path] = text
-            if p is not None:
-                cpath = compare_page(p, r)
-                pages[cpath] = cmp.html_page(cmp.compare(p, r), cpath,
-                                             run_pages=(run_page(p), run_page(r)),
-                                             crumbs=[(f"incident {inc}", incident_page(inc))])
+    prev: dict[str, RunSummary] = {}
+    last: dict[str, RunSummary] = {}
+    for r in sorted(runs, key=lambda r: (r.sort_time, r.name)):
+        if r.runbook and r.runbook in last:
+            prev[r.rel] = last[r.runbook]
+        if r.runbook:
+            last[r.runbook] = r
+    pages.update(render_incident(inc, runs, prev))
+    pages.update(render_timeline(inc, runs))
+    pages.update(render_postmortem(inc, runs))
+    for r in runs:
+        p = prev.get(r.rel)
+        path, text = render_run(r, reports, p)
+        pages[path] = text
+        if p is not None:
+            cpath = compare_page(p, r)
+            pages[cpath] = cmp.html_page(cmp.compare(p, r), cpath,
+                                         run_pages=(run_page(p), run_page(r)),
+                                         crumbs=[(f"incident {inc}", incident_page(inc))])
     return pages
 
 
+def render_all(sc: Scan) -> dict[str, str]:
+    """Every page of the site (the build renders only what changed; this is the whole)."""
+    pages = render_index(sc.incidents(), sc.runs, _comparisons(sc.reports))
+    for inc, runs in sc.incidents().items():
+        pages.update(render_incident_all(inc, runs, sc.reports))
+    return pages
+
+
+def _comparisons(reports: Path) -> list[str]:
+    saved = reports / SITE_DIR / "compare"
+    return sorted(f"{SITE_DIR}/compare/{p.name}" for p in saved.glob("*.html")) \
+        if saved.is_dir() else []
+
+
+def _code_digest() -> str:
+    """Digest of this package's code: a changed renderer re-renders every page."""
+    h = hashlib.blake2b(digest_size=8)
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def build_site(reports: Path, *, use_cache: bool = True) -> BuildReport:
-    """Build (or update) the site under ``reports``; see the module docstring."""
+    """Build (or update) the site under ``reports``; see the module docstring.
+
+    An incident whose runs are all unchanged since the last build (same fingerprints, same
+    code) keeps its pages without re-rendering them, provided they are still on disk.
+    """
     t0 = time.perf_counter()
     reports = Path(reports)
     redactor = Redactor.from_env()
     cache = load_cache(reports) if use_cache else {}
     sc, run_cache = scan(reports, cache=cache, redactor=redactor)
-    pages = render_all(sc)
     old_pages: dict[str, str] = cache.get("pages") or {}
+    old_inc: dict[str, dict] = cache.get("incidents") or {}
     new_pages: dict[str, str] = {}
-    written = unchanged = removed = 0
-    for path, text in pages.items():
-        if not redactor.literals:
-            safe = text
-        else:  # the reviewer's own secrets, should any have reached a run folder
-            safe = redactor.text(text)
-        digest = hashlib.blake2b(safe.encode(), digest_size=16).hexdigest()
-        new_pages[path] = digest
-        target = reports / path
-        if old_pages.get(path) == digest and target.is_file():
-            unchanged += 1
+    new_inc: dict[str, dict] = {}
+    counts = {"written": 0, "unchanged": 0}
+    to_write: list[tuple[Path, str]] = []
+
+    def emit(pages: dict[str, str]) -> None:
+        for path, text in pages.items():
+            # The reviewer's own secrets, should any have reached a run folder.
+            safe = redactor.text(text) if redactor.literals else text
+            digest = hashlib.blake2b(safe.encode(), digest_size=16).hexdigest()
+            new_pages[path] = digest
+            if old_pages.get(path) == digest and (reports / path).is_file():
+                counts["unchanged"] += 1
+                continue
+            to_write.append((reports / path, safe))
+            counts["written"] += 1
+
+    incidents = sc.incidents()
+    base = f"{_code_digest()}|{reports.resolve()}|{bool(redactor.literals)}"
+    for inc, runs in incidents.items():
+        key = hashlib.blake2b("|".join([base] + sorted(
+            f"{r.rel}={run_cache[r.rel]['key']}" for r in runs)).encode(),
+            digest_size=16).hexdigest()
+        old = old_inc.get(inc)
+        if old and old.get("key") == key and all(
+                p in old_pages and (reports / p).is_file() for p in old["pages"]):
+            for p in old["pages"]:
+                new_pages[p] = old_pages[p]
+            counts["unchanged"] += len(old["pages"])
+            new_inc[inc] = old
             continue
-        atomic_write_text(target, safe)
-        written += 1
+        pages = render_incident_all(inc, runs, reports)
+        emit(pages)
+        new_inc[inc] = {"key": key, "pages": sorted(pages)}
+    emit(render_index(incidents, sc.runs, _comparisons(reports)))
+    _write_all(to_write)
+    removed = 0
     for path in old_pages.keys() - new_pages.keys():
         try:
             (reports / path).unlink()
             removed += 1
         except FileNotFoundError:
             pass
-    _prune_empty(reports / SITE_DIR)
-    save_cache(reports, {"runs": run_cache, "pages": new_pages})
-    return BuildReport(reports, len(sc.incidents()), len(sc.runs), sc.reread, sc.cached, written,
-                       unchanged, removed, [r.rel for r in sc.runs if not r.verified],
+    if removed:
+        _prune_empty(reports / SITE_DIR)
+    save_cache(reports, {"runs": run_cache, "pages": new_pages, "incidents": new_inc})
+    return BuildReport(reports, len(incidents), len(sc.runs), sc.reread, sc.cached,
+                       counts["written"], counts["unchanged"], removed,
+                       [r.rel for r in sc.runs if not r.verified],
                        [r.rel for r in sc.runs if r.problems], time.perf_counter() - t0)
+
+
+WRITERS = 16
+
+
+def _write_all(items: list[tuple[Path, str]]) -> None:
+    """Write pages atomically; concurrently, because each atomic write waits on an fsync."""
+    if len(items) < 8:
+        for path, text in items:
+            atomic_write_text(path, text)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="review-write") as pool:
+        for f in [pool.submit(atomic_write_text, path, text) for path, text in items]:
+            f.result()
 
 
 def _prune_empty(root: Path) -> None:
@@ -481,5 +542,5 @@ def _prune_empty(root: Path) -> None:
                 pass
 
 
-__all__ = ["build_site", "BuildReport", "render_all", "run_page", "incident_page",
+__all__ = ["build_site", "BuildReport", "render_all", "render_incident_all", "run_page", "incident_page",
            "timeline_page", "compare_page", "index_page", "replay_path"]
