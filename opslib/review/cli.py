@@ -68,8 +68,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     from .site import build_site
 
     reports = _reports(args.reports)
-    if reports.exists() and not reports.is_dir():
-        raise UsageError(f"{reports} is not a folder")
+    if not reports.is_dir():
+        raise UsageError(f"no evidence folder {reports}",
+                         hint="give --reports DIR, or run a runbook first: make run issue=health")
     report = build_site(reports, use_cache=not args.full)
     print(report.text())
     return 0
