@@ -106,7 +106,7 @@ def replay_path(reports: Path, run: RunSummary) -> str:
 
 
 # --------------------------------------------------------------------------- pieces
-def _verification(run: RunSummary, path: str, short: bool = True) -> str:
+def _verification(run: RunSummary, short: bool = True) -> str:
     if run.verified:
         return f'<span class="verified">✔ verified</span> <span class="small muted">({run.files_checked} files)</span>'
     if short:
@@ -130,7 +130,7 @@ def _evidence_links(run: RunSummary, path: str) -> str:
     parts = []
     if run.notebook_html:
         parts.append(link(path, f"{run.rel}/{run.notebook_html}", "notebook"))
-    if "findings.json" in run.present or not any("findings.json" in p for p in run.problems):
+    if "findings.json" in run.present:
         parts.append(link(path, f"{run.rel}/findings.json", "findings"))
     for c in run.charts[:3]:
         parts.append(link(path, f"{run.rel}/charts/{c}", f"chart: {c}"))
@@ -153,7 +153,7 @@ def _run_rows(runs: Iterable[RunSummary], path: str, prev: dict[str, RunSummary]
         row = [link(path, run_page(r), when_text(r.started_at) if r.started_at else r.name, "run"),
                esc(r.runbook or "?"), esc(r.target + (f" ({r.scenario})" if r.scenario else "")),
                esc(r.app), _status(r), sev_badge(r.severity), _escalation(r),
-               _verification(r, path), _evidence_links(r, path)]
+               _verification(r), _evidence_links(r, path)]
         if prev is not None:
             p = prev.get(r.rel)
             row.append(link(path, compare_page(p, r), f"vs {p.name}") if p else "")
@@ -289,7 +289,7 @@ def render_run(run: RunSummary, reports: Path, prev: RunSummary | None) -> tuple
              ("Severity", sev_badge(run.severity)),
              ("Exit code", esc("—" if run.exit_code is None else run.exit_code)),
              ("Escalation", _escalation(run)),
-             ("Verification", _verification(run, path, short=False))]
+             ("Verification", _verification(run, short=False))]
     facts += [(k.replace("_", " ").capitalize(), esc(v)) for k, v in run.facts.items()]
     body = [f"<h1>{esc(run.runbook or '?')} run {esc(run.name)} {sev_badge(run.severity)}</h1>",
             table(["", ""], [[f"<b>{esc(k)}</b>", v] for k, v in facts], cls="facts")]
