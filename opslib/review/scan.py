@@ -213,6 +213,7 @@ def load_run(folder: Path, reports: Path) -> RunSummary:
     if not present & {MANIFEST, "findings.json", "parameters.json"}:
         s.problems.append("not a run folder: no EVIDENCE_MANIFEST.json, findings.json or "
                           "parameters.json")
+        return _verify(s, folder)
 
     manifest = _read_json(folder / MANIFEST, MANIFEST, s.problems)
     facts: dict[str, Any] = {}
@@ -292,6 +293,10 @@ def load_run(folder: Path, reports: Path) -> RunSummary:
                           if p.suffix.lower() in (".png", ".svg") and p.is_file())
     _events(folder / "timeline.jsonl", s)
 
+    return _verify(s, folder)
+
+
+def _verify(s: RunSummary, folder: Path) -> RunSummary:
     v = verify_run(folder)
     s.verified, s.files_checked = v.ok, v.files_checked
     s.verify_problems = [str(p) for p in v.problems]
