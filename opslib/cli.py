@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="analyse Fly logs (file, .gz or - for stdin)",
                         add_help=False)
     lg.add_argument("rest", nargs=argparse.REMAINDER)
+
+    from .review.cli import register  # review, compare, triage: their own module
+
+    register(sub)
     return p
 
 
@@ -135,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(command="logs", rest=argv[1:])
     else:
         args = _parser().parse_args(argv)
-    handler = {"run": _cmd_run, "list": _cmd_list, "verify": _cmd_verify,
-               "logs": _cmd_logs}[args.command]
+    handler = getattr(args, "handler", None) or {"run": _cmd_run, "list": _cmd_list,
+                                                 "verify": _cmd_verify, "logs": _cmd_logs}[args.command]
     try:
         return handler(args)
     except UsageError as exc:
