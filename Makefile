@@ -23,6 +23,8 @@ timeout ?=
 path ?= reports
 a ?=
 b ?=
+jobs ?=
+replay ?=
 
 q = '$(subst ','\'',$(1))'
 RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
@@ -37,7 +39,7 @@ RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
 	$(if $(timeout),--timeout $(call q,$(timeout)))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run list verify lab test logs review compare triage bench clean
+.PHONY: help setup run list verify lab test review compare triage clean
 
 help: ## Show this help
 	@echo "Executable runbook notebooks. Usage: make <target> [var=value ...]"
@@ -73,10 +75,27 @@ list: $(READY) ## List every runbook with its parameters
 verify: $(READY) ## Verify evidence: make verify [path=reports/<incident>/<run>] (default: all of reports/)
 	$(PY) -m opslib verify $(call q,$(path))
 
+review: $(READY) ## Build the evidence site reports/index.html [replay=reports/<incident>/<run>: check its replay]
+	$(PY) -m opslib review $(if $(replay),--check-replay $(call q,$(replay)))
+
+compare: $(READY) ## Compare two runs: make compare a=reports/<incident>/<run> b=reports/<incident>/<run>
+	@test -n "$(a)" -a -n "$(b)" || { echo "error: say which runs, e.g. make compare a=reports/INC/RUN_A b=reports/INC/RUN_B" >&2; exit 2; }
+	$(PY) -m opslib compare $(call q,$(a)) $(call q,$(b))
+
+triage: $(READY) ## Run every read-only runbook into one incident: make triage [app=… incident=… jobs=N]
+	$(PY) -m opslib triage $(if $(app),--app $(call q,$(app))) \
+		$(if $(app_url),--app-url $(call q,$(app_url))) \
+		$(if $(incident),--incident $(call q,$(incident))) \
+		$(if $(target),--target $(call q,$(target))) \
+		$(if $(scenario),--scenario $(call q,$(scenario))) \
+		$(if $(fail_on),--fail-on $(call q,$(fail_on))) \
+		$(if $(timeout),--timeout $(call q,$(timeout))) \
+		$(if $(jobs),--jobs $(call q,$(jobs)))
+
 lab: $(READY) ## Open JupyterLab on notebooks/ with the opslib kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
-test: $(READY) ## Run the test suite (installs PostgreSQL server binaries if missing)
+test: $(READY) ## Run the test suite (installs PostgreSQL and Chromium if missing)
 	@tests/system-deps.sh
 	$(PY) -m pytest $(if $(CI),-p no:cacheprovider,) -q tests
 
