@@ -7,6 +7,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import trustme
@@ -19,23 +20,41 @@ UTC = dt.timezone.utc
 
 
 class LocalTLSServer:
-    """Accepts TLS connections with the given certificate chain and answers ``200 OK``."""
+    """Accepts TLS connections with the given certificate chain and answers ``200 OK``.
 
-    def __init__(self, cert_pem: bytes, key_pem: bytes) -> None:
+    ``sni`` serves other chains by the name the client asks for (like Fly's proxy does).
+    """
+
+    def __init__(self, cert_pem: bytes, key_pem: bytes, *,
+                 sni: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="opslib-tls-")
-        cert_file = Path(self._dir.name) / "chain.pem"
-        key_file = Path(self._dir.name) / "key.pem"
-        cert_file.write_bytes(cert_pem)
-        key_file.write_bytes(key_pem)
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(str(cert_file), str(key_file))
+        self.ctx = self._context(cert_pem, key_pem, "default")
+        by_name = {name: self._context(c, k, name) for name, (c, k) in (sni or {}).items()}
+        self.served_names: list[str | None] = []
+
+        def pick(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            self.served_names.append(name)
+            if name in by_name:
+                sock.context = by_name[name]
+
+        self.ctx.sni_callback = pick
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.handshakes = 0
+        self.latency = 0.0  # seconds before each handshake (benchmarks inject 50 ms)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _context(self, cert_pem: bytes, key_pem: bytes, label: str) -> ssl.SSLContext:
+        cert_file = Path(self._dir.name) / f"{label}-chain.pem"
+        key_file = Path(self._dir.name) / f"{label}-key.pem"
+        cert_file.write_bytes(cert_pem)
+        key_file.write_bytes(key_pem)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+        return ctx
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -47,6 +66,8 @@ class LocalTLSServer:
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(5)
+        if self.latency:
+            time.sleep(self.latency)
         try:
             with self.ctx.wrap_socket(conn, server_side=True) as tls:
                 self.handshakes += 1
