@@ -438,3 +438,61 @@ def test_machine_update_refuses_a_partial_config(tmp_path):
         with pytest.raises(OpsError, match="partial config"):
             _apply_update(run, action)
         assert fly.mutations == []
+
+
+@pytest.mark.parametrize("case", ["missing-app", "foreign-token"])
+def test_bad_app_or_token_is_a_finding_in_every_fly_runbook(case):
+    """The same checks as the notebook test above, at function level for the other three."""
+    with FlyMachinesStandIn(TOKEN, {APP: _fleet(NEW, "3")}, foreign_tokens=[FOREIGN]) as fly, \
+            FlyApiStandIn(TOKEN, {APP: {"releases": _releases()}}, foreign_tokens=[FOREIGN]) as api:
+        app_name, token = ("no-such-app", TOKEN) if case == "missing-app" else (APP, FOREIGN)
+        target = Target("live", app_name, "http://127.0.0.1:9", environ={
+            "FLY_API_TOKEN": token, "FLY_FLAPS_BASE_URL": fly.url, "FLY_API_BASE_URL": api.url})
+        s = Session("live")
+        d, _ = rollback.decide(rollback.collect(s, target, probes=0), app_name, s.now(),
+                               dict(THRESHOLDS), target.health_url)
+        sd = scale_down.assess(scale_down.collect(s, target), app_name)
+        t, _ = tls.assess(tls.collect(s, target, hostnames=["www.example.test"], port=9,
+                                      timeout=1), app_name, s.now())
+        assert fly.mutations == [] and api.mutations == []
+    for found in (d.findings, sd.findings, t):
+        errors = [f for f in found if "error" in f.id]
+        assert errors, [f.id for f in found]
+        for f in errors:
+            if case == "missing-app":
+                assert f.severity == "critical" and "not found" in f.title
+                assert "fly apps list" in f.detail
+            else:
+                assert f.severity == "unknown" and "lacks permission" in f.title
+                assert "fly tokens create" in f.detail
+    assert rollback.plan_actions(d, rollback.machine_releases_frame(None), app_name) == []
+    assert scale_down.plan_actions(sd, app_name) == []
+    if case == "missing-app":  # not "www… is not configured on app no-such-app"
+        assert not [f for f in t if f.id.startswith("tls-not-configured")]
+
+
+def test_machine_update_sends_the_full_config_with_the_patch_and_waits():
+    """What the memory runbook's VM-size change relies on: a partial patch, the full config
+    sent back, and a wait until the machine is started on its new version."""
+    from types import SimpleNamespace
+
+    from opslib.actions import Action
+    from opslib.sources.fly import _apply_update
+
+    m = _fleet(NEW, "3", n=1)[0]
+    m["config"]["env"] = {"PORT": "8080"}
+    with FlyMachinesStandIn(TOKEN, {APP: [m]}) as fly:
+        run = SimpleNamespace(session=Session("live"), app=APP, target=Target(
+            "live", APP, "", environ={"FLY_API_TOKEN": TOKEN, "FLY_FLAPS_BASE_URL": fly.url}))
+        action = Action("u", "machine.update", "t", "c", {}, params={
+            "machine_id": m["id"], "config_patch": {"guest": {"memory_mb": 1024, "cpus": 2}}})
+        result = _apply_update(run, action)
+        assert [(r.method, r.path) for r in fly.mutations] == [
+            ("POST", f"/v1/apps/{APP}/machines/{m['id']}")]
+        sent = json.loads(fly.mutations[0].body)["config"]
+        assert sent["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 1024}
+        assert sent["image"] == NEW and sent["env"] == {"PORT": "8080"}
+        assert sent["metadata"]["fly_release_version"] == "3"
+        wait = fly.requests[-1].path
+        assert "/wait?" in wait and "state=started" in wait and "instance_id=" in wait
+        assert result["state"] == "started" and result["config_patch"]["guest"]["cpus"] == 2

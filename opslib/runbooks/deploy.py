@@ -146,7 +146,7 @@ def assess(data: ReleaseData, app: str, now: datetime,
         if len(by_rel) > 1:
             out.append(Finding(
                 "deploy-split", "critical" if current["status"] in BAD_STATUSES else "warning",
-                f"machines are split across releases: "
+                "machines are split across releases: "
                 + ", ".join(f"v{v} on {len(ids)}" for v, ids in sorted(by_rel.items())),
                 f"only some machines run v{cur}: users get different versions depending on the "
                 "machine. Finish the deploy (`fly deploy`) or roll back every machine "

@@ -23,7 +23,6 @@ from ..actions import Action
 from ..config import Target
 from ..findings import Finding, rank
 from ..session import Session
-from ..sources.fly_platform import releases_frame
 from . import deploy, health
 from .deploy import version  # noqa: F401 - the notebook's header shows the release
 from ._fly import (ReleaseData, clients, collect_releases, error_finding, fetch,
@@ -158,7 +157,7 @@ def plan_actions(decision: Decision, machines: pd.DataFrame, app: str) -> list[A
     if not decision.needed or decision.target is None or machines.empty:
         return []
     image = decision.target["image_ref"]
-    version = decision.target["version"]
+    to = decision.target["version"]
     actions = []
     # Stopped machines first: updating them cannot hurt traffic; then started ones in turn.
     ordered = (machines.assign(_order=(machines["state"] != "stopped").astype(int))
@@ -168,14 +167,14 @@ def plan_actions(decision: Decision, machines: pd.DataFrame, app: str) -> list[A
             continue
         actions.append(Action(
             id=f"rollback-{r.id}", kind="machine.update",
-            title=f"set machine {r.id} ({r.region}, {r.state}) to v{version}'s image",
+            title=f"set machine {r.id} ({r.region}, {r.state}) to v{to}'s image",
             command=f"fly machine update {r.id} --image {image} -a {app} --yes",
             api={"method": "POST", "path": f"/v1/apps/{app}/machines/{r.id}",
                  "body": "current config with config.image replaced"},
             params={"machine_id": r.id, "config_patch": {"image": image}},
             basis={"image": r.image, "release": r.release, "state": r.state,
                    "updated_at": r.updated_at},
-            reason=f"roll back from v{decision.current['version']} to v{version}"))
+            reason=f"roll back from v{decision.current['version']} to v{to}"))
     return actions
 
 

@@ -185,7 +185,7 @@ def assess(data: ScaleData, app: str, *, direction: str = "down", count: int = 0
             out.append(Finding(
                 "scale-already-down", "warning",
                 f"{app} is already at zero: all {len(df)} machines are stopped",
-                f"the app serves no traffic; to restore run again with direction=up"))
+                "the app serves no traffic; to restore run again with direction=up"))
             return plan
         plan.stop = started.to_dict("records")
         out.append(Finding(

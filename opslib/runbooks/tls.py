@@ -224,8 +224,10 @@ def assess(data: TLSData, app: str, now: datetime, *, warn_days: float = 30,
                                        f"{host}: valid for {days:.0f} more days, trusted, "
                                        f"name matches", f"issuer {res.issuer}", ev,
                                        source="tls"))
-        # -- Fly's record
-        if err is not None:
+        # -- Fly's record (when even the list failed, that one finding says why)
+        if err is not None and data.certificates_error is not None:
+            pass
+        elif err is not None:
             if err.kind == "not_found":
                 v.fly_problem = "missing"
                 asked = host in data.requested

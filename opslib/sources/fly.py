@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..actions import Action, executor
-from ..errors import NotConfigured, OpsError, SourceError
+from ..errors import NotConfigured, OpsError, SourceError, SourceProtocolError
 from ..session import Session, iso, parse_time
 from .http import call, call_json
 
@@ -177,8 +177,6 @@ class FlyMachines:
 
 
 def _protocol(fly: FlyMachines, op: str, body: Any, expected: str) -> SourceError:
-    from ..errors import SourceProtocolError
-
     return SourceProtocolError(f"{SYSTEM}: {op} answered {str(body)[:120]!r}; {expected}",
                                system=SYSTEM, target=str(fly.client.base_url),
                                hint="the endpoint is not the Machines API; check FLY_FLAPS_BASE_URL")
