@@ -25,10 +25,12 @@ _CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644, *,
+                       durable: bool = True) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
 
-    Readers see the old file or the whole new one, never a half-written one.
+    Readers see the old file or the whole new one, never a half-written one. ``durable=False``
+    skips the fsync, for copies of data that is already safely on disk elsewhere.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +39,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -48,8 +51,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
 def dumps(obj: Any) -> str:
@@ -57,8 +60,8 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, dumps(obj))
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, durable: bool = True) -> None:
+    atomic_write_text(path, dumps(obj), durable=durable)
 
 
 # --------------------------------------------------------------------------- hashing
