@@ -1,0 +1,743 @@
+"""Compiled per-byte kernels: line splitting, layout parsing and per-line features.
+
+Everything here runs under numba's ``nogil`` so two chunks are processed on two cores at
+once. The kernels only produce numbers (offsets, epoch milliseconds, interned ids, bit
+flags, template slots); turning them into strings, signals and DataFrames is the job of
+`engine.py`. Why numba and not Arrow/Polars regex kernels: see ``ENGINE.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# --- flag bits (per line) -----------------------------------------------------------------
+F_ERR = 1  # seed grep: error|exception|failed
+F_AUTH = 2  # seed grep: auth|unauthorized|401
+F_DB = 4  # seed grep: database|connection|query
+F_PARSED = 8  # layout recognised (fields extracted)
+F_TS = 16  # has a timestamp
+F_SLOW = 32  # fast layout parse failed: Python decides (and may still parse it)
+
+# provider codes
+P_NONE, P_APP, P_RUNNER, P_PROXY, P_HEALTH, P_OTHER = 0, 1, 2, 3, 4, 5
+# level codes
+L_NONE, L_DEBUG, L_INFO, L_WARN, L_ERROR, L_OTHER = 0, 1, 2, 3, 4, 5
+
+# keyword actions: low 3 bits are category flags; bit 3 marks "status trigger"; bits 8+
+# carry the candidate family mask (see `engine.FAMILIES`).
+A_STATUS_METHOD = 1 << 3
+A_STATUS_KEY = 1 << 4
+
+TMPL_CAP = 1 << 17  # template slots per worker; beyond 3/4 full new templates count as "other"
+INTERN_CAP = 1 << 12
+
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[ord("A") : ord("Z") + 1] += 32
+_LOW31 = (_LOWER & 31).astype(np.uint8)
+# 1 = token char for templates ([A-Za-z0-9_.-]), 2 = digit, 4 = uppercase letter
+_CLS = np.zeros(256, dtype=np.uint8)
+for _c in b"abcdefghijklmnopqrstuvwxyz_.-":
+    _CLS[_c] = 1
+for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+    _CLS[_c] = 1 | 4
+for _c in b"0123456789":
+    _CLS[_c] = 1 | 2
+
+FNV_OFF = np.uint64(0xCBF29CE484222325)
+FNV_PRIME = np.uint64(0x100000001B3)
+MASK_MARK = np.uint64(0x9E3779B97F4A7C15)
+
+
+TRI_BITS = 15
+
+
+def _tri(b0: int, b1: int, b2: int) -> int:
+    return ((b0 & 31) << 10) | ((b1 & 31) << 5) | (b2 & 31)
+
+
+def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, ...]:
+    """Compile (lowercase keyword, action) pairs into trigram-indexed arrays for `features`.
+
+    The index key keeps 5 bits of each of the first three bytes, so a lookup per byte rules
+    out almost every position; real matches are verified byte by byte.
+    """
+    by_tri: dict[int, list[int]] = {}
+    for i, (kw, _a) in enumerate(keywords):
+        if len(kw) < 3 or kw != kw.lower():
+            raise ValueError(f"keyword must be lowercase and at least 3 bytes: {kw!r}")
+        by_tri.setdefault(_tri(kw[0], kw[1], kw[2]), []).append(i)
+    size = 1 << TRI_BITS
+    start = np.zeros(size + 1, dtype=np.int32)
+    ids: list[int] = []
+    for key in range(size):
+        start[key] = len(ids)
+        ids.extend(by_tri.get(key, ()))
+    start[size] = len(ids)
+    has = (start[1:] != start[:-1]).astype(np.uint8)
+    kw_bytes = np.frombuffer(b"".join(k for k, _ in keywords), dtype=np.uint8).copy()
+    kw_off = np.zeros(len(keywords), dtype=np.int32)
+    kw_len = np.zeros(len(keywords), dtype=np.int32)
+    kw_act = np.zeros(len(keywords), dtype=np.int64)
+    off = 0
+    for i, (kw, a) in enumerate(keywords):
+        kw_off[i], kw_len[i], kw_act[i] = off, len(kw), a
+        off += len(kw)
+    return has, start, np.array(ids, dtype=np.int32), kw_bytes, kw_off, kw_len, kw_act
+
+
+@njit(nogil=True, cache=True)
+def strip_ansi(buf):
+    """Copy of ``buf`` without ``ESC [ digits/; m`` colour sequences."""
+    n = buf.shape[0]
+    out = np.empty(n, dtype=np.uint8)
+    j = 0
+    i = 0
+    while i < n:
+        b = buf[i]
+        if b == 27 and i + 1 < n and buf[i + 1] == 91:
+            k = i + 2
+            while k < n and ((buf[k] >= 48 and buf[k] <= 57) or buf[k] == 59):
+                k += 1
+            if k < n and buf[k] == 109:
+                i = k + 1
+                continue
+        out[j] = b
+        j += 1
+        i += 1
+    return out[:j]
+
+
+@njit(nogil=True, cache=True)
+def split_lines(buf):
+    """Start/end offsets of each line (end excludes ``\\n`` and a trailing ``\\r``)."""
+    n = buf.shape[0]
+    cnt = 0
+    for i in range(n):
+        if buf[i] == 10:
+            cnt += 1
+    if n > 0 and buf[n - 1] != 10:
+        cnt += 1
+    ls = np.empty(cnt, dtype=np.int64)
+    le = np.empty(cnt, dtype=np.int64)
+    k = 0
+    s = 0
+    for i in range(n):
+        if buf[i] == 10:
+            e = i
+            if e > s and buf[e - 1] == 13:
+                e -= 1
+            ls[k] = s
+            le[k] = e
+            k += 1
+            s = i + 1
+    if s < n:
+        e = n
+        if buf[e - 1] == 13:
+            e -= 1
+        ls[k] = s
+        le[k] = e
+    return ls, le
+
+
+@njit(inline="always")
+def _digits(buf, p, k):
+    v = 0
+    for j in range(k):
+        c = buf[p + j]
+        if c < 48 or c > 57:
+            return -1
+        v = v * 10 + (c - 48)
+    return v
+
+
+@njit(inline="always")
+def _days_from_civil(y, m, d):
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    mp = m + 9 if m <= 2 else m - 3
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(nogil=True, cache=True)
+def parse_ts(buf, p, e):
+    """RFC3339-ish timestamp at ``p``: returns (epoch_ms, end) or (-1, p)."""
+    if e - p < 19:
+        return -1, p
+    y = _digits(buf, p, 4)
+    if y < 0 or buf[p + 4] != 45 or buf[p + 7] != 45:
+        return -1, p
+    mo = _digits(buf, p + 5, 2)
+    d = _digits(buf, p + 8, 2)
+    sep = buf[p + 10]
+    if mo < 1 or mo > 12 or d < 1 or d > 31 or (sep != 84 and sep != 32 and sep != 116):
+        return -1, p
+    hh = _digits(buf, p + 11, 2)
+    mi = _digits(buf, p + 14, 2)
+    ss = _digits(buf, p + 17, 2)
+    if hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 60 or buf[p + 13] != 58 or buf[p + 16] != 58:
+        return -1, p
+    q = p + 19
+    ms = 0
+    if q < e and (buf[q] == 46 or buf[q] == 44):
+        q += 1
+        nd = 0
+        while q < e and buf[q] >= 48 and buf[q] <= 57:
+            if nd < 3:
+                ms = ms * 10 + (buf[q] - 48)
+            nd += 1
+            q += 1
+        if nd == 0:
+            return -1, p
+        while nd < 3:
+            ms *= 10
+            nd += 1
+    off = 0
+    if q < e and (buf[q] == 90 or buf[q] == 122):
+        q += 1
+    elif q + 5 < e + 1 and q < e and (buf[q] == 43 or buf[q] == 45):
+        oh = _digits(buf, q + 1, 2) if q + 3 <= e else -1
+        if oh < 0:
+            return -1, p
+        om = 0
+        r = q + 3
+        if r < e and buf[r] == 58:
+            r += 1
+        if r + 2 <= e:
+            om = _digits(buf, r, 2)
+            if om < 0:
+                om = 0
+            else:
+                r += 2
+        off = (oh * 60 + om) * 60
+        if buf[q] == 45:
+            off = -off
+        q = r
+    days = _days_from_civil(y, mo, d)
+    sec = days * 86400 + hh * 3600 + mi * 60 + ss - off
+    return sec * 1000 + ms, q
+
+
+@njit(inline="always")
+def _hash_range(buf, s, e):
+    h = FNV_OFF
+    for i in range(s, e):
+        h = (h ^ np.uint64(buf[i])) * FNV_PRIME
+    return h
+
+
+@njit(nogil=True, cache=True)
+def intern(keys, used, pos_s, pos_e, h, s, e):
+    """Small open-addressing table: returns the id for hash ``h`` (-1 when full).
+
+    ``used[0]`` counts entries; a new entry records where its text lives so the caller can
+    read it right after the kernel returns (``pos_s``/``pos_e`` are reset per call).
+    """
+    cap = keys.shape[0]
+    if h == 0:
+        h = np.uint64(1)
+    i = np.int64(h & np.uint64(cap - 1))
+    for _ in range(cap):
+        k = keys[i]
+        if k == h:
+            return i
+        if k == 0:
+            if used[0] * 4 >= cap * 3:
+                return -1
+            keys[i] = h
+            used[0] += 1
+            pos_s[i] = s
+            pos_e[i] = e
+            return i
+        i = (i + 1) & (cap - 1)
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _level_code(buf, s, e):
+    n = e - s
+    if n <= 0:
+        return L_NONE
+    c = buf[s] | 32
+    if c == 105:  # info
+        return L_INFO
+    if c == 101:  # error / err
+        return L_ERROR
+    if c == 119:  # warn / warning
+        return L_WARN
+    if c == 100:  # debug
+        return L_DEBUG
+    if c == 102 or c == 99:  # fatal / crit
+        return L_ERROR
+    return L_OTHER
+
+
+@njit(nogil=True, cache=True)
+def _provider_code(buf, s, e):
+    n = e - s
+    c = buf[s] if n > 0 else 0
+    if n == 3 and c == 97 and buf[s + 1] == 112 and buf[s + 2] == 112:
+        return P_APP
+    if n == 6 and c == 114:
+        return P_RUNNER
+    if n == 5 and c == 112:
+        return P_PROXY
+    if n == 6 and c == 104:
+        return P_HEALTH
+    return P_OTHER
+
+
+@njit(inline="always")
+def _skip_value(buf, q, e):
+    """Skip a field value (quoted with escapes, or up to the next space)."""
+    if q < e and buf[q] == 34:
+        q += 1
+        while q < e and buf[q] != 34:
+            if buf[q] == 92:
+                q += 1
+            q += 1
+        return min(q + 1, e)
+    while q < e and buf[q] != 32:
+        q += 1
+    return q
+
+
+@njit(nogil=True, cache=True)
+def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e):
+    """Parse ``fly logs`` text layouts.
+
+    Accepted: ``[error.message="…" ]<ts> <provider>[<id>] <region> [<level>][ fields ]<msg>``
+    and the older ``<ts> <id> <region> [<level>] <msg>``. Anything else gets ``F_SLOW``.
+    Returns per-line arrays: ts_ms, provider, instance id, region id, level, msg start/end,
+    status from ``response.status=`` (0 if none), flags.
+    """
+    n = ls.shape[0]
+    ts = np.full(n, -1, dtype=np.int64)
+    prov = np.zeros(n, dtype=np.int8)
+    inst = np.full(n, -1, dtype=np.int32)
+    reg = np.full(n, -1, dtype=np.int32)
+    lvl = np.zeros(n, dtype=np.int8)
+    ms = np.empty(n, dtype=np.int64)
+    me = np.empty(n, dtype=np.int64)
+    st = np.zeros(n, dtype=np.int16)
+    fl = np.zeros(n, dtype=np.uint16)
+    for i in range(n):
+        s = ls[i]
+        e = le[i]
+        ms[i] = s
+        me[i] = e
+        p = s
+        em_s = -1
+        em_e = -1
+        # error.message="…" written before the timestamp (render.LogEntry quirk)
+        if e - p > 15 and buf[p] == 101 and buf[p + 5] == 46 and buf[p + 13] == 61 and buf[p + 14] == 34:
+            q = p + 15
+            em_s = q
+            while q < e and buf[q] != 34:
+                if buf[q] == 92:
+                    q += 1
+                q += 1
+            em_e = min(q, e)
+            p = q + 1
+            while p < e and buf[p] == 32:
+                p += 1
+        t, q = parse_ts(buf, p, e)
+        if t < 0 or q >= e or buf[q] != 32:
+            fl[i] = F_SLOW
+            continue
+        q += 1
+        # token 2: provider[instance] or bare instance
+        a = q
+        while q < e and buf[q] != 32 and buf[q] != 91:
+            q += 1
+        if q >= e:
+            fl[i] = F_SLOW
+            continue
+        if buf[q] == 91:
+            pv = _provider_code(buf, a, q)
+            q += 1
+            b = q
+            while q < e and buf[q] != 93:
+                q += 1
+            if q >= e or q == b:
+                fl[i] = F_SLOW
+                continue
+            ie = q
+            q += 1
+            if q >= e or buf[q] != 32:
+                fl[i] = F_SLOW
+                continue
+        else:
+            pv = P_NONE
+            b = a
+            ie = q
+            if ie - b < 4:
+                fl[i] = F_SLOW
+                continue
+        q += 1
+        # region
+        r0 = q
+        while q < e and buf[q] != 32:
+            q += 1
+        if q >= e or q - r0 < 2 or q - r0 > 8:
+            fl[i] = F_SLOW
+            continue
+        r1 = q
+        q += 1
+        if q >= e or buf[q] != 91:
+            fl[i] = F_SLOW
+            continue
+        q += 1
+        l0 = q
+        while q < e and buf[q] != 93 and q - l0 < 12:
+            q += 1
+        if q >= e or buf[q] != 93:
+            fl[i] = F_SLOW
+            continue
+        lv = _level_code(buf, l0, q)
+        q += 1
+        # optional fields before the message
+        if q < e and buf[q] == 32:
+            q += 1
+        status = 0
+        while q + 6 < e and (
+            (buf[q] == 114 and (buf[q + 1] == 101)) or (buf[q] == 101 and buf[q + 1] == 114 and buf[q + 5] == 46)
+        ):
+            k = q
+            while k < e and buf[k] != 61 and buf[k] != 32:
+                k += 1
+            if k >= e or buf[k] != 61 or k - q < 8:
+                break
+            # response.status=NNN
+            if k - q == 15 and buf[q + 2] == 115 and buf[q + 9] == 115:
+                v = _digits(buf, k + 1, 3) if k + 4 <= e else -1
+                if v >= 100 and v <= 599:
+                    status = v
+            q = _skip_value(buf, k + 1, e)
+            while q < e and buf[q] == 32:
+                q += 1
+        ih = _hash_range(buf, b, ie)
+        rh = _hash_range(buf, r0, r1)
+        inst[i] = intern(inst_keys, inst_used, inst_s, inst_e, ih, b, ie)
+        reg[i] = intern(reg_keys, reg_used, reg_s, reg_e, rh, r0, r1)
+        ts[i] = t
+        prov[i] = pv
+        lvl[i] = lv
+        st[i] = status
+        if em_s >= 0:
+            ms[i] = em_s
+            me[i] = em_e
+        else:
+            ms[i] = q
+        fl[i] = F_PARSED | F_TS
+    return ts, prov, inst, reg, lvl, ms, me, st, fl
+
+
+@njit(inline="always")
+def _match_key(buf, q, e, key):
+    """``"key"`` (case-insensitive) then optional spaces, ``:`` and spaces: value start or -1."""
+    k = key.shape[0]
+    if q + k + 2 > e:
+        return -1
+    for j in range(k):
+        if (buf[q + 1 + j] | 32) != key[j]:
+            return -1
+    r = q + 1 + k
+    if buf[r] != 34:
+        return -1
+    r += 1
+    while r < e and buf[r] == 32:
+        r += 1
+    if r >= e or buf[r] != 58:
+        return -1
+    r += 1
+    while r < e and buf[r] == 32:
+        r += 1
+    return r
+
+
+@njit(inline="always")
+def _string_end(buf, q, e):
+    while q < e and buf[q] != 34:
+        if buf[q] == 92:
+            q += 1
+        q += 1
+    return q
+
+
+@njit(nogil=True, cache=True)
+def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+                 k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl):
+    """Pull timestamp/message/instance/region/provider/level out of one-object-per-line JSON.
+
+    Keys are found anywhere in the object (shipper and flyctl shapes nest them differently);
+    a key inside a JSON string cannot match because its quotes are escaped there. Lines that
+    do not look like an object with a message get ``F_SLOW`` (Python's json decides).
+    """
+    n = ls.shape[0]
+    ts = np.full(n, -1, dtype=np.int64)
+    prov = np.zeros(n, dtype=np.int8)
+    inst = np.full(n, -1, dtype=np.int32)
+    reg = np.full(n, -1, dtype=np.int32)
+    lvl = np.zeros(n, dtype=np.int8)
+    ms = np.empty(n, dtype=np.int64)
+    me = np.empty(n, dtype=np.int64)
+    st = np.zeros(n, dtype=np.int16)
+    fl = np.zeros(n, dtype=np.uint16)
+    for i in range(n):
+        s = ls[i]
+        e = le[i]
+        ms[i] = s
+        me[i] = e
+        p = s
+        while p < e and buf[p] == 32:
+            p += 1
+        if p >= e or buf[p] != 123:
+            fl[i] = F_SLOW
+            continue
+        m0 = -1
+        m1 = -1
+        t = np.int64(-1)
+        pv = P_NONE
+        lv = L_NONE
+        iid = -1
+        rid = -1
+        q = p + 1
+        while q < e:
+            if buf[q] != 34:
+                q += 1
+                continue
+            c = buf[q + 1] | 32 if q + 1 < e else 0
+            v = -1
+            which = 0
+            if c == 116:
+                v = _match_key(buf, q, e, k_ts)
+                which = 1
+            elif c == 109:
+                v = _match_key(buf, q, e, k_msg)
+                which = 2
+            elif c == 105:
+                v = _match_key(buf, q, e, k_inst)
+                which = 3
+            elif c == 114:
+                v = _match_key(buf, q, e, k_reg)
+                which = 4
+            elif c == 112:
+                v = _match_key(buf, q, e, k_prov)
+                which = 5
+            elif c == 108:
+                v = _match_key(buf, q, e, k_lvl)
+                which = 6
+            if v < 0:
+                # skip this string entirely (key or value)
+                q = _string_end(buf, q + 1, e) + 1
+                continue
+            if v < e and buf[v] == 34:
+                a = v + 1
+                z = _string_end(buf, a, e)
+                if which == 1:
+                    tt, _x = parse_ts(buf, a, z)
+                    if tt >= 0:
+                        t = tt
+                elif which == 2:
+                    m0 = a
+                    m1 = z
+                elif which == 3:
+                    iid = intern(inst_keys, inst_used, inst_s, inst_e, _hash_range(buf, a, z), a, z)
+                elif which == 4:
+                    rid = intern(reg_keys, reg_used, reg_s, reg_e, _hash_range(buf, a, z), a, z)
+                elif which == 5:
+                    pv = _provider_code(buf, a, z)
+                elif which == 6:
+                    lv = _level_code(buf, a, z)
+                q = z + 1
+            else:
+                if which == 1:
+                    # numeric epoch: seconds, milliseconds or nanoseconds by magnitude
+                    a = v
+                    val = np.int64(0)
+                    nd = 0
+                    while a < e and buf[a] >= 48 and buf[a] <= 57 and nd < 19:
+                        val = val * 10 + (buf[a] - 48)
+                        nd += 1
+                        a += 1
+                    if nd >= 9:
+                        if nd <= 10:
+                            t = val * 1000
+                        elif nd <= 13:
+                            t = val
+                        elif nd <= 16:
+                            t = val // 1000
+                        else:
+                            t = val // 1000000
+                q = v
+        if m0 < 0:
+            fl[i] = F_SLOW
+            continue
+        ms[i] = m0
+        me[i] = m1
+        ts[i] = t
+        prov[i] = pv
+        lvl[i] = lv
+        inst[i] = iid
+        reg[i] = rid
+        fl[i] = F_PARSED | (F_TS if t >= 0 else 0)
+    return ts, prov, inst, reg, lvl, ms, me, st, fl
+
+
+@njit(inline="always")
+def _status_after_method(buf, q, e):
+    """After ``METHOD `` (at q): path token, then the first 3-digit token within 6 tokens."""
+    if q >= e:
+        return 0
+    c = buf[q]
+    if c != 47 and c != 104 and c != 42:  # '/', 'http', '*'
+        return 0
+    ntok = 0
+    while q < e and ntok < 7:
+        while q < e and buf[q] != 32:
+            q += 1
+        while q < e and buf[q] == 32:
+            q += 1
+        ntok += 1
+        if q + 3 <= e and (q + 3 == e or buf[q + 3] == 32 or buf[q + 3] == 44):
+            v = _digits(buf, q, 3)
+            if v >= 100 and v <= 599:
+                return v
+    return 0
+
+
+@njit(inline="always")
+def _status_after_key(buf, q, e):
+    """After ``status`` keyword match ending at q: ``":NNN``, ``=NNN``, ``: NNN``."""
+    k = 0
+    while q < e and k < 3 and (buf[q] == 34 or buf[q] == 58 or buf[q] == 61 or buf[q] == 32):
+        q += 1
+        k += 1
+    if k == 0 or q + 3 > e:
+        return 0
+    if q + 3 < e and buf[q + 3] >= 48 and buf[q + 3] <= 57:
+        return 0
+    v = _digits(buf, q, 3)
+    if v >= 100 and v <= 599:
+        return v
+    return 0
+
+
+@njit(nogil=True, cache=True)
+def features(buf, ls, le, ms, me, st, fl, lower, low31, has, cls, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
+             kw_act, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other):
+    """Keyword flags over the whole raw line; status and template over the message span.
+
+    Sets category bits in ``fl`` and fills ``st`` where still 0; returns the candidate-family
+    mask per line and the template slot per line (-1 once the table is 3/4 full and the
+    template is new); slots created in this call are listed in ``tmpl_new`` with their line.
+    """
+    n = ls.shape[0]
+    cand = np.zeros(n, dtype=np.int64)
+    slot = np.full(n, -1, dtype=np.int32)
+    cap = tmpl_keys.shape[0]
+    nnew = 0
+    for i in range(n):
+        s = ls[i]
+        e = le[i]
+        acts = np.int64(0)
+        status = np.int64(st[i])
+        if e - s >= 3:
+            key = (np.int64(low31[buf[s]]) << 5) | np.int64(low31[buf[s + 1]])
+            for p in range(s + 2, e):
+                key = ((key << 5) | np.int64(low31[buf[p]])) & 32767
+                if not has[key]:
+                    continue
+                a0 = bg_start[key]
+                a1 = bg_start[key + 1]
+                q = p - 2
+                for j in range(a0, a1):
+                    kid = kw_ids[j]
+                    kl = kw_len[kid]
+                    if q + kl > e:
+                        continue
+                    ko = kw_off[kid]
+                    ok = True
+                    for t in range(kl):
+                        if lower[buf[q + t]] != kw_bytes[ko + t]:
+                            ok = False
+                            break
+                    if not ok:
+                        continue
+                    a = kw_act[kid]
+                    acts |= a
+                    if status == 0:
+                        if a & A_STATUS_METHOD:
+                            status = _status_after_method(buf, q + kl, e)
+                        elif a & A_STATUS_KEY:
+                            status = _status_after_key(buf, q + kl, e)
+        fl[i] |= np.uint16(acts & 7)
+        cand[i] = acts >> 8
+        st[i] = status
+        # template hash over the message
+        h = FNV_OFF
+        p = ms[i]
+        m1 = me[i]
+        while p < m1:
+            c = buf[p]
+            k = cls[c]
+            if k == 0:
+                h = (h ^ np.uint64(c)) * FNV_PRIME
+                p += 1
+                continue
+            t0 = p
+            has_digit = False
+            nup = 0
+            lead = True
+            tail_digits = True
+            th = FNV_OFF
+            while p < m1:
+                c = buf[p]
+                k = cls[c]
+                if k == 0:
+                    break
+                th = (th ^ np.uint64(c)) * FNV_PRIME
+                if k & 2:
+                    has_digit = True
+                if lead and (k & 4):
+                    nup += 1
+                else:
+                    lead = False
+                    if not (k & 2):
+                        tail_digits = False
+                p += 1
+            tl = p - t0
+            masked = has_digit and not (nup >= 2 and tail_digits and tl <= 10 and nup < tl)
+            if masked:
+                h = (h ^ MASK_MARK) * FNV_PRIME
+            else:
+                h = (h ^ th) * FNV_PRIME
+        if h == 0:
+            h = np.uint64(1)
+        j = np.int64(h & np.uint64(cap - 1))
+        found = -1
+        for _ in range(64):
+            kk = tmpl_keys[j]
+            if kk == h:
+                found = j
+                break
+            if kk == 0:
+                if tmpl_used[0] * 4 < cap * 3:
+                    tmpl_keys[j] = h
+                    tmpl_used[0] += 1
+                    tmpl_new[nnew] = j
+                    tmpl_line[nnew] = i
+                    nnew += 1
+                    found = j
+                break
+            j = (j + 1) & (cap - 1)
+        if found >= 0:
+            slot[i] = found
+        else:
+            tmpl_other[0] += 1
+    return cand, slot, nnew
