@@ -1,0 +1,491 @@
+"""The streaming analysis: chunks of bytes in, one `LogReport` out.
+
+Pipeline per chunk (each chunk goes to one of two worker threads; the compiled kernels drop
+the GIL so both cores work):
+
+1. strip ANSI colours if the chunk has any; split lines;
+2. parse the layout (`_kernel.parse_text` / `parse_ndjson`); lines the kernel cannot place
+   are retried in Python (`_slow_*`) and otherwise stay *unparsed* (counted, kept as examples);
+3. `_kernel.features`: seed categories, signal-candidate families, HTTP status, template slot;
+4. numpy aggregations (per minute, per instance/region, status mix, templates), and the
+   Python signal matchers for the few candidate lines.
+
+Memory is bounded by the chunk size times the chunks in flight, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from . import _kernel as K
+from . import signals as S
+from .sources import entries_as_ndjson, entry_fields, iter_chunks, json_entries, sniff
+
+CHUNK_BYTES = 16 << 20
+MEASURES = ("lines", "errors", "auth", "database", "http_5xx")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TEXT_SLOW = re.compile(
+    r"^(?:error\.message=\"((?:[^\"\\]|\\.)*)\"\s+)?"
+    r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[Zz]|[+-]\d\d:?\d\d)?)\s+"
+    r"(?:(\w+)\[([^\]\s]+)\]|([0-9a-f]{6,}))\s+([a-z]{2,8}\d?)\s+\[(\w+)\]\s?(.*)$",
+    re.S,
+)
+_DASH = re.compile(r"^(\d{1,2}):(\d\d):(\d\d)(?:\.\d+)?\s+(.*)$", re.S)
+_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
+_CODE_TOKEN = re.compile(r"[A-Z]{2,}[0-9]+")
+_PROVIDERS = {"app": K.P_APP, "runner": K.P_RUNNER, "proxy": K.P_PROXY, "health": K.P_HEALTH}
+_LEVELS = {"info": K.L_INFO, "error": K.L_ERROR, "err": K.L_ERROR, "warn": K.L_WARN, "warning": K.L_WARN,
+           "debug": K.L_DEBUG, "fatal": K.L_ERROR}
+_KW = K.build_keyword_table(S.kernel_keywords())
+_JSON_KEYS = tuple(np.frombuffer(k, dtype=np.uint8).copy()
+                   for k in (b"timestamp", b"message", b"instance", b"region", b"provider", b"level"))
+
+
+def mask_template(message: str) -> str:
+    """The template of a message: tokens holding a digit become ``<*>`` (codes like PC01 stay).
+
+    Same rule as the kernel's hash, so the text shown is the text that was counted.
+    """
+    def sub(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        if not any(c.isdigit() for c in tok):
+            return tok
+        if len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok):
+            return tok
+        return "<*>"
+
+    return _TOKEN.sub(sub, message)
+
+
+@dataclass
+class SigAcc:
+    """Running facts about one signal."""
+
+    count: int = 0
+    first: tuple[tuple[int, int], float | None] | None = None
+    last: tuple[tuple[int, int], float | None] | None = None
+    instances: Counter = field(default_factory=Counter)
+    regions: Counter = field(default_factory=Counter)
+    examples: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    minutes: Counter = field(default_factory=Counter)
+    details: Counter = field(default_factory=Counter)
+
+    def add(self, order: tuple[int, int], ts: float | None, inst: str, region: str, text: str,
+            detail: str | None, max_examples: int) -> None:
+        self.count += 1
+        if self.first is None or order < self.first[0]:
+            self.first = (order, ts)
+        if self.last is None or order > self.last[0]:
+            self.last = (order, ts)
+        if inst:
+            self.instances[inst] += 1
+        if region:
+            self.regions[region] += 1
+        if len(self.examples) < max_examples:
+            self.examples.append((order, text))
+        if ts is not None:
+            self.minutes[int(ts // 60) * 60] += 1
+        if detail:
+            self.details[detail] += 1
+
+    def merge(self, other: SigAcc, max_examples: int) -> None:
+        self.count += other.count
+        if other.first is not None and (self.first is None or other.first[0] < self.first[0]):
+            self.first = other.first
+        if other.last is not None and (self.last is None or other.last[0] > self.last[0]):
+            self.last = other.last
+        self.instances.update(other.instances)
+        self.regions.update(other.regions)
+        self.examples = sorted(self.examples + other.examples)[:max_examples]
+        self.minutes.update(other.minutes)
+        self.details.update(other.details)
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk contributes to the report."""
+
+    index: int
+    lines: int = 0
+    parsed: int = 0
+    filtered_out: int = 0
+    categories: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
+    minute_keys: np.ndarray | None = None
+    minute_counts: np.ndarray | None = None
+    inst_minute: list[tuple[int, str, np.ndarray]] = field(default_factory=list)
+    by_instance: dict[str, np.ndarray] = field(default_factory=dict)
+    by_region: dict[str, np.ndarray] = field(default_factory=dict)
+    status: np.ndarray = field(default_factory=lambda: np.zeros(600, dtype=np.int64))
+    ts_min: int | None = None
+    ts_max: int | None = None
+    signals: dict[str, SigAcc] = field(default_factory=dict)
+    events: list[S.Event] = field(default_factory=list)
+    crashes: list[S.Event] = field(default_factory=list)
+    unparsed_examples: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    dated_by_anchor: bool = False
+
+
+class Worker:
+    """Per-thread state: intern tables, template table, names for their ids."""
+
+    def __init__(self, mode: str, since_ms: int | None, until_ms: int | None, examples: int,
+                 anchor_day_ms: int) -> None:
+        self.mode = mode
+        self.since = since_ms
+        self.until = until_ms
+        self.examples = examples
+        self.anchor = anchor_day_ms
+        cap = K.INTERN_CAP
+        self.ik, self.iu = np.zeros(cap, np.uint64), np.zeros(1, np.int64)
+        self.is_, self.ie = np.full(cap, -1, np.int64), np.full(cap, -1, np.int64)
+        self.rk, self.ru = np.zeros(cap, np.uint64), np.zeros(1, np.int64)
+        self.rs, self.re = np.full(cap, -1, np.int64), np.full(cap, -1, np.int64)
+        self.inst_names: dict[int, str] = {-1: ""}
+        self.reg_names: dict[int, str] = {-1: ""}
+        self.py_ids: dict[int, dict[str, int]] = {}
+        self.tk = np.zeros(K.TMPL_CAP, np.uint64)
+        self.tused = np.zeros(1, np.int64)
+        self.tother = np.zeros(1, np.int64)
+        self.tcount = np.zeros(K.TMPL_CAP, np.int64)
+        self.texample: dict[int, tuple[tuple[int, int], str, str]] = {}
+        self.other_templates = 0
+
+    # ids for names found by the Python slow path live above the kernel's table
+    def _py_id(self, name: str, names: dict[int, str]) -> int:
+        if not name:
+            return -1
+        ids = self.py_ids.setdefault(id(names), {})
+        i = ids.get(name)
+        if i is None:
+            i = K.INTERN_CAP + len(ids)
+            ids[name] = i
+            names[i] = name
+        return i
+
+    def _collect_names(self, buf: np.ndarray) -> None:
+        for pos_s, pos_e, names in ((self.is_, self.ie, self.inst_names), (self.rs, self.re, self.reg_names)):
+            new = np.flatnonzero(pos_s >= 0)
+            for slot in new.tolist():
+                names[slot] = bytes(buf[pos_s[slot] : pos_e[slot]]).decode("utf-8", "replace")
+            pos_s[new] = -1
+            pos_e[new] = -1
+
+    def process(self, index: int, data: bytes | memoryview) -> ChunkResult:
+        """Analyse one block of whole lines."""
+        res = ChunkResult(index)
+        raw = data.obj if isinstance(data, memoryview) else data
+        if raw.find(b"\x1b", 0, len(data)) >= 0:  # type: ignore[union-attr]
+            buf = K.strip_ansi(np.frombuffer(data, np.uint8))
+        else:
+            buf = np.frombuffer(data, np.uint8)
+        ls, le = K.split_lines(buf)
+        n = ls.shape[0]
+        res.lines = n
+        if n == 0:
+            return res
+        if self.mode == "fly-text":
+            ts, prov, inst, reg, lvl, ms, me, st, fl = K.parse_text(
+                buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re)
+        elif self.mode == "ndjson":
+            ts, prov, inst, reg, lvl, ms, me, st, fl = K.parse_ndjson(
+                buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re, *_JSON_KEYS)
+        else:
+            ts = np.full(n, -1, np.int64)
+            prov = np.zeros(n, np.int8)
+            inst = np.full(n, -1, np.int32)
+            reg = np.full(n, -1, np.int32)
+            lvl = np.zeros(n, np.int8)
+            ms, me = ls.copy(), le.copy()
+            st = np.zeros(n, np.int16)
+            fl = np.full(n, K.F_PARSED, np.uint16)
+        self._collect_names(buf)
+        slow = np.flatnonzero(fl & K.F_SLOW)
+        if slow.size:
+            self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
+        tnew = np.empty(n, np.int32)
+        tline = np.empty(n, np.int64)
+        cand, slot, nnew = K.features(buf, ls, le, ms, me, st, fl, K._LOWER, K._LOW31, _KW[0], K._CLS, *_KW[1:],
+                                      self.tk, self.tused, tnew, tline, self.tother)
+        for j in range(nnew):
+            i = int(tline[j])
+            msg = self._message(buf, ms[i], me[i])
+            self.texample[int(tnew[j])] = ((index, i), mask_template(msg), self._line(buf, ls[i], le[i]))
+        self._aggregate(res, buf, ls, le, ts, prov, inst, reg, ms, me, st, fl, cand, slot)
+        return res
+
+    # --- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _line(buf: np.ndarray, s: int, e: int) -> str:
+        return bytes(buf[s:e]).decode("utf-8", "replace")
+
+    def _message(self, buf: np.ndarray, s: int, e: int) -> str:
+        raw = bytes(buf[s:e])
+        if self.mode == "ndjson" and b"\\" in raw:
+            try:
+                return json.loads(b'"' + raw + b'"')
+            except ValueError:
+                pass
+        return raw.decode("utf-8", "replace")
+
+    def _slow(self, buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res) -> None:  # noqa: ANN001
+        """Python parsers for lines the kernel could not place."""
+        last_dash = None
+        day = self.anchor
+        for i in slow.tolist():
+            s, e = int(ls[i]), int(le[i])
+            raw = bytes(buf[s:e])
+            line = raw.decode("utf-8", "surrogateescape")
+            if self.mode == "fly-text":
+                m = _TEXT_SLOW.match(line)
+                if m:
+                    t = _parse_iso(m.group(2))
+                    if t is not None:
+                        ts[i] = t
+                        prov[i] = _PROVIDERS.get((m.group(3) or "").lower(), K.P_OTHER if m.group(3) else K.P_NONE)
+                        inst[i] = self._py_id(m.group(4) or m.group(5) or "", self.inst_names)
+                        reg[i] = self._py_id(m.group(6), self.reg_names)
+                        lvl[i] = _LEVELS.get(m.group(7).lower(), K.L_OTHER)
+                        if m.group(1) is not None:
+                            ms[i] = s + len(line[: m.start(1)].encode("utf-8", "surrogateescape"))
+                            me[i] = s + len(line[: m.end(1)].encode("utf-8", "surrogateescape"))
+                        else:
+                            ms[i] = s + len(line[: m.start(8)].encode("utf-8", "surrogateescape"))
+                        fl[i] = K.F_PARSED | K.F_TS
+                        continue
+                m = _DASH.match(line)
+                if m:
+                    sod = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
+                    if sod < 86400:
+                        if last_dash is not None and sod + 43200 < last_dash:
+                            day += 86_400_000  # the copy crossed midnight
+                        last_dash = sod
+                        ts[i] = day + sod * 1000
+                        ms[i] = s + len(line[: m.start(4)].encode("utf-8", "surrogateescape"))
+                        fl[i] = K.F_PARSED | K.F_TS
+                        res.dated_by_anchor = True
+                        continue
+            if line.lstrip().startswith("{"):
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    obj = None
+                f = entry_fields(obj)
+                if f is not None:
+                    t = _parse_any_ts(f["timestamp"])
+                    ts[i] = -1 if t is None else t
+                    prov[i] = _PROVIDERS.get(str(f["provider"]).lower(), K.P_OTHER if f["provider"] else K.P_NONE)
+                    inst[i] = self._py_id(str(f["instance"]), self.inst_names)
+                    reg[i] = self._py_id(str(f["region"]), self.reg_names)
+                    lvl[i] = _LEVELS.get(str(f["level"]).lower(), K.L_NONE)
+                    fl[i] = K.F_PARSED | (K.F_TS if t is not None else 0)
+                    continue
+            # unparsed: the whole line is the message; keep a few as evidence
+            if len(res.unparsed_examples) < max(self.examples, 5):
+                res.unparsed_examples.append(((res.index, i), raw.decode("utf-8", "replace")[:2000]))
+
+    def _aggregate(self, res, buf, ls, le, ts, prov, inst, reg, ms, me, st, fl, cand, slot) -> None:  # noqa: ANN001
+        n = ls.shape[0]
+        has_ts = ts >= 0
+        if self.since is not None or self.until is not None:
+            inw = np.ones(n, dtype=bool)
+            if self.since is not None:
+                inw &= ~has_ts | (ts >= self.since)
+            if self.until is not None:
+                inw &= ~has_ts | (ts < self.until)
+            res.filtered_out = int(n - np.count_nonzero(inw))
+        else:
+            inw = None
+        res.parsed = int(np.count_nonzero(fl & K.F_PARSED))
+
+        def sel(mask: np.ndarray) -> np.ndarray:
+            return mask if inw is None else (mask & inw)
+
+        err = sel((fl & K.F_ERR) != 0)
+        auth = sel((fl & K.F_AUTH) != 0)
+        db = sel((fl & K.F_DB) != 0)
+        h5 = sel(st >= 500)
+        allm = np.ones(n, dtype=bool) if inw is None else inw
+        res.categories[:] = (np.count_nonzero(err), np.count_nonzero(auth), np.count_nonzero(db))
+        measures = (allm, err, auth, db, h5)
+        # status mix
+        sv = st[allm] if inw is not None else st
+        res.status = np.bincount(sv.astype(np.int64), minlength=600)[:600]
+        res.status[0] = 0
+        # templates (counts restricted to the window)
+        sl = slot if inw is None else slot[inw]
+        sl = sl[sl >= 0]
+        if sl.size:
+            self.tcount += np.bincount(sl, minlength=K.TMPL_CAP)
+        # per instance / region
+        for ids, names, out in ((inst, self.inst_names, res.by_instance), (reg, self.reg_names, res.by_region)):
+            off = ids.astype(np.int64) + 1
+            size = int(off.max()) + 1
+            mat = np.stack([np.bincount(off[m], minlength=size) for m in measures], axis=1)
+            for k in np.flatnonzero(mat[:, 0]).tolist():
+                out[names.get(k - 1, "?")] = mat[k]
+        # per minute (and per minute x instance for the heat map)
+        tsel = has_ts if inw is None else (has_ts & inw)
+        if np.any(tsel):
+            tv = ts[tsel]
+            res.ts_min, res.ts_max = int(tv.min()), int(tv.max())
+            minute = tv // 60000
+            m0 = int(minute.min())
+            span = int(minute.max()) - m0 + 1
+            if span <= 2_000_000:
+                b = minute - m0
+                mat = np.stack([np.bincount(b[m[tsel]], minlength=span) for m in measures], axis=1)
+                nz = np.flatnonzero(mat[:, 0])
+                res.minute_keys = (nz + m0).astype(np.int64)
+                res.minute_counts = mat[nz]
+                ii = inst[tsel].astype(np.int64) + 1
+                ni = int(ii.max()) + 1
+                if span * ni <= 8_000_000:
+                    key = b * ni + ii
+                    lm = np.bincount(key, minlength=span * ni)
+                    em = np.bincount(key[err[tsel]], minlength=span * ni)
+                    for k in np.flatnonzero(lm).tolist():
+                        res.inst_minute.append((m0 + k // ni, self.inst_names.get(k % ni - 1, "?"),
+                                                np.array([lm[k], em[k]])))
+            else:
+                uk, inv = np.unique(minute, return_inverse=True)
+                mat = np.stack([np.bincount(inv[m[tsel]], minlength=uk.size) for m in measures], axis=1)
+                res.minute_keys, res.minute_counts = uk.astype(np.int64), mat
+        # signals from candidate lines
+        cidx = np.flatnonzero(sel(cand != 0))
+        for i in cidx.tolist():
+            msg = self._message(buf, ms[i], me[i])
+            hits = S.match(msg, int(cand[i]))
+            if not hits:
+                continue
+            t = float(ts[i]) / 1000.0 if ts[i] >= 0 else None
+            iname = self.inst_names.get(int(inst[i]), "")
+            rname = self.reg_names.get(int(reg[i]), "")
+            text = self._line(buf, ls[i], le[i])
+            order = (res.index, i)
+            for sid, details in hits:
+                if sid in S.STATEFUL:
+                    res.events.append(S.Event(order, t, iname, rname, sid, details, text[:2000]))
+                    continue
+                detail = None
+                if "codes" in details:
+                    detail = " > ".join(details["codes"])
+                elif "exit_code" in details:
+                    detail = f"exit code {details['exit_code']}"
+                acc = res.signals.setdefault(sid, SigAcc())
+                acc.add(order, t, iname, rname, text[:2000], detail, self.examples)
+                if sid in ("app_exit_nonzero", "vm_exited_abruptly"):
+                    res.crashes.append(S.Event(order, t, iname, rname, sid, details, text[:2000]))
+        # 5xx responses as a signal (with examples and instances)
+        hidx = np.flatnonzero(h5)
+        if hidx.size:
+            acc = res.signals.setdefault("http_5xx", SigAcc())
+            for i in hidx.tolist():
+                t = float(ts[i]) / 1000.0 if ts[i] >= 0 else None
+                if len(acc.examples) < self.examples:
+                    acc.add((res.index, i), t, self.inst_names.get(int(inst[i]), ""),
+                            self.reg_names.get(int(reg[i]), ""), self._line(buf, ls[i], le[i])[:2000],
+                            f"HTTP {int(st[i])}", self.examples)
+                else:
+                    acc.count += 1
+                    acc.last = ((res.index, i), t)
+                    acc.instances[self.inst_names.get(int(inst[i]), "")] += 1
+                    acc.regions[self.reg_names.get(int(reg[i]), "")] += 1
+                    acc.details[f"HTTP {int(st[i])}"] += 1
+                    if t is not None:
+                        acc.minutes[int(t // 60) * 60] += 1
+
+    def templates(self) -> dict[int, tuple[int, tuple[int, int], str, str]]:
+        """Template hash -> (count, first order, template, example line)."""
+        out = {}
+        for slot in np.flatnonzero(self.tcount).tolist():
+            order, tmpl, example = self.texample[slot]
+            out[int(self.tk[slot])] = (int(self.tcount[slot]), order, tmpl, example)
+        return out
+
+
+def _parse_iso(text: str) -> int | None:
+    t = text.replace(",", ".")
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    if "." in t:
+        head, _, frac = t.partition(".")
+        digits = "".join(c for c in frac if c.isdigit())
+        rest = frac[len(digits):]
+        t = f"{head}.{(digits + '000000')[:6]}{rest}"
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def _parse_any_ts(value: Any) -> int | None:
+    if isinstance(value, str):
+        return _parse_iso(value.strip()) if value.strip() else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        v = float(value)
+        if v > 1e17:
+            return int(v / 1e6)
+        if v > 1e14:
+            return int(v / 1e3)
+        if v > 1e11:
+            return int(v)
+        return int(v * 1000)
+    return None
+
+
+# --- the driver ------------------------------------------------------------------------------
+def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int | None,
+        examples: int, anchor_day_ms: int, workers: int | None = None,
+        chunk_bytes: int = CHUNK_BYTES) -> tuple[list[ChunkResult], list[Worker], str]:
+    """Process the whole input; returns chunk results (in order), the workers and the format."""
+    head = b""
+    if entries is None:
+        head = stream.read(65536)
+        if fmt == "auto":
+            fmt = sniff(head)
+    else:
+        fmt = "api" if fmt == "auto" else fmt
+    mode = {"fly-text": "fly-text", "ndjson": "ndjson", "bare": "bare"}.get(fmt, "ndjson")
+    nworkers = workers or max(1, min(2, os.cpu_count() or 1))
+    pool = [Worker(mode, since_ms, until_ms, examples, anchor_day_ms) for _ in range(nworkers)]
+    execs = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"logs-{k}") for k in range(nworkers)]
+    futures: list[Future[ChunkResult]] = []
+    results: list[ChunkResult] = []
+    lock = threading.Lock()
+
+    def blocks() -> Iterator[bytes | memoryview]:
+        if entries is not None:
+            yield from entries_as_ndjson(entries, chunk_bytes)
+        elif mode == "ndjson" and fmt in ("fly-json", "api"):
+            yield from entries_as_ndjson(json_entries(stream, head), chunk_bytes)
+        else:
+            yield from iter_chunks(stream, chunk_bytes, head)
+
+    try:
+        for idx, data in enumerate(blocks()):
+            w = idx % nworkers
+            futures.append(execs[w].submit(pool[w].process, idx, data))
+            # bounded look-ahead keeps memory flat: one block queued per worker
+            while len(futures) - len(results) > nworkers:
+                with lock:
+                    results.append(futures[len(results)].result())
+        for f in futures[len(results):]:
+            results.append(f.result())
+    finally:
+        for ex in execs:
+            ex.shutdown(wait=True, cancel_futures=True)
+    return results, pool, fmt
