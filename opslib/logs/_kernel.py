@@ -34,7 +34,6 @@ INTERN_CAP = 1 << 12
 
 _LOWER = np.arange(256, dtype=np.uint8)
 _LOWER[ord("A") : ord("Z") + 1] += 32
-_LOW31 = (_LOWER & 31).astype(np.uint8)
 # 1 = token char for templates ([A-Za-z0-9_.-]), 2 = digit, 4 = uppercase letter
 _CLS = np.zeros(256, dtype=np.uint8)
 for _c in b"abcdefghijklmnopqrstuvwxyz_.-":
@@ -44,36 +43,46 @@ for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
 for _c in b"0123456789":
     _CLS[_c] = 1 | 2
 
+# one lookup per byte: low 5 bits = (lowercase byte) & 31 for the keyword key, high 3 bits
+# = template class (1 token char, 2 digit, 4 uppercase)
+_COMB = ((_LOWER & 31) | (_CLS << 5)).astype(np.uint8)
+
 FNV_OFF = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 MASK_MARK = np.uint64(0x9E3779B97F4A7C15)
 
 
-TRI_BITS = 15
+GRAM = 4  # bytes in the rolling lookup key (5 bits each)
 
 
-def _tri(b0: int, b1: int, b2: int) -> int:
-    return ((b0 & 31) << 10) | ((b1 & 31) << 5) | (b2 & 31)
+def _gram_keys(kw: bytes) -> list[int]:
+    """Lookup keys under which a keyword is filed (all 32 continuations for a 3-byte one)."""
+    head = 0
+    for b in kw[:GRAM]:
+        head = (head << 5) | ((b | 32 if 65 <= b <= 90 else b) & 31)
+    if len(kw) >= GRAM:
+        return [head]
+    return [(head << 5) | x for x in range(32)]
 
 
 def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, ...]:
-    """Compile (lowercase keyword, action) pairs into trigram-indexed arrays for `features`.
+    """Compile (lowercase keyword, action) pairs into arrays indexed by a rolling key.
 
-    The index key keeps 5 bits of each of the first three bytes, so a lookup per byte rules
-    out almost every position; real matches are verified byte by byte.
+    The key keeps 5 bits of each of the first GRAM bytes, so one lookup per byte rules out
+    almost every position; real matches are verified byte by byte.
     """
     by_tri: dict[int, list[int]] = {}
     for i, (kw, _a) in enumerate(keywords):
-        if len(kw) < 3 or kw != kw.lower():
-            raise ValueError(f"keyword must be lowercase and at least 3 bytes: {kw!r}")
-        by_tri.setdefault(_tri(kw[0], kw[1], kw[2]), []).append(i)
-    size = 1 << TRI_BITS
+        if len(kw) < 3 or kw != kw.lower() or (kw[0] & 31) == 0:
+            raise ValueError(f"keyword must be lowercase, at least 3 bytes, not start with ' @`: {kw!r}")
+        for key in _gram_keys(kw):
+            by_tri.setdefault(key, []).append(i)
+    size = 1 << (5 * GRAM)
+    pairs = sorted((key, i) for key, lst in by_tri.items() for i in lst)
+    keys = np.array([k for k, _ in pairs], dtype=np.int64)
+    ids = [i for _, i in pairs]
     start = np.zeros(size + 1, dtype=np.int32)
-    ids: list[int] = []
-    for key in range(size):
-        start[key] = len(ids)
-        ids.extend(by_tri.get(key, ()))
-    start[size] = len(ids)
+    start[1:] = np.cumsum(np.bincount(keys, minlength=size))
     has = (start[1:] != start[:-1]).astype(np.uint8)
     kw_bytes = np.frombuffer(b"".join(k for k, _ in keywords), dtype=np.uint8).copy()
     kw_off = np.zeros(len(keywords), dtype=np.int32)
@@ -628,95 +637,119 @@ def _status_after_key(buf, q, e):
     return 0
 
 
+@njit
+def _verify(buf, lower, key, p, s, e, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, acts, status):
+    """Check the keywords filed under ``key`` for a match ending the key at ``p``."""
+    q = p - (GRAM - 1)
+    for j in range(bg_start[key], bg_start[key + 1]):
+        kid = kw_ids[j]
+        kl = kw_len[kid]
+        if q + kl > e or q < s:
+            continue
+        ko = kw_off[kid]
+        ok = True
+        for u in range(kl):
+            if lower[buf[q + u]] != kw_bytes[ko + u]:
+                ok = False
+                break
+        if not ok:
+            continue
+        a = kw_act[kid]
+        acts |= a
+        if status == 0:
+            if a & A_STATUS_METHOD:
+                status = _status_after_method(buf, q + kl, e)
+            elif a & A_STATUS_KEY:
+                status = _status_after_key(buf, q + kl, e)
+    return acts, status
+
+
+@njit(inline="always")
+def _code_like(buf, comb, a, b):
+    """``[A-Z]{2,}[0-9]+`` of at most 10 bytes (proxy/PostgREST codes stay in templates)."""
+    if b - a > 10:
+        return False
+    k = a
+    while k < b and (comb[buf[k]] >> 5) & 4:
+        k += 1
+    if k - a < 2 or k == b:
+        return False
+    while k < b:
+        if not ((comb[buf[k]] >> 5) & 2):
+            return False
+        k += 1
+    return True
+
+
 @njit(nogil=True, cache=True)
-def features(buf, ls, le, ms, me, st, fl, lower, low31, has, cls, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
+def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
              kw_act, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other):
     """Keyword flags over the whole raw line; status and template over the message span.
 
-    Sets category bits in ``fl`` and fills ``st`` where still 0; returns the candidate-family
-    mask per line and the template slot per line (-1 once the table is 3/4 full and the
-    template is new); slots created in this call are listed in ``tmpl_new`` with their line.
+    One pass per line: a rolling 4-byte key (5 bits per byte) looks up ``has``; hits are
+    verified against the keyword list. Inside the message span the same pass hashes the
+    template (tokens of ``[A-Za-z0-9_.-]`` holding a digit are masked, code-like tokens such
+    as ``PC01`` kept). Sets category bits in ``fl`` and fills ``st`` where still 0; returns
+    the candidate-family mask and template slot per line (-1 when the table is 3/4 full and
+    the template is new); slots created in this call are listed in ``tmpl_new``.
     """
     n = ls.shape[0]
     cand = np.zeros(n, dtype=np.int64)
     slot = np.full(n, -1, dtype=np.int32)
     cap = tmpl_keys.shape[0]
+    kmask = np.int64((1 << (5 * GRAM)) - 1)
     nnew = 0
     for i in range(n):
         s = ls[i]
         e = le[i]
+        m0 = ms[i]
+        m1 = me[i]
         acts = np.int64(0)
         status = np.int64(st[i])
-        if e - s >= 3:
-            key = (np.int64(low31[buf[s]]) << 5) | np.int64(low31[buf[s + 1]])
-            for p in range(s + 2, e):
-                key = ((key << 5) | np.int64(low31[buf[p]])) & 32767
-                if not has[key]:
-                    continue
-                a0 = bg_start[key]
-                a1 = bg_start[key + 1]
-                q = p - 2
-                for j in range(a0, a1):
-                    kid = kw_ids[j]
-                    kl = kw_len[kid]
-                    if q + kl > e:
-                        continue
-                    ko = kw_off[kid]
-                    ok = True
-                    for t in range(kl):
-                        if lower[buf[q + t]] != kw_bytes[ko + t]:
-                            ok = False
-                            break
-                    if not ok:
-                        continue
-                    a = kw_act[kid]
-                    acts |= a
-                    if status == 0:
-                        if a & A_STATUS_METHOD:
-                            status = _status_after_method(buf, q + kl, e)
-                        elif a & A_STATUS_KEY:
-                            status = _status_after_key(buf, q + kl, e)
+        key = np.int64(0)
+        # keys before the GRAM-th byte are zero-padded; no keyword starts with a class-0 byte
+        # (checked when the table is built), so such keys never reach before the line start
+        for p in range(s, e):
+            key = ((key << 5) | np.int64(comb[buf[p]] & 31)) & kmask
+            if has[key]:
+                acts, status = _verify(buf, lower, key, p, s, e, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
+                                       kw_act, acts, status)
+        key = (key << 5) & kmask  # a virtual space: 3-byte keywords at the line end
+        if has[key]:
+            acts, status = _verify(buf, lower, key, e, s, e, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
+                                   kw_act, acts, status)
+        h = FNV_OFF
+        in_tok = False
+        t0 = m0
+        th = np.uint64(0)
+        has_digit = np.uint8(0)
+        for p in range(m0, m1):
+            c = buf[p]
+            k = comb[c] >> 5
+            if k:
+                if not in_tok:
+                    in_tok = True
+                    t0 = p
+                    th = np.uint64(0)
+                    has_digit = np.uint8(k << 4)  # bit 6 remembers "starts uppercase"
+                th = th * np.uint64(31) + np.uint64(c)
+                has_digit |= k
+                continue
+            if in_tok:
+                in_tok = False
+                if (has_digit & 2) and not ((has_digit & 64) and p - t0 <= 10 and _code_like(buf, comb, t0, p)):
+                    h = (h ^ MASK_MARK) * FNV_PRIME
+                else:
+                    h = (h ^ (th * FNV_PRIME)) * FNV_PRIME
+            h = (h ^ np.uint64(c)) * FNV_PRIME
+        if in_tok:
+            if (has_digit & 2) and not ((has_digit & 64) and m1 - t0 <= 10 and _code_like(buf, comb, t0, m1)):
+                h = (h ^ MASK_MARK) * FNV_PRIME
+            else:
+                h = (h ^ (th * FNV_PRIME)) * FNV_PRIME
         fl[i] |= np.uint16(acts & 7)
         cand[i] = acts >> 8
         st[i] = status
-        # template hash over the message
-        h = FNV_OFF
-        p = ms[i]
-        m1 = me[i]
-        while p < m1:
-            c = buf[p]
-            k = cls[c]
-            if k == 0:
-                h = (h ^ np.uint64(c)) * FNV_PRIME
-                p += 1
-                continue
-            t0 = p
-            has_digit = False
-            nup = 0
-            lead = True
-            tail_digits = True
-            th = FNV_OFF
-            while p < m1:
-                c = buf[p]
-                k = cls[c]
-                if k == 0:
-                    break
-                th = (th ^ np.uint64(c)) * FNV_PRIME
-                if k & 2:
-                    has_digit = True
-                if lead and (k & 4):
-                    nup += 1
-                else:
-                    lead = False
-                    if not (k & 2):
-                        tail_digits = False
-                p += 1
-            tl = p - t0
-            masked = has_digit and not (nup >= 2 and tail_digits and tl <= 10 and nup < tl)
-            if masked:
-                h = (h ^ MASK_MARK) * FNV_PRIME
-            else:
-                h = (h ^ th) * FNV_PRIME
         if h == 0:
             h = np.uint64(1)
         j = np.int64(h & np.uint64(cap - 1))

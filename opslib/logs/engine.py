@@ -215,7 +215,7 @@ class Worker:
             self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
         tnew = np.empty(n, np.int32)
         tline = np.empty(n, np.int64)
-        cand, slot, nnew = K.features(buf, ls, le, ms, me, st, fl, K._LOWER, K._LOW31, _KW[0], K._CLS, *_KW[1:],
+        cand, slot, nnew = K.features(buf, ls, le, ms, me, st, fl, K._LOWER, K._COMB, *_KW,
                                       self.tk, self.tused, tnew, tline, self.tother)
         for j in range(nnew):
             i = int(tline[j])

@@ -103,7 +103,7 @@ class _Gen:
         if kind < 0.85:
             err = "null" if st < 400 else '"request failed"'
             return (
-                f'{{"level":30,"time":{int(self.t * 1000)},"pid":314,"reqId":"req-{self.req:x}",'
+                f'{{"level":30,"time":{int(self.t * 1000)},"pid":314,"reqId":"req-{self.req}",'
                 f'"req":{{"method":"{m}","url":"{path}"}},"res":{{"statusCode":{st}}},'
                 f'"error":{err},"responseTime":{ms:.1f},"msg":"request completed"}}'
             )
@@ -190,7 +190,6 @@ class _Gen:
         for k in range(30):
             out.append((t + 5 + k * 0.2, "app", other[0], other[1], "info", self.access(status=502)))
         out.extend(self.boot(inst, region, t + 10.0))
-        self.t = t + 17
         return out
 
     def db_exhaustion(self) -> list[Entry]:
@@ -207,7 +206,6 @@ class _Gen:
                 msg = 'FATAL:  remaining connection slots are reserved for non-replication superuser connections'
             out.append((tt, "app", inst, region, "info", msg))
             out.append((tt + 0.1, "app", inst, region, "info", self.access(status=500)))
-        self.t = t + 181
         return out
 
     def clock_skew(self) -> list[Entry]:
@@ -219,7 +217,6 @@ class _Gen:
         ]
         out.append((t + 1, "app", SKEW_INSTANCE, "lhr", "info",
                     "@supabase/gotrue-js: Session as retrieved from URL was issued in the future? Check the device clock for skew 1716897601 1716897641 1716897600"))
-        self.t = t + 81
         return out
 
     def autostop(self) -> list[Entry]:
