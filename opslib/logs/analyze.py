@@ -137,7 +137,9 @@ def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker
     http = {"responses": responses, "by_class": by_class, "error_rate": error_rate}
 
     signals = [_signal_dict(sid, acc, error_rate) for sid, acc in accs.items() if acc.count]
-    signals.sort(key=lambda s: (SEVERITY_RANK[s["severity"]], -s["count"], s["id"]))
+    # most severe first; within a severity, in the order things happened (the first critical
+    # signal is usually nearest the cause), then by volume
+    signals.sort(key=lambda s: (SEVERITY_RANK[s["severity"]], s["first_seen"] or "~", -s["count"], s["id"]))
 
     per_minute = _per_minute(results, signals)
     by_instance = _by_name([r.by_instance for r in results], "instance")

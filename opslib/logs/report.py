@@ -130,8 +130,8 @@ class LogReport:
             d["per_minute"] = records(self.per_minute, "minute")
         return d
 
-    def summary_text(self, width: int = 100) -> str:
-        """A readable one-screen summary."""
+    def summary_text(self, width: int = 120) -> str:
+        """A readable one-screen summary (signals most severe first, then in time order)."""
         out: list[str] = []
         out.append(f"Log analysis of {self.source} ({self.format}): {self.lines_read:,} lines, "
                    f"{self.parsed:,} parsed, {self.unparsed:,} unparsed"
@@ -150,17 +150,19 @@ class LogReport:
         out.append("")
         if self.signals:
             out.append("Signals (what happened -> runbook):")
-            for s in self.signals[:14]:
-                where = ", ".join(s["instances"][:3]) + ("…" if len(s["instances"]) > 3 else "")
+            for s in self.signals[:20]:
+                inst = s["instances"]
+                where = (inst[0] + (f" (+{len(inst) - 1})" if len(inst) > 1 else "")) if inst else ""
                 span = ""
                 if s["first_seen"]:
-                    span = f" {s['first_seen'][11:19]}" + (
-                        f"-{s['last_seen'][11:19]}" if s["last_seen"] and s["last_seen"] != s["first_seen"] else "")
-                line = (f"  {s['severity'].upper():8} {s['count']:>7,}x {s['id']:<30} -> {s['runbook']:<14}"
-                        f"{span} {where}")
-                out.append(line[:width])
-            if len(self.signals) > 14:
-                out.append(f"  … and {len(self.signals) - 14} more")
+                    span = s["first_seen"][11:19]
+                    if s["last_seen"] and s["last_seen"][:19] != s["first_seen"][:19]:
+                        span += "-" + s["last_seen"][11:19]
+                line = (f"  {s['severity'].upper():8} {s['count']:>7,}x {s['id']:<28} -> {s['runbook']:<14} "
+                        f"{span:<17} {where}")
+                out.append(line.rstrip()[:width])
+            if len(self.signals) > 20:
+                out.append(f"  … and {len(self.signals) - 20} more (see --json)")
         else:
             out.append("Signals: none (no incident evidence in these lines)")
         if self.suppressed:
