@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from opslib.logs import FORMATS, analyze
-from opslib.logs.analyze import summarize_counts
+from opslib.logs.analysis import summarize_counts
 from test_logs_samples import (
     A,
     B,

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from opslib.logs import SIGNALS, analyze, findings_from_logs
-from opslib.logs.analyze import summarize_counts
+from opslib.logs.analysis import summarize_counts
 from test_logs_samples import (
     A,
     B,

@@ -8,7 +8,7 @@
 See `analyze` for inputs and `LogReport` for what comes back.
 """
 
-from .analyze import analyze, parse_time
+from .analysis import analyze, parse_time
 from .findings import findings_from_logs
 from .proxy_codes import PROXY_CODES, ProxyCode
 from .report import CATEGORY_DEFINITIONS, LogReport

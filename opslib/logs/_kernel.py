@@ -28,6 +28,7 @@ L_NONE, L_DEBUG, L_INFO, L_WARN, L_ERROR, L_OTHER = 0, 1, 2, 3, 4, 5
 # carry the candidate family mask (see `engine.FAMILIES`).
 A_STATUS_METHOD = 1 << 3
 A_STATUS_KEY = 1 << 4
+STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY
 
 TMPL_CAP = 1 << 17  # template slots per worker; beyond 3/4 full new templates count as "other"
 INTERN_CAP = 1 << 12
@@ -52,32 +53,24 @@ FNV_PRIME = np.uint64(0x100000001B3)
 MASK_MARK = np.uint64(0x9E3779B97F4A7C15)
 
 
-GRAM = 4  # bytes in the rolling lookup key (5 bits each)
-
-
-def _gram_keys(kw: bytes) -> list[int]:
-    """Lookup keys under which a keyword is filed (all 32 continuations for a 3-byte one)."""
-    head = 0
-    for b in kw[:GRAM]:
-        head = (head << 5) | ((b | 32 if 65 <= b <= 90 else b) & 31)
-    if len(kw) >= GRAM:
-        return [head]
-    return [(head << 5) | x for x in range(32)]
+def _key3(kw: bytes) -> int:
+    """Lookup key of a keyword: 5 bits of each of its first three bytes (32 Ki keys, in L1)."""
+    return ((kw[0] & 31) << 10) | ((kw[1] & 31) << 5) | (kw[2] & 31)
 
 
 def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, ...]:
     """Compile (lowercase keyword, action) pairs into arrays indexed by a rolling key.
 
-    The key keeps 5 bits of each of the first GRAM bytes, so one lookup per byte rules out
-    almost every position; real matches are verified byte by byte.
+    The key keeps 5 bits of each of the first three bytes, so one lookup per byte rules out
+    almost every position; candidates are checked against their exact first three bytes,
+    then byte by byte.
     """
     by_tri: dict[int, list[int]] = {}
     for i, (kw, _a) in enumerate(keywords):
         if len(kw) < 3 or kw != kw.lower() or (kw[0] & 31) == 0:
             raise ValueError(f"keyword must be lowercase, at least 3 bytes, not start with ' @`: {kw!r}")
-        for key in _gram_keys(kw):
-            by_tri.setdefault(key, []).append(i)
-    size = 1 << (5 * GRAM)
+        by_tri.setdefault(_key3(kw), []).append(i)
+    size = 1 << 15
     pairs = sorted((key, i) for key, lst in by_tri.items() for i in lst)
     keys = np.array([k for k, _ in pairs], dtype=np.int64)
     ids = [i for _, i in pairs]
@@ -88,11 +81,14 @@ def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, 
     kw_off = np.zeros(len(keywords), dtype=np.int32)
     kw_len = np.zeros(len(keywords), dtype=np.int32)
     kw_act = np.zeros(len(keywords), dtype=np.int64)
+    kw_head = np.zeros(len(keywords), dtype=np.int64)
     off = 0
     for i, (kw, a) in enumerate(keywords):
         kw_off[i], kw_len[i], kw_act[i] = off, len(kw), a
+        # exact first four bytes (three for a 3-byte keyword, tagged by bit 32)
+        kw_head[i] = int.from_bytes(kw[:4], "big") if len(kw) >= 4 else (1 << 32) | int.from_bytes(kw, "big")
         off += len(kw)
-    return has, start, np.array(ids, dtype=np.int32), kw_bytes, kw_off, kw_len, kw_act
+    return has, start, np.array(ids, dtype=np.int32), kw_bytes, kw_off, kw_len, kw_act, kw_head
 
 
 @njit(nogil=True, cache=True)
@@ -637,33 +633,6 @@ def _status_after_key(buf, q, e):
     return 0
 
 
-@njit
-def _verify(buf, lower, key, p, s, e, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, acts, status):
-    """Check the keywords filed under ``key`` for a match ending the key at ``p``."""
-    q = p - (GRAM - 1)
-    for j in range(bg_start[key], bg_start[key + 1]):
-        kid = kw_ids[j]
-        kl = kw_len[kid]
-        if q + kl > e or q < s:
-            continue
-        ko = kw_off[kid]
-        ok = True
-        for u in range(kl):
-            if lower[buf[q + u]] != kw_bytes[ko + u]:
-                ok = False
-                break
-        if not ok:
-            continue
-        a = kw_act[kid]
-        acts |= a
-        if status == 0:
-            if a & A_STATUS_METHOD:
-                status = _status_after_method(buf, q + kl, e)
-            elif a & A_STATUS_KEY:
-                status = _status_after_key(buf, q + kl, e)
-    return acts, status
-
-
 @njit(inline="always")
 def _code_like(buf, comb, a, b):
     """``[A-Z]{2,}[0-9]+`` of at most 10 bytes (proxy/PostgREST codes stay in templates)."""
@@ -683,10 +652,10 @@ def _code_like(buf, comb, a, b):
 
 @njit(nogil=True, cache=True)
 def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
-             kw_act, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other):
+             kw_act, kw_head, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other):
     """Keyword flags over the whole raw line; status and template over the message span.
 
-    One pass per line: a rolling 4-byte key (5 bits per byte) looks up ``has``; hits are
+    One pass per line: a rolling 3-byte key (5 bits per byte) looks up ``has``; hits are
     verified against the keyword list. Inside the message span the same pass hashes the
     template (tokens of ``[A-Za-z0-9_.-]`` holding a digit are masked, code-like tokens such
     as ``PC01`` kept). Sets category bits in ``fl`` and fills ``st`` where still 0; returns
@@ -697,7 +666,6 @@ def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw
     cand = np.zeros(n, dtype=np.int64)
     slot = np.full(n, -1, dtype=np.int32)
     cap = tmpl_keys.shape[0]
-    kmask = np.int64((1 << (5 * GRAM)) - 1)
     nnew = 0
     for i in range(n):
         s = ls[i]
@@ -707,24 +675,52 @@ def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw
         acts = np.int64(0)
         status = np.int64(st[i])
         key = np.int64(0)
-        # keys before the GRAM-th byte are zero-padded; no keyword starts with a class-0 byte
+        w3 = np.int64(0)
+        # keys before the third byte are zero-padded; no keyword starts with a class-0 byte
         # (checked when the table is built), so such keys never reach before the line start
         for p in range(s, e):
-            key = ((key << 5) | np.int64(comb[buf[p]] & 31)) & kmask
-            if has[key]:
-                acts, status = _verify(buf, lower, key, p, s, e, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
-                                       kw_act, acts, status)
-        key = (key << 5) & kmask  # a virtual space: 3-byte keywords at the line end
-        if has[key]:
-            acts, status = _verify(buf, lower, key, e, s, e, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
-                                   kw_act, acts, status)
+            b = buf[np.uint64(p)]  # unsigned index: no negative-index fix-up in the hot loop
+            key = ((key << 5) | np.int64(b & 31)) & 32767  # == (lowercase & 31) for every byte
+            w3 = ((w3 << 8) | np.int64(lower[b])) & 0xFFFFFF
+            if not has[key]:
+                continue
+            # verification written out here, not called: an (inlined) call would add
+            # reference-count traffic on every array argument at every hit
+            q = p - 2
+            w4 = (w3 << 8) | np.int64(lower[buf[np.uint64(p + 1)]]) if p + 1 < e else np.int64(-1)
+            w3t = (1 << 32) | w3
+            for j in range(bg_start[key], bg_start[key + 1]):
+                kid = kw_ids[j]
+                hd = kw_head[kid]
+                if hd != w4 and hd != w3t:
+                    continue
+                a = kw_act[kid]
+                if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
+                    continue
+                kl = kw_len[kid]
+                if q + kl > e or q < s:
+                    continue
+                ko = kw_off[kid]
+                ok = True
+                for u in range(4, kl):
+                    if lower[buf[np.uint64(q + u)]] != kw_bytes[ko + u]:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                acts |= a
+                if status == 0:
+                    if a & A_STATUS_METHOD:
+                        status = _status_after_method(buf, q + kl, e)
+                    elif a & A_STATUS_KEY:
+                        status = _status_after_key(buf, q + kl, e)
         h = FNV_OFF
         in_tok = False
         t0 = m0
         th = np.uint64(0)
         has_digit = np.uint8(0)
         for p in range(m0, m1):
-            c = buf[p]
+            c = buf[np.uint64(p)]
             k = comb[c] >> 5
             if k:
                 if not in_tok:

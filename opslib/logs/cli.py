@@ -12,7 +12,7 @@ import os
 import sys
 from typing import NoReturn, TextIO
 
-from .analyze import analyze
+from .analysis import analyze
 from .findings import findings_from_logs
 from .sources import FORMATS
 

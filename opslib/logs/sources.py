@@ -13,8 +13,9 @@ import io
 import json
 import re
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,6 +36,7 @@ class Source:
     entries: Iterable[Any] | None
     name: str
     owned: bool
+    problems: list[str] = field(default_factory=list)
 
     def close(self) -> None:
         if self.owned and self.stream is not None:
@@ -103,11 +105,42 @@ class _Peek(io.RawIOBase):
 
 def _maybe_gzip(src: Source) -> Source:
     assert src.stream is not None
-    head = src.stream.read(2)
-    stream: IO[bytes] = io.BufferedReader(_Peek(head, src.stream), buffer_size=1 << 20)  # type: ignore[arg-type]
-    if head == b"\x1f\x8b":
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
-    return Source(stream, None, src.name, True)
+    head = src.stream.read(1 << 16)
+    stream = io.BufferedReader(_Peek(head, src.stream), buffer_size=1 << 20)  # type: ignore[arg-type]
+    out = Source(stream, None, src.name, True)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            zlib.decompressobj(31).decompress(head)
+        except zlib.error:
+            return out  # gzip's magic bytes but no gzip stream: read the bytes as they are
+        out.stream = _SafeGzip(gzip.GzipFile(fileobj=stream, mode="rb"), out.problems)  # type: ignore[assignment]
+    return out
+
+
+class _SafeGzip(io.RawIOBase):
+    """A gzip stream that ends (with a note) instead of raising when the input is cut short."""
+
+    def __init__(self, gz: gzip.GzipFile, problems: list[str]) -> None:
+        self._gz = gz
+        self._problems = problems
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        # read1 hands back what one step decompressed, so data before a cut is not lost
+        try:
+            data = self._gz.read1(len(b))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            self._problems.append(f"compressed input is truncated or corrupt ({exc}); analysed what could be read")
+            return 0
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self) -> None:
+        self._gz.close()
+        super().close()
 
 
 def sniff(head: bytes) -> str:

@@ -84,7 +84,9 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
                                       anchor_day_ms, workers=workers)
     finally:
         src.close()
-    return _assemble(src.name, used_fmt, results, pool, examples, top_templates, anchor_day_ms, t_since is not None)
+    report = _assemble(src.name, used_fmt, results, pool, examples, top_templates, anchor_day_ms, t_since is not None)
+    report.notes.extend(dict.fromkeys(src.problems))
+    return report
 
 
 def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker], examples: int,
