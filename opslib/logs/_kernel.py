@@ -114,21 +114,18 @@ def strip_ansi(buf):
 
 
 @njit(nogil=True, cache=True)
-def split_lines(buf):
-    """Start/end offsets of each line (end excludes ``\\n`` and a trailing ``\\r``)."""
+def split_lines(buf, ls, le):
+    """Fill ``ls``/``le`` with line start/end offsets (end excludes ``\\n`` and a trailing
+    ``\\r``); returns the line count, or -1 when the arrays are too small (caller grows them).
+    """
     n = buf.shape[0]
-    cnt = 0
-    for i in range(n):
-        if buf[i] == 10:
-            cnt += 1
-    if n > 0 and buf[n - 1] != 10:
-        cnt += 1
-    ls = np.empty(cnt, dtype=np.int64)
-    le = np.empty(cnt, dtype=np.int64)
+    cap = ls.shape[0]
     k = 0
     s = 0
     for i in range(n):
         if buf[i] == 10:
+            if k >= cap:
+                return -1
             e = i
             if e > s and buf[e - 1] == 13:
                 e -= 1
@@ -137,12 +134,15 @@ def split_lines(buf):
             k += 1
             s = i + 1
     if s < n:
+        if k >= cap:
+            return -1
         e = n
         if buf[e - 1] == 13:
             e -= 1
         ls[k] = s
         le[k] = e
-    return ls, le
+        k += 1
+    return k
 
 
 @njit(inline="always")
@@ -312,29 +312,28 @@ def _skip_value(buf, q, e):
 
 
 @njit(nogil=True, cache=True)
-def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e):
+def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+               ts, prov, inst, reg, lvl, ms, me, st, fl):
     """Parse ``fly logs`` text layouts.
 
     Accepted: ``[error.message="…" ]<ts> <provider>[<id>] <region> [<level>][ fields ]<msg>``
     and the older ``<ts> <id> <region> [<level>] <msg>``. Anything else gets ``F_SLOW``.
-    Returns per-line arrays: ts_ms, provider, instance id, region id, level, msg start/end,
-    status from ``response.status=`` (0 if none), flags.
+    Fills the per-line arrays passed in: ts_ms, provider, instance id, region id, level, msg
+    start/end, status from ``response.status=`` (0 if none), flags.
     """
     n = ls.shape[0]
-    ts = np.full(n, -1, dtype=np.int64)
-    prov = np.zeros(n, dtype=np.int8)
-    inst = np.full(n, -1, dtype=np.int32)
-    reg = np.full(n, -1, dtype=np.int32)
-    lvl = np.zeros(n, dtype=np.int8)
-    ms = np.empty(n, dtype=np.int64)
-    me = np.empty(n, dtype=np.int64)
-    st = np.zeros(n, dtype=np.int16)
-    fl = np.zeros(n, dtype=np.uint16)
     for i in range(n):
         s = ls[i]
         e = le[i]
         ms[i] = s
         me[i] = e
+        ts[i] = -1
+        prov[i] = 0
+        inst[i] = -1
+        reg[i] = -1
+        lvl[i] = 0
+        st[i] = 0
+        fl[i] = 0
         p = s
         em_s = -1
         em_e = -1
@@ -439,7 +438,6 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
         else:
             ms[i] = q
         fl[i] = F_PARSED | F_TS
-    return ts, prov, inst, reg, lvl, ms, me, st, fl
 
 
 @njit(inline="always")
@@ -474,30 +472,92 @@ def _string_end(buf, q, e):
     return q
 
 
+# The fly-log-shipper (Vector) record, keys in the order Vector writes them. Lines in exactly
+# this shape are read by comparing these literals; any other shape takes the generic scanner.
+_SHIP_PARTS = (b'{"event":{"provider":"', b'"},"fly":{"app":{"instance":"', b'","name":"', b'"},"region":"',
+               b'"},"host":"', b'","log":{"level":"', b'"},"message":"', b'","timestamp":"', b'"}')
+_SHIP_BYTES = np.frombuffer(b"".join(_SHIP_PARTS), dtype=np.uint8).copy()
+_SHIP_OFF = np.cumsum([0] + [len(x) for x in _SHIP_PARTS]).astype(np.int64)
+_SHIP_MESSAGE = 6  # the value after this literal may hold escapes
+
+
 @njit(nogil=True, cache=True)
 def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
-                 k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl):
+                 k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl):
     """Pull timestamp/message/instance/region/provider/level out of one-object-per-line JSON.
 
     Keys are found anywhere in the object (shipper and flyctl shapes nest them differently);
     a key inside a JSON string cannot match because its quotes are escaped there. Lines that
-    do not look like an object with a message get ``F_SLOW`` (Python's json decides).
+    do not look like an object with a message get ``F_SLOW`` (Python's json decides). Records
+    in the shipper's exact shape take a literal-matching fast path first.
     """
     n = ls.shape[0]
-    ts = np.full(n, -1, dtype=np.int64)
-    prov = np.zeros(n, dtype=np.int8)
-    inst = np.full(n, -1, dtype=np.int32)
-    reg = np.full(n, -1, dtype=np.int32)
-    lvl = np.zeros(n, dtype=np.int8)
-    ms = np.empty(n, dtype=np.int64)
-    me = np.empty(n, dtype=np.int64)
-    st = np.zeros(n, dtype=np.int16)
-    fl = np.zeros(n, dtype=np.uint16)
+    vs = np.zeros(8, dtype=np.int64)
+    ve = np.zeros(8, dtype=np.int64)
     for i in range(n):
         s = ls[i]
         e = le[i]
         ms[i] = s
         me[i] = e
+        ts[i] = -1
+        prov[i] = 0
+        inst[i] = -1
+        reg[i] = -1
+        lvl[i] = 0
+        st[i] = 0
+        fl[i] = 0
+        # fast path: the shipper's exact shape (literal compares, written out: helper calls
+        # with array arguments would add reference counting to every line)
+        q = s
+        ok = True
+        for step in range(9):
+            o0 = _SHIP_OFF[step]
+            o1 = _SHIP_OFF[step + 1]
+            if q + (o1 - o0) > e:
+                ok = False
+                break
+            for j in range(o1 - o0):
+                if buf[q + j] != _SHIP_BYTES[o0 + j]:
+                    ok = False
+                    break
+            if not ok:
+                break
+            q += o1 - o0
+            if step == 8:
+                ok = q == e
+                break
+            v0 = q
+            if step == _SHIP_MESSAGE:
+                while q < e:
+                    if buf[q] == 34:
+                        k = q - 1
+                        while buf[k] == 92:
+                            k -= 1
+                        if (q - 1 - k) % 2 == 0:
+                            break
+                    q += 1
+            else:
+                while q < e and buf[q] != 34 and buf[q] != 92:
+                    q += 1
+                if q < e and buf[q] == 92:
+                    ok = False
+                    break
+            if q >= e:
+                ok = False
+                break
+            vs[step] = v0
+            ve[step] = q
+        if ok:
+            t, _x = parse_ts(buf, vs[7], ve[7])
+            ts[i] = t
+            prov[i] = _provider_code(buf, vs[0], ve[0])
+            inst[i] = intern(inst_keys, inst_used, inst_s, inst_e, _hash_range(buf, vs[1], ve[1]), vs[1], ve[1])
+            reg[i] = intern(reg_keys, reg_used, reg_s, reg_e, _hash_range(buf, vs[3], ve[3]), vs[3], ve[3])
+            lvl[i] = _level_code(buf, vs[5], ve[5])
+            ms[i] = vs[6]
+            me[i] = ve[6]
+            fl[i] = F_PARSED | (F_TS if t >= 0 else 0)
+            continue
         p = s
         while p < e and buf[p] == 32:
             p += 1
@@ -591,7 +651,6 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
         inst[i] = iid
         reg[i] = rid
         fl[i] = F_PARSED | (F_TS if t >= 0 else 0)
-    return ts, prov, inst, reg, lvl, ms, me, st, fl
 
 
 @njit(inline="always")
@@ -651,42 +710,33 @@ def _code_like(buf, comb, a, b):
 
 
 @njit(nogil=True, cache=True)
-def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len,
-             kw_act, kw_head, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other):
-    """Keyword flags over the whole raw line; status and template over the message span.
+def keywords(buf, ls, le, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head, cand):
+    """Keyword scan over every whole raw line: seed categories, candidate families, status.
 
-    One pass per line: a rolling 3-byte key (5 bits per byte) looks up ``has``; hits are
-    verified against the keyword list. Inside the message span the same pass hashes the
-    template (tokens of ``[A-Za-z0-9_.-]`` holding a digit are masked, code-like tokens such
-    as ``PC01`` kept). Sets category bits in ``fl`` and fills ``st`` where still 0; returns
-    the candidate-family mask and template slot per line (-1 when the table is 3/4 full and
-    the template is new); slots created in this call are listed in ``tmpl_new``.
+    A rolling key of 5 bits per byte over the last three bytes looks up ``has`` (32 KiB, in
+    L1); a hit is checked against the exact first four bytes of each keyword filed there,
+    then byte by byte. Sets category bits in ``fl``, fills ``st`` where still 0 and writes
+    the candidate-family mask to ``cand``. Kept apart from the template pass so each loop
+    has few live values and stays in registers.
     """
     n = ls.shape[0]
-    cand = np.zeros(n, dtype=np.int64)
-    slot = np.full(n, -1, dtype=np.int32)
-    cap = tmpl_keys.shape[0]
-    nnew = 0
     for i in range(n):
         s = ls[i]
         e = le[i]
-        m0 = ms[i]
-        m1 = me[i]
         acts = np.int64(0)
         status = np.int64(st[i])
         key = np.int64(0)
-        w3 = np.int64(0)
         # keys before the third byte are zero-padded; no keyword starts with a class-0 byte
         # (checked when the table is built), so such keys never reach before the line start
         for p in range(s, e):
-            b = buf[np.uint64(p)]  # unsigned index: no negative-index fix-up in the hot loop
-            key = ((key << 5) | np.int64(b & 31)) & 32767  # == (lowercase & 31) for every byte
-            w3 = ((w3 << 8) | np.int64(lower[b])) & 0xFFFFFF
+            key = ((key << 5) | np.int64(buf[np.uint64(p)] & 31)) & 32767  # == (lowercase & 31)
             if not has[key]:
                 continue
-            # verification written out here, not called: an (inlined) call would add
-            # reference-count traffic on every array argument at every hit
             q = p - 2
+            if q < s:
+                continue
+            w3 = (np.int64(lower[buf[np.uint64(q)]]) << 16) | (np.int64(lower[buf[np.uint64(q + 1)]]) << 8) \
+                | np.int64(lower[buf[np.uint64(p)]])
             w4 = (w3 << 8) | np.int64(lower[buf[np.uint64(p + 1)]]) if p + 1 < e else np.int64(-1)
             w3t = (1 << 32) | w3
             for j in range(bg_start[key], bg_start[key + 1]):
@@ -696,9 +746,9 @@ def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw
                     continue
                 a = kw_act[kid]
                 if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
-                    continue
+                    continue  # everything this keyword could add is known already
                 kl = kw_len[kid]
-                if q + kl > e or q < s:
+                if q + kl > e:
                     continue
                 ko = kw_off[kid]
                 ok = True
@@ -714,6 +764,25 @@ def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw
                         status = _status_after_method(buf, q + kl, e)
                     elif a & A_STATUS_KEY:
                         status = _status_after_key(buf, q + kl, e)
+        fl[i] |= np.uint16(acts & 7)
+        cand[i] = acts >> 8
+        st[i] = status
+
+
+@njit(nogil=True, cache=True)
+def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other, slot):
+    """Template slot of every message: a hash where tokens of ``[A-Za-z0-9_.-]`` holding a
+    digit count as one mask (code-like tokens such as ``PC01`` are kept).
+
+    Writes ``slot`` (-1 once the table is 3/4 full and the template is new) and returns how
+    many slots this call created (listed in ``tmpl_new``/``tmpl_line``).
+    """
+    n = ms.shape[0]
+    cap = tmpl_keys.shape[0]
+    nnew = 0
+    for i in range(n):
+        m0 = ms[i]
+        m1 = me[i]
         h = FNV_OFF
         in_tok = False
         t0 = m0
@@ -743,9 +812,6 @@ def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw
                 h = (h ^ MASK_MARK) * FNV_PRIME
             else:
                 h = (h ^ (th * FNV_PRIME)) * FNV_PRIME
-        fl[i] |= np.uint16(acts & 7)
-        cand[i] = acts >> 8
-        st[i] = status
         if h == 0:
             h = np.uint64(1)
         j = np.int64(h & np.uint64(cap - 1))
@@ -765,8 +831,118 @@ def features(buf, ls, le, ms, me, st, fl, lower, comb, has, bg_start, kw_ids, kw
                     found = j
                 break
             j = (j + 1) & (cap - 1)
-        if found >= 0:
-            slot[i] = found
-        else:
+        slot[i] = found
+        if found < 0:
             tmpl_other[0] += 1
-    return cand, slot, nnew
+    return nnew
+
+
+@njit(nogil=True, cache=True)
+def aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg, acc_status, acc_cat, tcount,
+              max_examples, inw):
+    """Fold one chunk's per-line arrays into the worker's running totals.
+
+    Lines outside ``[since, until)`` (timestamped ones only) are left out. Running totals:
+    per instance and region ``[lines, errors, auth, database, http_5xx]`` (row = id + 1),
+    status codes, categories, template counts. Returned for the chunk: parsed and filtered
+    counts, first/last timestamp, per-minute counts ``(m0, [span, 5])`` (span -1 when the
+    minutes are too spread out), per minute x instance ``[span, ni]`` lines and errors, the
+    first/last 5xx lines, and the candidate lines for the signal matchers.
+    """
+    n = ts.shape[0]
+    rows = acc_inst.shape[0]
+    filtered = 0
+    parsed = 0
+    tmin = np.int64(1) << 62
+    tmax = -(np.int64(1) << 62)
+    ni = 1
+    for i in range(n):
+        t = ts[i]
+        if fl[i] & F_PARSED:
+            parsed += 1
+        inw[i] = True
+        if t >= 0 and (t < since or t >= until):
+            inw[i] = False
+            filtered += 1
+            continue
+        if t >= 0:
+            if t < tmin:
+                tmin = t
+            if t > tmax:
+                tmax = t
+        r = inst[i] + 1
+        if r > ni - 1:
+            ni = r + 1
+    m0 = tmin // 60000 if tmax >= tmin else 0
+    span = (tmax // 60000 - m0 + 1) if tmax >= tmin else 0
+    if span > 2_000_000:
+        span = -1
+    mc = np.zeros((max(span, 0), 5), dtype=np.int64)
+    big = span > 0 and span * ni > 8_000_000
+    im_l = np.zeros((0 if (span <= 0 or big) else span, ni), dtype=np.int64)
+    im_e = np.zeros((0 if (span <= 0 or big) else span, ni), dtype=np.int64)
+    ex5 = np.full(max_examples, -1, dtype=np.int64)
+    n5 = 0
+    last5 = -1
+    first5 = -1
+    ncand = 0
+    for i in range(n):
+        if cand[i] != 0 and inw[i]:
+            ncand += 1
+    cidx = np.empty(ncand, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if not inw[i]:
+            continue
+        f = fl[i]
+        e_ = 1 if f & F_ERR else 0
+        a_ = 1 if f & F_AUTH else 0
+        d_ = 1 if f & F_DB else 0
+        s = st[i]
+        h5 = 1 if s >= 500 else 0
+        acc_cat[0] += e_
+        acc_cat[1] += a_
+        acc_cat[2] += d_
+        if s > 0:
+            acc_status[s] += 1
+        r = inst[i] + 1
+        if r < 0 or r >= rows:
+            r = 0
+        acc_inst[r, 0] += 1
+        acc_inst[r, 1] += e_
+        acc_inst[r, 2] += a_
+        acc_inst[r, 3] += d_
+        acc_inst[r, 4] += h5
+        g = reg[i] + 1
+        if g < 0 or g >= rows:
+            g = 0
+        acc_reg[g, 0] += 1
+        acc_reg[g, 1] += e_
+        acc_reg[g, 2] += a_
+        acc_reg[g, 3] += d_
+        acc_reg[g, 4] += h5
+        sl = slot[i]
+        if sl >= 0:
+            tcount[sl] += 1
+        t = ts[i]
+        if t >= 0 and span > 0:
+            b = t // 60000 - m0
+            mc[b, 0] += 1
+            mc[b, 1] += e_
+            mc[b, 2] += a_
+            mc[b, 3] += d_
+            mc[b, 4] += h5
+            if im_l.shape[0] > 0:
+                im_l[b, inst[i] + 1] += 1
+                im_e[b, inst[i] + 1] += e_
+        if h5:
+            if n5 < max_examples:
+                ex5[n5] = i
+            if first5 < 0:
+                first5 = i
+            last5 = i
+            n5 += 1
+        if cand[i] != 0:
+            cidx[k] = i
+            k += 1
+    return parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx

@@ -94,12 +94,26 @@ def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker
     lines = sum(r.lines for r in results)
     parsed = sum(r.parsed for r in results)
     filtered = sum(r.filtered_out for r in results)
-    cats = np.sum([r.categories for r in results], axis=0) if results else np.zeros(3, np.int64)
+    cats = np.sum([w.acc_cat for w in pool], axis=0)
     categories = {"errors": int(cats[0]), "auth": int(cats[1]), "database": int(cats[2])}
     tmins = [r.ts_min for r in results if r.ts_min is not None]
     tmaxs = [r.ts_max for r in results if r.ts_max is not None]
     window = (pd.Timestamp(min(tmins), unit="ms", tz="UTC") if tmins else None,
               pd.Timestamp(max(tmaxs), unit="ms", tz="UTC") if tmaxs else None)
+
+    # HTTP status mix
+    status = np.sum([w.acc_status for w in pool], axis=0)
+    codes = np.flatnonzero(status)
+    responses = int(status.sum())
+    status_mix = pd.DataFrame({"count": status[codes].astype(np.int64)}, index=pd.Index(codes, name="status"))
+    status_mix["share"] = status_mix["count"] / responses if responses else 0.0
+    by_class = {f"{k}xx": int(status[k * 100:(k + 1) * 100].sum()) for k in range(1, 6)}
+    error_rate = by_class["5xx"] / responses if responses else 0.0
+    http = {"responses": responses, "by_class": by_class, "error_rate": error_rate}
+
+    per_minute = _per_minute(results)
+    by_instance = _by_name([w.totals("instance") for w in pool], "instance")
+    by_region = _by_name([w.totals("region") for w in pool], "region")
 
     # signals: merge per-chunk accumulators in stream order, then resolve cross-line events
     accs: dict[str, SigAcc] = {}
@@ -127,25 +141,19 @@ def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker
         accs.setdefault("crash_loop", SigAcc()).add(ev.order, ev.ts, ev.instance, ev.region, ev.text,
                                                     f"{details['crashes']} crashes in {int(details['span_s'])}s",
                                                     examples)
-
-    # HTTP status mix
-    status = np.sum([r.status for r in results], axis=0) if results else np.zeros(600, np.int64)
-    codes = np.flatnonzero(status)
-    responses = int(status.sum())
-    status_mix = pd.DataFrame({"count": status[codes].astype(np.int64)}, index=pd.Index(codes, name="status"))
-    status_mix["share"] = status_mix["count"] / responses if responses else 0.0
-    by_class = {f"{k}xx": int(status[k * 100:(k + 1) * 100].sum()) for k in range(1, 6)}
-    error_rate = by_class["5xx"] / responses if responses else 0.0
-    http = {"responses": responses, "by_class": by_class, "error_rate": error_rate}
+    if "http_5xx" in accs:
+        # 5xx lines are counted in the kernel; where and when come from the totals
+        acc = accs["http_5xx"]
+        acc.instances = Counter({k: int(v) for k, v in by_instance["http_5xx"].items() if v})
+        acc.regions = Counter({k: int(v) for k, v in by_region["http_5xx"].items() if v})
+        acc.minutes = Counter({int(ts.timestamp()): int(v) for ts, v in per_minute["http_5xx"].items() if v})
+        acc.details = Counter({f"HTTP {int(c)}": int(status[c]) for c in codes if c >= 500})
 
     signals = [_signal_dict(sid, acc, error_rate) for sid, acc in accs.items() if acc.count]
     # most severe first; within a severity, in the order things happened (the first critical
     # signal is usually nearest the cause), then by volume
     signals.sort(key=lambda s: (SEVERITY_RANK[s["severity"]], s["first_seen"] or "~", -s["count"], s["id"]))
-
-    per_minute = _per_minute(results, signals)
-    by_instance = _by_name([r.by_instance for r in results], "instance")
-    by_region = _by_name([r.by_region for r in results], "region")
+    per_minute = _with_signal_columns(per_minute, signals)
     instance_minute = _instance_minute(results)
     templates, other = _templates(pool, lines, top_templates)
     spikes = _spikes(per_minute)
@@ -195,12 +203,10 @@ def _signal_dict(sid: str, acc: SigAcc, error_rate: float) -> dict[str, Any]:
     return out
 
 
-def _per_minute(results: list[ChunkResult], signals: list[dict[str, Any]]) -> pd.DataFrame:
+def _per_minute(results: list[ChunkResult]) -> pd.DataFrame:
     keys = [r.minute_keys for r in results if r.minute_keys is not None]
-    idx_name = "minute"
     if not keys:
-        cols = list(MEASURES) + [s["id"] for s in signals]
-        return pd.DataFrame(columns=cols, index=pd.DatetimeIndex([], tz="UTC", name=idx_name), dtype="int64")
+        return pd.DataFrame(columns=list(MEASURES), index=pd.DatetimeIndex([], tz="UTC", name="minute"), dtype="int64")
     k = np.concatenate(keys)
     c = np.concatenate([r.minute_counts for r in results if r.minute_counts is not None])
     df = pd.DataFrame(c, columns=list(MEASURES))
@@ -210,7 +216,12 @@ def _per_minute(results: list[ChunkResult], signals: list[dict[str, Any]]) -> pd
     if hi - lo <= 200_000:
         df = df.reindex(range(lo, hi + 1), fill_value=0)
     df.index = pd.to_datetime(df.index.to_numpy() * 60, unit="s", utc=True)
-    df.index.name = idx_name
+    df.index.name = "minute"
+    return df.astype("int64")
+
+
+def _with_signal_columns(df: pd.DataFrame, signals: list[dict[str, Any]]) -> pd.DataFrame:
+    df = df.copy()
     for s in signals:
         col = pd.Series(0, index=df.index, dtype="int64")
         for iso, v in s["per_minute"].items():

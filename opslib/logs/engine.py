@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -120,13 +120,9 @@ class ChunkResult:
     lines: int = 0
     parsed: int = 0
     filtered_out: int = 0
-    categories: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
     minute_keys: np.ndarray | None = None
     minute_counts: np.ndarray | None = None
     inst_minute: list[tuple[int, str, np.ndarray]] = field(default_factory=list)
-    by_instance: dict[str, np.ndarray] = field(default_factory=dict)
-    by_region: dict[str, np.ndarray] = field(default_factory=dict)
-    status: np.ndarray = field(default_factory=lambda: np.zeros(600, dtype=np.int64))
     ts_min: int | None = None
     ts_max: int | None = None
     signals: dict[str, SigAcc] = field(default_factory=dict)
@@ -158,6 +154,14 @@ class Worker:
         self.tused = np.zeros(1, np.int64)
         self.tother = np.zeros(1, np.int64)
         self.tcount = np.zeros(K.TMPL_CAP, np.int64)
+        rows = 2 * K.INTERN_CAP + 1  # kernel-interned ids, then ids the Python slow path hands out
+        self.acc_inst = np.zeros((rows, 5), np.int64)
+        self.acc_reg = np.zeros((rows, 5), np.int64)
+        self.acc_status = np.zeros(600, np.int64)
+        self.acc_cat = np.zeros(3, np.int64)
+        self.cap = 0
+        self.arrays: dict[str, np.ndarray] = {}
+        self._grow(1 << 16)
         self.texample: dict[int, tuple[tuple[int, int], str, str]] = {}
         self.other_templates = 0
 
@@ -168,6 +172,8 @@ class Worker:
         ids = self.py_ids.setdefault(id(names), {})
         i = ids.get(name)
         if i is None:
+            if len(ids) >= K.INTERN_CAP - 1:
+                return -1  # past the table: counted without a name
             i = K.INTERN_CAP + len(ids)
             ids[name] = i
             names[i] = name
@@ -181,6 +187,18 @@ class Worker:
             pos_s[new] = -1
             pos_e[new] = -1
 
+    _LINE_ARRAYS = (("ls", np.int64), ("le", np.int64), ("ts", np.int64), ("prov", np.int8), ("inst", np.int32),
+                    ("reg", np.int32), ("lvl", np.int8), ("ms", np.int64), ("me", np.int64), ("st", np.int16),
+                    ("fl", np.uint16), ("cand", np.int64), ("slot", np.int32), ("tnew", np.int32),
+                    ("tline", np.int64), ("inw", np.bool_))
+
+    def _grow(self, lines: int) -> None:
+        # per-line arrays live as long as the worker: fresh arrays per chunk would cost a
+        # page fault per 4 KiB written, more than some kernels take
+        cap = max(lines, int(self.cap * 1.5), 1 << 16)
+        self.arrays = {name: np.empty(cap, dtype=dt) for name, dt in self._LINE_ARRAYS}
+        self.cap = cap
+
     def process(self, index: int, data: bytes | memoryview) -> ChunkResult:
         """Analyse one block of whole lines."""
         res = ChunkResult(index)
@@ -189,39 +207,44 @@ class Worker:
             buf = K.strip_ansi(np.frombuffer(data, np.uint8))
         else:
             buf = np.frombuffer(data, np.uint8)
-        ls, le = K.split_lines(buf)
-        n = ls.shape[0]
+        n = K.split_lines(buf, self.arrays["ls"], self.arrays["le"])
+        if n < 0:
+            self._grow(int(np.count_nonzero(buf == 10)) + 1)
+            n = K.split_lines(buf, self.arrays["ls"], self.arrays["le"])
         res.lines = n
         if n == 0:
             return res
+        a = {name: arr[:n] for name, arr in self.arrays.items()}
+        ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl = (
+            a["ls"], a["le"], a["ts"], a["prov"], a["inst"], a["reg"], a["lvl"], a["ms"], a["me"], a["st"], a["fl"])
+        out = (ts, prov, inst, reg, lvl, ms, me, st, fl)
         if self.mode == "fly-text":
-            ts, prov, inst, reg, lvl, ms, me, st, fl = K.parse_text(
-                buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re)
+            K.parse_text(buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re, *out)
         elif self.mode == "ndjson":
-            ts, prov, inst, reg, lvl, ms, me, st, fl = K.parse_ndjson(
-                buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re, *_JSON_KEYS)
+            K.parse_ndjson(buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re,
+                           *_JSON_KEYS, *out)
         else:
-            ts = np.full(n, -1, np.int64)
-            prov = np.zeros(n, np.int8)
-            inst = np.full(n, -1, np.int32)
-            reg = np.full(n, -1, np.int32)
-            lvl = np.zeros(n, np.int8)
-            ms, me = ls.copy(), le.copy()
-            st = np.zeros(n, np.int16)
-            fl = np.full(n, K.F_PARSED, np.uint16)
+            ts[:] = -1
+            prov[:] = 0
+            inst[:] = -1
+            reg[:] = -1
+            lvl[:] = 0
+            ms[:] = ls
+            me[:] = le
+            st[:] = 0
+            fl[:] = K.F_PARSED
         self._collect_names(buf)
         slow = np.flatnonzero(fl & K.F_SLOW)
         if slow.size:
             self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
-        tnew = np.empty(n, np.int32)
-        tline = np.empty(n, np.int64)
-        cand, slot, nnew = K.features(buf, ls, le, ms, me, st, fl, K._LOWER, K._COMB, *_KW,
-                                      self.tk, self.tused, tnew, tline, self.tother)
+        cand, slot, tnew, tline = a["cand"], a["slot"], a["tnew"], a["tline"]
+        K.keywords(buf, ls, le, st, fl, K._LOWER, *_KW, cand)
+        nnew = K.templates(buf, ms, me, K._COMB, self.tk, self.tused, tnew, tline, self.tother, slot)
         for j in range(nnew):
             i = int(tline[j])
             msg = self._message(buf, ms[i], me[i])
             self.texample[int(tnew[j])] = ((index, i), mask_template(msg), self._line(buf, ls[i], le[i]))
-        self._aggregate(res, buf, ls, le, ts, prov, inst, reg, ms, me, st, fl, cand, slot)
+        self._aggregate(res, buf, ls, le, ts, inst, reg, ms, me, st, fl, cand, slot, a["inw"])
         return res
 
     # --- helpers ----------------------------------------------------------------------------
@@ -294,75 +317,35 @@ class Worker:
             if len(res.unparsed_examples) < max(self.examples, 5):
                 res.unparsed_examples.append(((res.index, i), raw.decode("utf-8", "replace")[:2000]))
 
-    def _aggregate(self, res, buf, ls, le, ts, prov, inst, reg, ms, me, st, fl, cand, slot) -> None:  # noqa: ANN001
-        n = ls.shape[0]
-        has_ts = ts >= 0
-        if self.since is not None or self.until is not None:
-            inw = np.ones(n, dtype=bool)
-            if self.since is not None:
-                inw &= ~has_ts | (ts >= self.since)
-            if self.until is not None:
-                inw &= ~has_ts | (ts < self.until)
-            res.filtered_out = int(n - np.count_nonzero(inw))
-        else:
-            inw = None
-        res.parsed = int(np.count_nonzero(fl & K.F_PARSED))
-
-        def sel(mask: np.ndarray) -> np.ndarray:
-            return mask if inw is None else (mask & inw)
-
-        err = sel((fl & K.F_ERR) != 0)
-        auth = sel((fl & K.F_AUTH) != 0)
-        db = sel((fl & K.F_DB) != 0)
-        h5 = sel(st >= 500)
-        allm = np.ones(n, dtype=bool) if inw is None else inw
-        res.categories[:] = (np.count_nonzero(err), np.count_nonzero(auth), np.count_nonzero(db))
-        measures = (allm, err, auth, db, h5)
-        # status mix
-        sv = st[allm] if inw is not None else st
-        res.status = np.bincount(sv.astype(np.int64), minlength=600)[:600]
-        res.status[0] = 0
-        # templates (counts restricted to the window)
-        sl = slot if inw is None else slot[inw]
-        sl = sl[sl >= 0]
-        if sl.size:
-            self.tcount += np.bincount(sl, minlength=K.TMPL_CAP)
-        # per instance / region
-        for ids, names, out in ((inst, self.inst_names, res.by_instance), (reg, self.reg_names, res.by_region)):
-            off = ids.astype(np.int64) + 1
-            size = int(off.max()) + 1
-            mat = np.stack([np.bincount(off[m], minlength=size) for m in measures], axis=1)
-            for k in np.flatnonzero(mat[:, 0]).tolist():
-                out[names.get(k - 1, "?")] = mat[k]
-        # per minute (and per minute x instance for the heat map)
-        tsel = has_ts if inw is None else (has_ts & inw)
-        if np.any(tsel):
-            tv = ts[tsel]
-            res.ts_min, res.ts_max = int(tv.min()), int(tv.max())
-            minute = tv // 60000
-            m0 = int(minute.min())
-            span = int(minute.max()) - m0 + 1
-            if span <= 2_000_000:
-                b = minute - m0
-                mat = np.stack([np.bincount(b[m[tsel]], minlength=span) for m in measures], axis=1)
-                nz = np.flatnonzero(mat[:, 0])
+    def _aggregate(self, res, buf, ls, le, ts, inst, reg, ms, me, st, fl, cand, slot, inw) -> None:  # noqa: ANN001
+        since = self.since if self.since is not None else -(1 << 62)
+        until = self.until if self.until is not None else (1 << 62)
+        (parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx) = K.aggregate(
+            ts, inst, reg, fl, st, slot, cand, since, until, self.acc_inst, self.acc_reg, self.acc_status,
+            self.acc_cat, self.tcount, self.examples, inw)
+        res.parsed = int(parsed)
+        res.filtered_out = int(filtered)
+        if tmax >= tmin:
+            res.ts_min, res.ts_max = int(tmin), int(tmax)
+            if span > 0:
+                nz = np.flatnonzero(mc[:, 0])
                 res.minute_keys = (nz + m0).astype(np.int64)
-                res.minute_counts = mat[nz]
-                ii = inst[tsel].astype(np.int64) + 1
-                ni = int(ii.max()) + 1
-                if span * ni <= 8_000_000:
-                    key = b * ni + ii
-                    lm = np.bincount(key, minlength=span * ni)
-                    em = np.bincount(key[err[tsel]], minlength=span * ni)
-                    for k in np.flatnonzero(lm).tolist():
-                        res.inst_minute.append((m0 + k // ni, self.inst_names.get(k % ni - 1, "?"),
-                                                np.array([lm[k], em[k]])))
-            else:
-                uk, inv = np.unique(minute, return_inverse=True)
-                mat = np.stack([np.bincount(inv[m[tsel]], minlength=uk.size) for m in measures], axis=1)
-                res.minute_keys, res.minute_counts = uk.astype(np.int64), mat
+                res.minute_counts = mc[nz]
+                if im_l.shape[0]:
+                    for b, col in zip(*np.nonzero(im_l)):
+                        res.inst_minute.append((int(m0 + b), self.inst_names.get(int(col) - 1, "?"),
+                                                np.array([im_l[b, col], im_e[b, col]])))
+            else:  # minutes too spread out for a dense table (garbage timestamps): sort instead
+                self._sparse_minutes(res, ts, fl, st, since, until)
+        if n5:
+            acc = res.signals.setdefault("http_5xx", SigAcc())
+            acc.count = int(n5)
+            t_first = float(ts[first5]) / 1000.0 if ts[first5] >= 0 else None
+            t_last = float(ts[last5]) / 1000.0 if ts[last5] >= 0 else None
+            acc.first = ((res.index, int(first5)), t_first)
+            acc.last = ((res.index, int(last5)), t_last)
+            acc.examples = [((res.index, int(i)), self._line(buf, ls[i], le[i])[:2000]) for i in ex5 if i >= 0]
         # signals from candidate lines
-        cidx = np.flatnonzero(sel(cand != 0))
         for i in cidx.tolist():
             msg = self._message(buf, ms[i], me[i])
             hits = S.match(msg, int(cand[i]))
@@ -386,24 +369,27 @@ class Worker:
                 acc.add(order, t, iname, rname, text[:2000], detail, self.examples)
                 if sid in ("app_exit_nonzero", "vm_exited_abruptly"):
                     res.crashes.append(S.Event(order, t, iname, rname, sid, details, text[:2000]))
-        # 5xx responses as a signal (with examples and instances)
-        hidx = np.flatnonzero(h5)
-        if hidx.size:
-            acc = res.signals.setdefault("http_5xx", SigAcc())
-            for i in hidx.tolist():
-                t = float(ts[i]) / 1000.0 if ts[i] >= 0 else None
-                if len(acc.examples) < self.examples:
-                    acc.add((res.index, i), t, self.inst_names.get(int(inst[i]), ""),
-                            self.reg_names.get(int(reg[i]), ""), self._line(buf, ls[i], le[i])[:2000],
-                            f"HTTP {int(st[i])}", self.examples)
-                else:
-                    acc.count += 1
-                    acc.last = ((res.index, i), t)
-                    acc.instances[self.inst_names.get(int(inst[i]), "")] += 1
-                    acc.regions[self.reg_names.get(int(reg[i]), "")] += 1
-                    acc.details[f"HTTP {int(st[i])}"] += 1
-                    if t is not None:
-                        acc.minutes[int(t // 60) * 60] += 1
+
+    @staticmethod
+    def _sparse_minutes(res: ChunkResult, ts: np.ndarray, fl: np.ndarray, st: np.ndarray, since: int,
+                        until: int) -> None:
+        sel = (ts >= 0) & (ts >= since) & (ts < until)
+        minute = ts[sel] // 60000
+        uk, inv = np.unique(minute, return_inverse=True)
+        f = fl[sel]
+        measures = (np.ones(inv.size, dtype=bool), (f & K.F_ERR) != 0, (f & K.F_AUTH) != 0, (f & K.F_DB) != 0,
+                    st[sel] >= 500)
+        res.minute_keys = uk.astype(np.int64)
+        res.minute_counts = np.stack([np.bincount(inv[m], minlength=uk.size) for m in measures], axis=1)
+
+    def totals(self, which: str) -> dict[str, np.ndarray]:
+        """Running per-instance or per-region totals keyed by name."""
+        acc, names = (self.acc_inst, self.inst_names) if which == "instance" else (self.acc_reg, self.reg_names)
+        out: dict[str, np.ndarray] = {}
+        for row in np.flatnonzero(acc[:, 0]).tolist():
+            name = names.get(row - 1, "?")
+            out[name] = out[name] + acc[row] if name in out else acc[row].copy()
+        return out
 
     def templates(self) -> dict[int, tuple[int, tuple[int, int], str, str]]:
         """Template hash -> (count, first order, template, example line)."""
@@ -465,7 +451,23 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
     execs = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"logs-{k}") for k in range(nworkers)]
     futures: list[Future[ChunkResult]] = []
     results: list[ChunkResult] = []
-    lock = threading.Lock()
+
+    spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    in_use: list[Any] = []
+
+    def take_spare() -> bytearray | None:
+        try:
+            return spare.get_nowait()
+        except queue.Empty:
+            return None
+
+    def collect() -> None:
+        k = len(results)
+        results.append(futures[k].result())
+        buf = in_use[k]
+        in_use[k] = None
+        if isinstance(buf, bytearray):
+            spare.put(buf)  # the worker is done with it: the reader may fill it again
 
     def blocks() -> Iterator[bytes | memoryview]:
         if entries is not None:
@@ -473,18 +475,19 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
         elif mode == "ndjson" and fmt in ("fly-json", "api"):
             yield from entries_as_ndjson(json_entries(stream, head), chunk_bytes)
         else:
-            yield from iter_chunks(stream, chunk_bytes, head)
+            yield from iter_chunks(stream, chunk_bytes, head, take_spare)
 
     try:
         for idx, data in enumerate(blocks()):
             w = idx % nworkers
+            in_use.append(data.obj if isinstance(data, memoryview) else None)
             futures.append(execs[w].submit(pool[w].process, idx, data))
+            del data  # no reference may outlive the block once it goes back to the spares
             # bounded look-ahead keeps memory flat: one block queued per worker
             while len(futures) - len(results) > nworkers:
-                with lock:
-                    results.append(futures[len(results)].result())
-        for f in futures[len(results):]:
-            results.append(f.result())
+                collect()
+        while len(results) < len(futures):
+            collect()
     finally:
         for ex in execs:
             ex.shutdown(wait=True, cancel_futures=True)

@@ -14,7 +14,7 @@ import json
 import re
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -164,21 +164,26 @@ def sniff(head: bytes) -> str:
     return "fly-text" if lines and fly * 2 >= len(lines) else "bare"
 
 
-def iter_chunks(stream: IO[bytes], size: int, head: bytes = b"") -> Iterator[memoryview]:
+def iter_chunks(stream: IO[bytes], size: int, head: bytes = b"",
+                spare: Callable[[], bytearray | None] | None = None) -> Iterator[memoryview]:
     """Blocks of whole lines (the last one may lack its newline), each in its own buffer.
 
-    Every block is read straight into a fresh ``bytearray`` (no concatenation copies) and
-    handed out as a memoryview, so a worker can keep it while the next one is read.
+    Every block is read straight into a ``bytearray`` (no concatenation copies) and handed
+    out as a memoryview, so a worker can keep it while the next one is read. ``spare``
+    returns a buffer the caller is done with (or None), so memory is reused, not refaulted.
     """
     carry = head
     eof = False
     while not eof:
-        ba = bytearray(len(carry) + size)
+        need = len(carry) + size
+        ba = spare() if spare is not None else None
+        if ba is None or len(ba) < need:
+            ba = bytearray(need)
         ba[: len(carry)] = carry
         filled = len(carry)
         view = memoryview(ba)
-        while filled < len(ba):
-            n = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+        while filled < need:
+            n = stream.readinto(view[filled:need])  # type: ignore[attr-defined]
             if not n:
                 eof = True
                 break
