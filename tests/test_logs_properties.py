@@ -88,7 +88,7 @@ def test_template_text_is_the_one_counted(msgs: list[str]) -> None:
     data = "".join(m + "\n" for m in msgs).encode()
     r = analyze(io.BytesIO(data), fmt="bare", top_templates=10_000)
     want = Counter(mask_template(m) for m in msgs)
-    got = dict(zip(r.templates["template"], r.templates["count"]))
+    got = dict(zip(r.templates["template"], r.templates["count"], strict=True))
     assert got == dict(want)
 
 

@@ -1,4 +1,5 @@
-"""Compiled per-byte kernels: line splitting, layout parsing and per-line features.
+"""Compiled per-byte kernels: line splitting, layout parsing, keyword scan, templates and
+aggregation.
 
 Everything here runs under numba's ``nogil`` so two chunks are processed on two cores at
 once. The kernels only produce numbers (offsets, epoch milliseconds, interned ids, bit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import numpy as np
@@ -30,13 +30,13 @@ def parse_time(value: Any, now: datetime | None = None) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        return datetime.fromtimestamp(float(value), tz=UTC)
     text = str(value).strip()
     m = _REL.match(text)
     if m:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
     t = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
@@ -45,7 +45,7 @@ def parse_time(value: Any, now: datetime | None = None) -> datetime | None:
         raise ValueError(
             f"cannot read the time {text!r}: use ISO 8601 (2024-05-28T12:00:00Z) or a duration before now (15m, 2h, 1d)"
         ) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = None, examples: int = 3,
@@ -76,8 +76,8 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
         raise ValueError(f"--since ({_iso(t_since)}) must be before --until ({_iso(t_until)})")
     since_ms = int(t_since.timestamp() * 1000) if t_since else None
     until_ms = int(t_until.timestamp() * 1000) if t_until else None
-    anchor = t_since or datetime(1970, 1, 1, tzinfo=timezone.utc)
-    anchor_day_ms = int(datetime(anchor.year, anchor.month, anchor.day, tzinfo=timezone.utc).timestamp() * 1000)
+    anchor = t_since or datetime(1970, 1, 1, tzinfo=UTC)
+    anchor_day_ms = int(datetime(anchor.year, anchor.month, anchor.day, tzinfo=UTC).timestamp() * 1000)
     src = open_source(source)
     try:
         results, pool, used_fmt = run(src.stream, src.entries, fmt, since_ms, until_ms, examples,
@@ -160,7 +160,7 @@ def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker
     unparsed_examples = [t for _, t in sorted(x for r in results for x in r.unparsed_examples)][: max(examples, 5)]
     notes: list[str] = []
     if any(r.dated_by_anchor for r in results):
-        day = datetime.fromtimestamp(anchor_day_ms / 1000, tz=timezone.utc).date().isoformat()
+        day = datetime.fromtimestamp(anchor_day_ms / 1000, tz=UTC).date().isoformat()
         notes.append(f"lines with only HH:MM:SS (dashboard copies) were dated {day}"
                      + ("" if anchored else "; pass --since with the real date to place them"))
     if other:

@@ -7,6 +7,7 @@ status 2; a successful analysis exits 0 whatever it found (findings carry the se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -88,8 +89,6 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         out.flush()
     except BrokenPipeError:
         # the reader (e.g. `| head`) went away: not an error of the analysis
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the interpreter's flush at exit
-        except OSError:
-            pass
     return 0

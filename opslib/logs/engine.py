@@ -5,12 +5,15 @@ the GIL so both cores work):
 
 1. strip ANSI colours if the chunk has any; split lines;
 2. parse the layout (`_kernel.parse_text` / `parse_ndjson`); lines the kernel cannot place
-   are retried in Python (`_slow_*`) and otherwise stay *unparsed* (counted, kept as examples);
-3. `_kernel.features`: seed categories, signal-candidate families, HTTP status, template slot;
-4. numpy aggregations (per minute, per instance/region, status mix, templates), and the
-   Python signal matchers for the few candidate lines.
+   are retried in Python (`Worker._slow`) and otherwise stay *unparsed* (counted, kept as
+   examples);
+3. `_kernel.keywords` (seed categories, signal-candidate families, HTTP status) and
+   `_kernel.templates` (template slot per message);
+4. `_kernel.aggregate` folds the chunk into the worker's totals (per minute, instance,
+   region, status, template); the Python signal matchers read only the candidate lines.
 
-Memory is bounded by the chunk size times the chunks in flight, whatever the input size.
+Memory is bounded by the chunk size times the chunks in flight, whatever the input size:
+per-line arrays and read buffers are reused from chunk to chunk.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import numpy as np
@@ -332,7 +335,7 @@ class Worker:
                 res.minute_keys = (nz + m0).astype(np.int64)
                 res.minute_counts = mc[nz]
                 if im_l.shape[0]:
-                    for b, col in zip(*np.nonzero(im_l)):
+                    for b, col in zip(*np.nonzero(im_l), strict=True):
                         res.inst_minute.append((int(m0 + b), self.inst_names.get(int(col) - 1, "?"),
                                                 np.array([im_l[b, col], im_e[b, col]])))
             else:  # minutes too spread out for a dense table (garbage timestamps): sort instead
@@ -414,7 +417,7 @@ def _parse_iso(text: str) -> int | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 

@@ -245,65 +245,67 @@ def to_ndjson_line(fields: dict[str, Any]) -> bytes:
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass") + b"\n"
 
 
+_WS = re.compile(r"[\s,]*")
+
+
 def json_entries(stream: IO[bytes], head: bytes = b"", size: int = 1 << 22) -> Iterator[tuple[dict | None, str]]:
     """Entries from concatenated JSON documents; ``(None, raw)`` for text that is not JSON.
 
     Handles ``fly logs --json`` (pretty objects back to back), logs-API pages
-    (``{"data": [...]}``), arrays of entries, and NDJSON, all in bounded memory.
+    (``{"data": [...]}``), arrays of entries, and NDJSON, in bounded memory: text is decoded
+    a block at a time and consumed by position (no re-slicing per object).
     """
     dec = json.JSONDecoder()
-    buf = head.decode("utf-8", "replace")
-    pending = b""
+    buf = ""
+    pos = 0
+    pending = head  # bytes not yet decoded (a block may end inside a UTF-8 sequence)
     eof = False
-    while True:
-        if not eof and len(buf) < size:
-            block = stream.read(size)
-            if not block:
-                eof = True
+
+    def refill() -> bool:
+        nonlocal buf, pos, pending, eof
+        if eof:
+            return False
+        block = stream.read(size)
+        if not block:
+            eof = True
+            if pending:
+                buf, pos = buf[pos:] + pending.decode("utf-8", "replace"), 0
+                pending = b""
+                return True
+            return False
+        data = pending + block
+        try:
+            text, pending = data.decode("utf-8"), b""
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(data) - 3:
+                text, pending = data[: exc.start].decode("utf-8", "replace"), data[exc.start :]
             else:
-                data = pending + block
-                try:
-                    text = data.decode("utf-8")
-                    pending = b""
-                except UnicodeDecodeError as exc:
-                    if exc.start >= len(data) - 3:
-                        text, pending = data[: exc.start].decode("utf-8"), data[exc.start :]
-                    else:
-                        text, pending = data.decode("utf-8", "replace"), b""
-                buf += text
-        if eof and pending:
-            buf += pending.decode("utf-8", "replace")
-            pending = b""
-        i = 0
-        n = len(buf)
-        while i < n and buf[i] in " \t\r\n,":
-            i += 1
-        buf = buf[i:]
-        if not buf:
-            if eof:
+                text, pending = data.decode("utf-8", "replace"), b""
+        buf, pos = buf[pos:] + text, 0
+        return True
+
+    refill()
+    while True:
+        pos = _WS.match(buf, pos).end()  # type: ignore[union-attr]
+        if pos >= len(buf):
+            if not refill():
                 return
             continue
         try:
-            obj, end = dec.raw_decode(buf)
+            obj, end = dec.raw_decode(buf, pos)
         except ValueError:
-            if not eof and len(buf) < size * 4:
-                block_needed = True
+            # maybe an object cut by the block boundary: read more before giving up on it
+            if len(buf) - pos < size * 4 and refill():
+                continue
+            # not JSON: hand back one line as unparsed and resynchronise after it
+            nl = buf.find("\n", pos)
+            if nl < 0:
+                raw, pos = buf[pos:], len(buf)
             else:
-                block_needed = False
-            if block_needed:
-                # maybe an object cut by the block boundary: read more first
-                more = stream.read(size)
-                if more:
-                    buf += (pending + more).decode("utf-8", "replace")
-                    pending = b""
-                    continue
-                eof = True
-            # not JSON: hand back one line as unparsed and resynchronise
-            nl = buf.find("\n")
-            raw, buf = (buf, "") if nl < 0 else (buf[:nl], buf[nl + 1 :])
+                raw, pos = buf[pos:nl], nl + 1
             yield None, raw
             continue
-        buf = buf[end:]
+        pos = end
         yield from _expand(obj)
 
 
