@@ -31,7 +31,7 @@ A_STATUS_METHOD = 1 << 3
 A_STATUS_KEY = 1 << 4
 STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY
 
-TMPL_CAP = 1 << 17  # template slots per worker; beyond 3/4 full new templates count as "other"
+TMPL_CAP = 1 << 16  # template slots per worker; beyond 3/4 full new templates count as "other"
 INTERN_CAP = 1 << 12
 
 _LOWER = np.arange(256, dtype=np.uint8)

@@ -36,6 +36,7 @@ from . import signals as S
 from .sources import entries_as_ndjson, entry_fields, iter_chunks, json_entries, sniff
 
 CHUNK_BYTES = 16 << 20
+TEXT_CAP = 500  # characters kept of an example line (evidence stays readable, memory bounded)
 MEASURES = ("lines", "errors", "auth", "database", "http_5xx")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TEXT_SLOW = re.compile(
@@ -246,7 +247,9 @@ class Worker:
         for j in range(nnew):
             i = int(tline[j])
             msg = self._message(buf, ms[i], me[i])
-            self.texample[int(tnew[j])] = ((index, i), mask_template(msg), self._line(buf, ls[i], le[i]))
+            # bounded text per template: the table can hold tens of thousands of them
+            self.texample[int(tnew[j])] = ((index, i), mask_template(msg[:TEXT_CAP]),
+                                           self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP)))
         self._aggregate(res, buf, ls, le, ts, inst, reg, ms, me, st, fl, cand, slot, a["inw"])
         return res
 
@@ -318,7 +321,7 @@ class Worker:
                     continue
             # unparsed: the whole line is the message; keep a few as evidence
             if len(res.unparsed_examples) < max(self.examples, 5):
-                res.unparsed_examples.append(((res.index, i), raw.decode("utf-8", "replace")[:2000]))
+                res.unparsed_examples.append(((res.index, i), raw.decode("utf-8", "replace")[:TEXT_CAP]))
 
     def _aggregate(self, res, buf, ls, le, ts, inst, reg, ms, me, st, fl, cand, slot, inw) -> None:  # noqa: ANN001
         since = self.since if self.since is not None else -(1 << 62)
@@ -347,7 +350,8 @@ class Worker:
             t_last = float(ts[last5]) / 1000.0 if ts[last5] >= 0 else None
             acc.first = ((res.index, int(first5)), t_first)
             acc.last = ((res.index, int(last5)), t_last)
-            acc.examples = [((res.index, int(i)), self._line(buf, ls[i], le[i])[:2000]) for i in ex5 if i >= 0]
+            acc.examples = [((res.index, int(i)), self._line(buf, ls[i], min(le[i], ls[i] + 4 * TEXT_CAP))[:TEXT_CAP])
+                            for i in ex5 if i >= 0]
         # signals from candidate lines
         for i in cidx.tolist():
             msg = self._message(buf, ms[i], me[i])
@@ -357,11 +361,11 @@ class Worker:
             t = float(ts[i]) / 1000.0 if ts[i] >= 0 else None
             iname = self.inst_names.get(int(inst[i]), "")
             rname = self.reg_names.get(int(reg[i]), "")
-            text = self._line(buf, ls[i], le[i])
+            text = self._line(buf, ls[i], min(le[i], ls[i] + 4 * TEXT_CAP))
             order = (res.index, i)
             for sid, details in hits:
                 if sid in S.STATEFUL:
-                    res.events.append(S.Event(order, t, iname, rname, sid, details, text[:2000]))
+                    res.events.append(S.Event(order, t, iname, rname, sid, details, text[:TEXT_CAP]))
                     continue
                 detail = None
                 if "codes" in details:
@@ -369,9 +373,9 @@ class Worker:
                 elif "exit_code" in details:
                     detail = f"exit code {details['exit_code']}"
                 acc = res.signals.setdefault(sid, SigAcc())
-                acc.add(order, t, iname, rname, text[:2000], detail, self.examples)
+                acc.add(order, t, iname, rname, text[:TEXT_CAP], detail, self.examples)
                 if sid in ("app_exit_nonzero", "vm_exited_abruptly"):
-                    res.crashes.append(S.Event(order, t, iname, rname, sid, details, text[:2000]))
+                    res.crashes.append(S.Event(order, t, iname, rname, sid, details, text[:TEXT_CAP]))
 
     @staticmethod
     def _sparse_minutes(res: ChunkResult, ts: np.ndarray, fl: np.ndarray, st: np.ndarray, since: int,
