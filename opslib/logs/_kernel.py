@@ -31,6 +31,7 @@ A_STATUS_METHOD = 1 << 3
 A_STATUS_KEY = 1 << 4
 STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY
 
+SPANS = 8  # keyword-scan spans per line (see parse_ndjson)
 TMPL_CAP = 1 << 16  # template slots per worker; beyond 3/4 full new templates count as "other"
 INTERN_CAP = 1 << 12
 
@@ -314,7 +315,7 @@ def _skip_value(buf, q, e):
 
 @njit(nogil=True, cache=True)
 def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
-               ts, prov, inst, reg, lvl, ms, me, st, fl):
+               ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
     """Parse ``fly logs`` text layouts.
 
     Accepted: ``[error.message="…" ]<ts> <provider>[<id>] <region> [<level>][ fields ]<msg>``
@@ -335,6 +336,9 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
         lvl[i] = 0
         st[i] = 0
         fl[i] = 0
+        kn[i] = 1
+        ks[i * SPANS] = s
+        ke[i * SPANS] = e
         p = s
         em_s = -1
         em_e = -1
@@ -354,6 +358,7 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
         if t < 0 or q >= e or buf[q] != 32:
             fl[i] = F_SLOW
             continue
+        ts_end = q
         q += 1
         # token 2: provider[instance] or bare instance
         a = q
@@ -438,6 +443,14 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             me[i] = em_e
         else:
             ms[i] = q
+            # a timestamp holds no keyword unless its digits spell 401: skip it in the scan
+            has401 = False
+            for k in range(s, ts_end - 2):
+                if buf[k] == 52 and buf[k + 1] == 48 and buf[k + 2] == 49:
+                    has401 = True
+                    break
+            if not has401:
+                ks[i * SPANS] = ts_end
         fl[i] = F_PARSED | F_TS
 
 
@@ -484,7 +497,7 @@ _SHIP_MESSAGE = 6  # the value after this literal may hold escapes
 
 @njit(nogil=True, cache=True)
 def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
-                 k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl):
+                 k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
     """Pull timestamp/message/instance/region/provider/level out of one-object-per-line JSON.
 
     Keys are found anywhere in the object (shipper and flyctl shapes nest them differently);
@@ -507,6 +520,9 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
         lvl[i] = 0
         st[i] = 0
         fl[i] = 0
+        kn[i] = 1
+        ks[i * SPANS] = s
+        ke[i * SPANS] = e
         # fast path: the shipper's exact shape (literal compares, written out: helper calls
         # with array arguments would add reference counting to every line)
         q = s
@@ -558,6 +574,11 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
             ms[i] = vs[6]
             me[i] = ve[6]
             fl[i] = F_PARSED | (F_TS if t >= 0 else 0)
+            # the literals between values hold no keyword: scan only the eight values
+            kn[i] = 8
+            for k in range(8):
+                ks[i * SPANS + k] = vs[k]
+                ke[i * SPANS + k] = ve[k]
             continue
         p = s
         while p < e and buf[p] == 32:
@@ -711,60 +732,62 @@ def _code_like(buf, comb, a, b):
 
 
 @njit(nogil=True, cache=True)
-def keywords(buf, ls, le, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head, cand):
-    """Keyword scan over every whole raw line: seed categories, candidate families, status.
+def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head, cand):
+    """Keyword scan over each line's scan spans: seed categories, candidate families, status.
 
-    A rolling key of 5 bits per byte over the last three bytes looks up ``has`` (32 KiB, in
-    L1); a hit is checked against the exact first four bytes of each keyword filed there,
-    then byte by byte. Sets category bits in ``fl``, fills ``st`` where still 0 and writes
-    the candidate-family mask to ``cand``. Kept apart from the template pass so each loop
-    has few live values and stays in registers.
+    The spans cover every byte of the raw line that can hold a keyword (the parsers leave
+    out only JSON literals and timestamps, which cannot), so the categories are exactly
+    what grep counts on the whole line. A rolling key of 5 bits per byte over the last three
+    bytes looks up ``has`` (32 KiB, in L1); a hit is checked against the exact first four
+    bytes of each keyword filed there, then byte by byte. Sets category bits in ``fl``,
+    fills ``st`` where still 0 and writes the candidate-family mask to ``cand``.
     """
-    n = ls.shape[0]
+    n = kn.shape[0]
     for i in range(n):
-        s = ls[i]
-        e = le[i]
         acts = np.int64(0)
         status = np.int64(st[i])
-        key = np.int64(0)
-        # keys before the third byte are zero-padded; no keyword starts with a class-0 byte
-        # (checked when the table is built), so such keys never reach before the line start
-        for p in range(s, e):
-            key = ((key << 5) | np.int64(buf[np.uint64(p)] & 31)) & 32767  # == (lowercase & 31)
-            if not has[key]:
-                continue
-            q = p - 2
-            if q < s:
-                continue
-            w3 = (np.int64(lower[buf[np.uint64(q)]]) << 16) | (np.int64(lower[buf[np.uint64(q + 1)]]) << 8) \
-                | np.int64(lower[buf[np.uint64(p)]])
-            w4 = (w3 << 8) | np.int64(lower[buf[np.uint64(p + 1)]]) if p + 1 < e else np.int64(-1)
-            w3t = (1 << 32) | w3
-            for j in range(bg_start[key], bg_start[key + 1]):
-                kid = kw_ids[j]
-                hd = kw_head[kid]
-                if hd != w4 and hd != w3t:
+        for sp in range(kn[i]):
+            s = ks[i * SPANS + sp]
+            e = ke[i * SPANS + sp]
+            key = np.int64(0)
+            # keys before the third byte are zero-padded; no keyword starts with a class-0
+            # byte (checked when the table is built), so such keys never reach before s
+            for p in range(s, e):
+                key = ((key << 5) | np.int64(buf[np.uint64(p)] & 31)) & 32767  # == (lowercase & 31)
+                if not has[key]:
                     continue
-                a = kw_act[kid]
-                if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
-                    continue  # everything this keyword could add is known already
-                kl = kw_len[kid]
-                if q + kl > e:
+                q = p - 2
+                if q < s:
                     continue
-                ko = kw_off[kid]
-                ok = True
-                for u in range(4, kl):
-                    if lower[buf[np.uint64(q + u)]] != kw_bytes[ko + u]:
-                        ok = False
-                        break
-                if not ok:
-                    continue
-                acts |= a
-                if status == 0:
-                    if a & A_STATUS_METHOD:
-                        status = _status_after_method(buf, q + kl, e)
-                    elif a & A_STATUS_KEY:
-                        status = _status_after_key(buf, q + kl, e)
+                w3 = (np.int64(lower[buf[np.uint64(q)]]) << 16) | (np.int64(lower[buf[np.uint64(q + 1)]]) << 8) \
+                    | np.int64(lower[buf[np.uint64(p)]])
+                w4 = (w3 << 8) | np.int64(lower[buf[np.uint64(p + 1)]]) if p + 1 < e else np.int64(-1)
+                w3t = (1 << 32) | w3
+                for j in range(bg_start[key], bg_start[key + 1]):
+                    kid = kw_ids[j]
+                    hd = kw_head[kid]
+                    if hd != w4 and hd != w3t:
+                        continue
+                    a = kw_act[kid]
+                    if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
+                        continue  # everything this keyword could add is known already
+                    kl = kw_len[kid]
+                    if q + kl > e:
+                        continue
+                    ko = kw_off[kid]
+                    ok = True
+                    for u in range(4, kl):
+                        if lower[buf[np.uint64(q + u)]] != kw_bytes[ko + u]:
+                            ok = False
+                            break
+                    if not ok:
+                        continue
+                    acts |= a
+                    if status == 0:
+                        if a & A_STATUS_METHOD:
+                            status = _status_after_method(buf, q + kl, e)
+                        elif a & A_STATUS_KEY:
+                            status = _status_after_key(buf, q + kl, e)
         fl[i] |= np.uint16(acts & 7)
         cand[i] = acts >> 8
         st[i] = status

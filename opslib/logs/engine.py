@@ -194,13 +194,14 @@ class Worker:
     _LINE_ARRAYS = (("ls", np.int64), ("le", np.int64), ("ts", np.int64), ("prov", np.int8), ("inst", np.int32),
                     ("reg", np.int32), ("lvl", np.int8), ("ms", np.int64), ("me", np.int64), ("st", np.int16),
                     ("fl", np.uint16), ("cand", np.int64), ("slot", np.int32), ("tnew", np.int32),
-                    ("tline", np.int64), ("inw", np.bool_))
+                    ("tline", np.int64), ("inw", np.bool_), ("kn", np.int8))
 
     def _grow(self, lines: int) -> None:
         # per-line arrays live as long as the worker: fresh arrays per chunk would cost a
         # page fault per 4 KiB written, more than some kernels take
         cap = max(lines, int(self.cap * 1.5), 1 << 16)
         self.arrays = {name: np.empty(cap, dtype=dt) for name, dt in self._LINE_ARRAYS}
+        self.spans = (np.empty(cap * K.SPANS, np.int64), np.empty(cap * K.SPANS, np.int64))
         self.cap = cap
 
     def process(self, index: int, data: bytes | memoryview) -> ChunkResult:
@@ -221,7 +222,9 @@ class Worker:
         a = {name: arr[:n] for name, arr in self.arrays.items()}
         ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl = (
             a["ls"], a["le"], a["ts"], a["prov"], a["inst"], a["reg"], a["lvl"], a["ms"], a["me"], a["st"], a["fl"])
-        out = (ts, prov, inst, reg, lvl, ms, me, st, fl)
+        kn = a["kn"]
+        ks, ke = self.spans[0][: n * K.SPANS], self.spans[1][: n * K.SPANS]
+        out = (ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn)
         if self.mode == "fly-text":
             K.parse_text(buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re, *out)
         elif self.mode == "ndjson":
@@ -237,12 +240,15 @@ class Worker:
             me[:] = le
             st[:] = 0
             fl[:] = K.F_PARSED
+            kn[:] = 1
+            ks[:: K.SPANS] = ls
+            ke[:: K.SPANS] = le
         self._collect_names(buf)
         slow = np.flatnonzero(fl & K.F_SLOW)
         if slow.size:
             self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
         cand, slot, tnew, tline = a["cand"], a["slot"], a["tnew"], a["tline"]
-        K.keywords(buf, ls, le, st, fl, K._LOWER, *_KW, cand)
+        K.keywords(ks, ke, kn, buf, st, fl, K._LOWER, *_KW, cand)
         nnew = K.templates(buf, ms, me, K._COMB, self.tk, self.tused, tnew, tline, self.tother, slot)
         for j in range(nnew):
             i = int(tline[j])
