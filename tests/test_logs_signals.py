@@ -143,3 +143,15 @@ def test_findings_order_and_no_signal_case() -> None:
     assert "Machine refused connection" in pc01["title"] and "0.0.0.0" in pc01["detail"]
     quiet = findings_from_logs(run_text([E(0, "app", A, "iad", "info", "hello")]))
     assert [f["id"] for f in quiet] == ["logs.no_signals"] and quiet[0]["severity"] == "ok"
+
+
+def test_same_template_different_digits_are_judged_per_line() -> None:
+    # one template each, but digits decide: the match cache must not carry the first answer over
+    lines = ["Error: connect ECONNREFUSED 10.0.0.5:9091", "Error: connect ECONNREFUSED 10.0.0.5:6543",
+             " INFO Main child exited normally with code: 0", " INFO Main child exited normally with code: 3",
+             "JWT expired", "JWT expired"]
+    r = run_text([E(i, "app", A, "iad", "info", m) for i, m in enumerate(lines)])
+    assert summarize_counts(r) == {"db_connection_refused": 1, "app_exit_nonzero": 1, "jwt_expired": 2}
+    assert r.signal("app_exit_nonzero")["details"] == {"exit code 3": 1}
+    assert r.signal("jwt_expired")["examples"] == [fly_text(E(4, "app", A, "iad", "info", "JWT expired")),
+                                                   fly_text(E(5, "app", A, "iad", "info", "JWT expired"))]

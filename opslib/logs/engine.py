@@ -167,6 +167,7 @@ class Worker:
         self.arrays: dict[str, np.ndarray] = {}
         self._grow(1 << 16)
         self.texample: dict[int, tuple[tuple[int, int], str, str]] = {}
+        self.match_cache: dict[tuple[int, int], list[S.Hit]] = {}
         self.other_templates = 0
 
     # ids for names found by the Python slow path live above the kernel's table
@@ -358,30 +359,45 @@ class Worker:
             acc.last = ((res.index, int(last5)), t_last)
             acc.examples = [((res.index, int(i)), self._line(buf, ls[i], min(le[i], ls[i] + 4 * TEXT_CAP))[:TEXT_CAP])
                             for i in ex5 if i >= 0]
-        # signals from candidate lines
+        # signals from candidate lines. Outcomes that depend only on the template (every
+        # family except memory, exits and health checks, whose digits matter) are cached
+        # per template slot, and a line's text is decoded only when it becomes evidence.
+        cache = self.match_cache
         for i in cidx.tolist():
-            msg = self._message(buf, ms[i], me[i])
-            hits = S.match(msg, int(cand[i]))
+            fam = int(cand[i])
+            key = (int(slot[i]), fam)
+            hits = cache.get(key) if key[0] >= 0 and not fam & S.DIGIT_SENSITIVE else None
+            if hits is None:
+                hits = S.match(self._message(buf, ms[i], me[i]), fam)
+                if key[0] >= 0 and not fam & S.DIGIT_SENSITIVE and len(cache) < 100_000:
+                    cache[key] = hits
             if not hits:
                 continue
             t = float(ts[i]) / 1000.0 if ts[i] >= 0 else None
             iname = self.inst_names.get(int(inst[i]), "")
             rname = self.reg_names.get(int(reg[i]), "")
-            text = self._line(buf, ls[i], min(le[i], ls[i] + 4 * TEXT_CAP))
             order = (res.index, i)
+            text = None
             for sid, details in hits:
-                if sid in S.STATEFUL:
-                    res.events.append(S.Event(order, t, iname, rname, sid, details, text[:TEXT_CAP]))
-                    continue
+                if sid in S.STATEFUL or sid in ("app_exit_nonzero", "vm_exited_abruptly"):
+                    if text is None:
+                        text = self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP))
+                    ev = S.Event(order, t, iname, rname, sid, details, text)
+                    if sid in S.STATEFUL:
+                        res.events.append(ev)
+                        continue
+                    res.crashes.append(ev)
                 detail = None
                 if "codes" in details:
                     detail = " > ".join(details["codes"])
                 elif "exit_code" in details:
                     detail = f"exit code {details['exit_code']}"
-                acc = res.signals.setdefault(sid, SigAcc())
-                acc.add(order, t, iname, rname, text[:TEXT_CAP], detail, self.examples)
-                if sid in ("app_exit_nonzero", "vm_exited_abruptly"):
-                    res.crashes.append(S.Event(order, t, iname, rname, sid, details, text[:TEXT_CAP]))
+                acc = res.signals.get(sid)
+                if acc is None:
+                    acc = res.signals[sid] = SigAcc()
+                if len(acc.examples) < self.examples and text is None:
+                    text = self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP))
+                acc.add(order, t, iname, rname, text or "", detail, self.examples)
 
     @staticmethod
     def _sparse_minutes(res: ChunkResult, ts: np.ndarray, fl: np.ndarray, st: np.ndarray, since: int,

@@ -82,6 +82,9 @@ STATEFUL = {EV_OOM_KERNEL, EV_OOM_INIT, EV_HEALTH_FAIL, EV_HEALTH_WARN, EV_HEALT
 
 # --- candidate families and their keywords (lowercase, matched case-insensitively) --------
 FAM_MEM, FAM_EXIT, FAM_PROXY, FAM_HEALTH, FAM_PG, FAM_SUPAVISOR, FAM_JWT, FAM_TLS = (1 << i for i in range(8))
+# families whose outcome depends on digits the templates mask (exit codes, pids, ports:
+# the database context test looks for 5432/6543)
+DIGIT_SENSITIVE = FAM_MEM | FAM_EXIT | FAM_HEALTH | FAM_PG
 
 _FAMILY_WORDS: dict[int, tuple[str, ...]] = {
     FAM_MEM: ("out of memory", "oom kill", "oom-kill", "oom_kill", "been oom", "memoryerror", "heap limit", "outofmemoryerror"),
