@@ -1,8 +1,9 @@
 """Incident signals: what the log lines say actually happened, and which runbook handles it.
 
 Two stages keep this fast. The compiled kernel flags a line as a *candidate* of a family when
-it contains one of the family's keywords (``KEYWORDS``); only those lines reach the regular
-expressions here (``match``). Levels are ignored on purpose: app output is always ``[info]``.
+it contains one of the family's keywords (``kernel_keywords``); only those lines reach the
+matchers here (``match``: phrase tests and a few regular expressions). Levels are ignored on
+purpose: app output is always ``[info]``.
 
 Some signals need context across lines and are resolved afterwards in `resolve_events`:
 an OOM kill is the kernel line plus init's line (one event, not two), a health check that
