@@ -168,7 +168,6 @@ class Worker:
         self._grow(1 << 16)
         self.texample: dict[int, tuple[tuple[int, int], str, str]] = {}
         self.match_cache: dict[tuple[int, int], list[S.Hit]] = {}
-        self.other_templates = 0
 
     # ids for names found by the Python slow path live above the kernel's table
     def _py_id(self, name: str, names: dict[int, str]) -> int:
@@ -255,8 +254,8 @@ class Worker:
             i = int(tline[j])
             msg = self._message(buf, ms[i], me[i])
             # bounded text per template: the table can hold tens of thousands of them
-            self.texample[int(tnew[j])] = ((index, i), mask_template(msg[:TEXT_CAP]),
-                                           self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP)))
+            tmpl = mask_template(msg[:TEXT_CAP]) + ("…" if len(msg) > TEXT_CAP else "")
+            self.texample[int(tnew[j])] = ((index, i), tmpl, self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP)))
         self._aggregate(res, buf, ls, le, ts, inst, reg, ms, me, st, fl, cand, slot, a["inw"])
         return res
 
