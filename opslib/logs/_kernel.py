@@ -118,16 +118,20 @@ def strip_ansi(buf):
 @njit(nogil=True, cache=True)
 def split_lines(buf, ls, le):
     """Fill ``ls``/``le`` with line start/end offsets (end excludes ``\\n`` and a trailing
-    ``\\r``); returns the line count, or -1 when the arrays are too small (caller grows them).
+    ``\\r``). Returns (line count or -1 when the arrays are too small, ESC bytes seen).
     """
     n = buf.shape[0]
     cap = ls.shape[0]
     k = 0
     s = 0
+    # a separate branch-free loop that LLVM vectorises: counting ESC costs almost nothing
+    esc = 0
+    for i in range(n):
+        esc += buf[i] == 27
     for i in range(n):
         if buf[i] == 10:
             if k >= cap:
-                return -1
+                return -1, esc
             e = i
             if e > s and buf[e - 1] == 13:
                 e -= 1
@@ -137,14 +141,14 @@ def split_lines(buf, ls, le):
             s = i + 1
     if s < n:
         if k >= cap:
-            return -1
+            return -1, esc
         e = n
         if buf[e - 1] == 13:
             e -= 1
         ls[k] = s
         le[k] = e
         k += 1
-    return k
+    return k, esc
 
 
 @njit(inline="always")
@@ -443,14 +447,28 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             me[i] = em_e
         else:
             ms[i] = q
-            # a timestamp holds no keyword unless its digits spell 401: skip it in the scan
+            # The prefix before the level can hold a keyword only as the digits 401 (in the
+            # timestamp or a hex id) when the provider is a known one, the id is hex and the
+            # region letters: then the scan starts at the level. Otherwise after the
+            # timestamp, or at the line start if 401 is there.
             has401 = False
-            for k in range(s, ts_end - 2):
+            for k in range(s, l0 - 3):
                 if buf[k] == 52 and buf[k + 1] == 48 and buf[k + 2] == 49:
                     has401 = True
                     break
             if not has401:
-                ks[i * SPANS] = ts_end
+                plain = pv != P_OTHER
+                for k in range(b, ie):
+                    c = buf[k]
+                    if not ((c >= 48 and c <= 57) or (c >= 97 and c <= 102)):
+                        plain = False
+                        break
+                for k in range(r0, r1):
+                    c = buf[k] | 32
+                    if c < 97 or c > 122:
+                        plain = False
+                        break
+                ks[i * SPANS] = l0 - 1 if plain else ts_end
         fl[i] = F_PARSED | F_TS
 
 
@@ -970,3 +988,60 @@ def aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg
             cidx[k] = i
             k += 1
     return parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx
+
+
+MODE_TEXT, MODE_NDJSON, MODE_BARE = 0, 1, 2
+
+
+@njit(nogil=True, cache=True)
+def stage_a(buf, mode, check_esc, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+            k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+    """Split and parse one chunk in a single call (one GIL hand-off instead of several).
+
+    Returns (lines, ESC bytes seen). Lines is -1 when the per-line arrays are too small, and
+    0 with ESC > 0 (when ``check_esc``) when colours must be stripped first; the caller then
+    retries.
+    """
+    n, esc = split_lines(buf, ls, le)
+    if n < 0 or (check_esc and esc > 0):
+        return (n if n < 0 else 0), esc
+    lsn = ls[:n]
+    len_ = le[:n]
+    if mode == MODE_TEXT:
+        parse_text(buf, lsn, len_, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+                   ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n], ms[:n], me[:n], st[:n], fl[:n], ks, ke, kn[:n])
+    elif mode == MODE_NDJSON:
+        parse_ndjson(buf, lsn, len_, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+                     k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n],
+                     ms[:n], me[:n], st[:n], fl[:n], ks, ke, kn[:n])
+    else:
+        for i in range(n):
+            ts[i] = -1
+            prov[i] = 0
+            inst[i] = -1
+            reg[i] = -1
+            lvl[i] = 0
+            ms[i] = ls[i]
+            me[i] = le[i]
+            st[i] = 0
+            fl[i] = F_PARSED
+            kn[i] = 1
+            ks[i * SPANS] = ls[i]
+            ke[i * SPANS] = le[i]
+    return n, esc
+
+
+@njit(nogil=True, cache=True)
+def stage_b(buf, ks, ke, kn, ms, me, ts, inst, reg, st, fl, cand, slot, tnew, tline, inw, lower, comb,
+            has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head, tmpl_keys, tmpl_used, tmpl_other,
+            since, until, acc_inst, acc_reg, acc_status, acc_cat, tcount, max_examples):
+    """Keywords, templates and aggregation of one parsed chunk in a single call.
+
+    Returns (template slots created, then everything `aggregate` returns).
+    """
+    keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head,
+             cand)
+    nnew = templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tnew, tline, tmpl_other, slot)
+    agg = aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg, acc_status, acc_cat,
+                    tcount, max_examples, inw)
+    return nnew, agg

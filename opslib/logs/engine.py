@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -207,56 +208,46 @@ class Worker:
     def process(self, index: int, data: bytes | memoryview) -> ChunkResult:
         """Analyse one block of whole lines."""
         res = ChunkResult(index)
-        raw = data.obj if isinstance(data, memoryview) else data
-        if raw.find(b"\x1b", 0, len(data)) >= 0:  # type: ignore[union-attr]
-            buf = K.strip_ansi(np.frombuffer(data, np.uint8))
-        else:
-            buf = np.frombuffer(data, np.uint8)
-        n = K.split_lines(buf, self.arrays["ls"], self.arrays["le"])
-        if n < 0:
-            self._grow(int(np.count_nonzero(buf == 10)) + 1)
-            n = K.split_lines(buf, self.arrays["ls"], self.arrays["le"])
+        buf = np.frombuffer(data, np.uint8)
+        mode = {"fly-text": K.MODE_TEXT, "ndjson": K.MODE_NDJSON}.get(self.mode, K.MODE_BARE)
+        check_esc = True
+        while True:
+            A = self.arrays
+            ks, ke = self.spans
+            n, esc = K.stage_a(buf, mode, check_esc, A["ls"], A["le"], self.ik, self.iu, self.is_, self.ie, self.rk, self.ru,
+                               self.rs, self.re, *_JSON_KEYS, A["ts"], A["prov"], A["inst"], A["reg"], A["lvl"],
+                               A["ms"], A["me"], A["st"], A["fl"], ks, ke, A["kn"])
+            if n < 0:
+                self._grow(int(np.count_nonzero(buf == 10)) + 1)
+            elif esc and check_esc:
+                buf = K.strip_ansi(buf)  # coloured output: drop the escape sequences, then parse
+                check_esc = False  # a stray ESC that is no colour code stays as it is
+            else:
+                break
         res.lines = n
         if n == 0:
             return res
         a = {name: arr[:n] for name, arr in self.arrays.items()}
         ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl = (
             a["ls"], a["le"], a["ts"], a["prov"], a["inst"], a["reg"], a["lvl"], a["ms"], a["me"], a["st"], a["fl"])
-        kn = a["kn"]
-        ks, ke = self.spans[0][: n * K.SPANS], self.spans[1][: n * K.SPANS]
-        out = (ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn)
-        if self.mode == "fly-text":
-            K.parse_text(buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re, *out)
-        elif self.mode == "ndjson":
-            K.parse_ndjson(buf, ls, le, self.ik, self.iu, self.is_, self.ie, self.rk, self.ru, self.rs, self.re,
-                           *_JSON_KEYS, *out)
-        else:
-            ts[:] = -1
-            prov[:] = 0
-            inst[:] = -1
-            reg[:] = -1
-            lvl[:] = 0
-            ms[:] = ls
-            me[:] = le
-            st[:] = 0
-            fl[:] = K.F_PARSED
-            kn[:] = 1
-            ks[:: K.SPANS] = ls
-            ke[:: K.SPANS] = le
         self._collect_names(buf)
         slow = np.flatnonzero(fl & K.F_SLOW)
         if slow.size:
             self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
         cand, slot, tnew, tline = a["cand"], a["slot"], a["tnew"], a["tline"]
-        K.keywords(ks, ke, kn, buf, st, fl, K._LOWER, *_KW, cand)
-        nnew = K.templates(buf, ms, me, K._COMB, self.tk, self.tused, tnew, tline, self.tother, slot)
+        since = self.since if self.since is not None else -(1 << 62)
+        until = self.until if self.until is not None else (1 << 62)
+        ks, ke = self.spans[0][: n * K.SPANS], self.spans[1][: n * K.SPANS]
+        nnew, agg = K.stage_b(buf, ks, ke, a["kn"], ms, me, ts, inst, reg, st, fl, cand, slot, tnew, tline, a["inw"],
+                              K._LOWER, K._COMB, *_KW, self.tk, self.tused, self.tother, since, until,
+                              self.acc_inst, self.acc_reg, self.acc_status, self.acc_cat, self.tcount, self.examples)
         for j in range(nnew):
             i = int(tline[j])
             msg = self._message(buf, ms[i], me[i])
             # bounded text per template: the table can hold tens of thousands of them
             tmpl = mask_template(msg[:TEXT_CAP]) + ("…" if len(msg) > TEXT_CAP else "")
             self.texample[int(tnew[j])] = ((index, i), tmpl, self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP)))
-        self._aggregate(res, buf, ls, le, ts, inst, reg, ms, me, st, fl, cand, slot, a["inw"])
+        self._aggregate(res, buf, ls, le, ts, inst, reg, ms, me, fl, st, cand, slot, agg, since, until)
         return res
 
     # --- helpers ----------------------------------------------------------------------------
@@ -329,12 +320,9 @@ class Worker:
             if len(res.unparsed_examples) < max(self.examples, 5):
                 res.unparsed_examples.append(((res.index, i), raw.decode("utf-8", "replace")[:TEXT_CAP]))
 
-    def _aggregate(self, res, buf, ls, le, ts, inst, reg, ms, me, st, fl, cand, slot, inw) -> None:  # noqa: ANN001
-        since = self.since if self.since is not None else -(1 << 62)
-        until = self.until if self.until is not None else (1 << 62)
-        (parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx) = K.aggregate(
-            ts, inst, reg, fl, st, slot, cand, since, until, self.acc_inst, self.acc_reg, self.acc_status,
-            self.acc_cat, self.tcount, self.examples, inw)
+    def _aggregate(self, res, buf, ls, le, ts, inst, reg, ms, me, fl, st, cand, slot, agg, since,  # noqa: ANN001
+                   until) -> None:
+        (parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx) = agg
         res.parsed = int(parsed)
         res.filtered_out = int(filtered)
         if tmax >= tmin:
@@ -505,6 +493,10 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
         else:
             yield from iter_chunks(stream, chunk_bytes, head, take_spare)
 
+    # the kernels drop the GIL, but every call and return needs it back; a short switch
+    # interval keeps one worker's Python step from stalling the other's kernel hand-off
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
     try:
         for idx, data in enumerate(blocks()):
             w = idx % nworkers
@@ -519,4 +511,5 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
     finally:
         for ex in execs:
             ex.shutdown(wait=True, cancel_futures=True)
+        sys.setswitchinterval(old_interval)
     return results, pool, fmt
