@@ -500,6 +500,8 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
     sys.setswitchinterval(0.0005)
     try:
         for idx, data in enumerate(blocks()):
+            # fixed round-robin, not "whoever is free": each worker then sees its blocks in
+            # stream order, so the first example of a template or signal is the same every run
             w = idx % nworkers
             in_use.append(data.obj if isinstance(data, memoryview) else None)
             futures.append(execs[w].submit(pool[w].process, idx, data))
