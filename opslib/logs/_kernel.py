@@ -452,8 +452,25 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             q = _skip_value(buf, k + 1, e)
             while q < e and buf[q] == 32:
                 q += 1
-        ih = _hash_range(buf, b, ie)
-        rh = _hash_range(buf, r0, r1)
+        # hash the id and region, noting on the way whether they are plain (hex id, letters
+        # region, no "401"): then no keyword can hide before the level
+        ih = FNV_OFF
+        plain = pv != P_OTHER
+        c1 = 0
+        c2 = 0
+        for k in range(b, ie):
+            c = buf[k]
+            ih = (ih ^ np.uint64(c)) * FNV_PRIME
+            if not ((c >= 48 and c <= 57) or (c >= 97 and c <= 102)) or (c == 49 and c1 == 48 and c2 == 52):
+                plain = False
+            c2 = c1
+            c1 = c
+        rh = FNV_OFF
+        for k in range(r0, r1):
+            c = buf[k]
+            rh = (rh ^ np.uint64(c)) * FNV_PRIME
+            if (c | 32) < 97 or (c | 32) > 122:
+                plain = False
         inst[i] = intern(inst_keys, inst_used, inst_s, inst_e, ih, b, ie)
         reg[i] = intern(reg_keys, reg_used, reg_s, reg_e, rh, r0, r1)
         ts[i] = t
@@ -465,27 +482,16 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             me[i] = em_e
         else:
             ms[i] = q
-            # The prefix before the level can hold a keyword only as the digits 401 (in the
-            # timestamp or a hex id) when the provider is a known one, the id is hex and the
-            # region letters: then the scan starts at the level. Otherwise after the
-            # timestamp, or at the line start if 401 is there.
-            has401 = False
-            for k in range(s, l0 - 3):
+            # Before the level, a keyword can only be the digits 401: in the timestamp's year
+            # or fraction (the other digit groups are two wide), or in the id (checked above).
+            # Without one, the scan starts at the level, or after the timestamp.
+            ts401 = (buf[p] == 52 and buf[p + 1] == 48 and buf[p + 2] == 49) or \
+                (buf[p + 1] == 52 and buf[p + 2] == 48 and buf[p + 3] == 49)
+            for k in range(p + 19, ts_end - 2):
                 if buf[k] == 52 and buf[k + 1] == 48 and buf[k + 2] == 49:
-                    has401 = True
+                    ts401 = True
                     break
-            if not has401:
-                plain = pv != P_OTHER
-                for k in range(b, ie):
-                    c = buf[k]
-                    if not ((c >= 48 and c <= 57) or (c >= 97 and c <= 102)):
-                        plain = False
-                        break
-                for k in range(r0, r1):
-                    c = buf[k] | 32
-                    if c < 97 or c > 122:
-                        plain = False
-                        break
+            if not ts401:
                 ks[i * SPANS] = l0 - 1 if plain else ts_end
         fl[i] = F_PARSED | F_TS
 
