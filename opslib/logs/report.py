@@ -150,27 +150,37 @@ class LogReport:
         out.append("")
         if self.signals:
             out.append("Signals (what happened -> runbook):")
+            multi_day = first is not None and last is not None and first.date() != last.date()
+
+            def clock(iso: str) -> str:
+                # times alone are ambiguous once the window crosses midnight
+                return iso[5:16].replace("T", " ") if multi_day else iso[11:19]
+
             for s in self.signals[:20]:
                 inst = s["instances"]
                 where = (inst[0] + (f" (+{len(inst) - 1})" if len(inst) > 1 else "")) if inst else ""
                 span = ""
                 if s["first_seen"]:
-                    span = s["first_seen"][11:19]
-                    if s["last_seen"] and s["last_seen"][:19] != s["first_seen"][:19]:
-                        span += "-" + s["last_seen"][11:19]
+                    span = clock(s["first_seen"])
+                    end = clock(s["last_seen"]) if s["last_seen"] else span
+                    if end != span:
+                        same_day = multi_day and end[:5] == span[:5]
+                        span += "-" + (end[6:] if same_day else end)
                 line = (f"  {s['severity'].upper():8} {s['count']:>7,}x {s['id']:<28} -> {s['runbook']:<14} "
-                        f"{span:<17} {where}")
+                        f"{span:<{23 if multi_day else 17}} {where}")
                 out.append(line.rstrip()[:width])
             if len(self.signals) > 20:
                 out.append(f"  … and {len(self.signals) - 20} more (see --json)")
         else:
             out.append("Signals: none (no incident evidence in these lines)")
         if self.suppressed:
-            out.append("Recognised and not raised: " + ", ".join(f"{k} {v}" for k, v in sorted(self.suppressed.items())))
+            out.append(("Recognised and not raised: "
+                        + ", ".join(f"{k} {v}" for k, v in sorted(self.suppressed.items())))[:width])
         if len(self.spikes):
             sp = self.spikes.sort_values("factor", ascending=False).head(3)
-            out.append("Spikes: " + "; ".join(
-                f"{r.series} {int(r.count)} at {_iso(r.minute)[11:16]} (baseline {r.baseline:g})" for r in sp.itertuples()))
+            out.append(("Spikes: " + "; ".join(
+                f"{r.series} {int(r.count)} at {_iso(r.minute)[5:16].replace('T', ' ')} (baseline {r.baseline:g})"
+                for r in sp.itertuples()))[:width])
         if len(self.templates):
             out.append("")
             out.append("Top message templates:")
