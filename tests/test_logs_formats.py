@@ -261,3 +261,17 @@ def test_empty_input() -> None:
     assert (r.lines_read, r.parsed, r.unparsed) == (0, 0, 0)
     assert r.signals == [] and r.window == (None, None)
     assert json.dumps(r.to_dict())
+
+
+@pytest.mark.parametrize("fmt", ["fly-text", "ndjson"])
+def test_report_does_not_depend_on_chunking_or_threads(fmt: str, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    from opslib.logs import engine, synth
+
+    path = synth.write(tmp_path / f"gen.{fmt}", fmt, 1_500_000, seed=5)
+    whole = analyze(path).to_dict()
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 40_000)  # dozens of blocks over two workers
+    pieces = analyze(path).to_dict()
+    single = analyze(path, workers=1).to_dict()
+    assert pieces == whole
+    assert single == whole

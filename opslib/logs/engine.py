@@ -453,8 +453,9 @@ def _parse_any_ts(value: Any) -> int | None:
 # --- the driver ------------------------------------------------------------------------------
 def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int | None,
         examples: int, anchor_day_ms: int, workers: int | None = None,
-        chunk_bytes: int = CHUNK_BYTES) -> tuple[list[ChunkResult], list[Worker], str]:
+        chunk_bytes: int | None = None) -> tuple[list[ChunkResult], list[Worker], str]:
     """Process the whole input; returns chunk results (in order), the workers and the format."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     head = b""
     if entries is None:
         head = stream.read(65536)

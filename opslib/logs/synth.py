@@ -1,8 +1,8 @@
 """Deterministic, realistic Fly.io log streams with an incident hidden in ordinary traffic.
 
 Used by the benchmark (`bench/logs_vs_grep.py`), the test suite and demo captures. The
-message texts are the ones Fly (proxy, init, health checks), Postgres, Supavisor, GoTrue,
-PostgREST and common TLS libraries print; see `docs`-style references in the tests.
+message texts are the ones Fly (proxy, init, health checks), Postgres, Supavisor, GoTrue and
+PostgREST print (their sources are listed in ``tests/test_logs_samples.py``).
 
 The stream is a sequence of entries ``(epoch_seconds, provider, instance, region, level,
 message)`` rendered as ``fly logs`` text or as log-shipper NDJSON. Background traffic is
