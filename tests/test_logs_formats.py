@@ -275,3 +275,14 @@ def test_report_does_not_depend_on_chunking_or_threads(fmt: str, monkeypatch: py
     single = analyze(path, workers=1).to_dict()
     assert pieces == whole
     assert single == whole
+
+
+def test_a_line_without_end_does_not_grow_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opslib.logs import engine
+
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 10_000)
+    data = b"error " * 20_000 + b"\n" + fly_text(E(1, "app", A, "iad", "info", "after")).encode() + b"\n"
+    r = analyze(io.BytesIO(data))
+    assert r.parsed + r.unparsed == r.lines_read >= 3  # the 120 kB line was cut into pieces
+    assert any("cut into pieces" in n for n in r.notes)
+    assert r.lines_read - 1 == r.categories["errors"]  # every piece still counted by the seed grep

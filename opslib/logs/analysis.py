@@ -81,7 +81,7 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
     src = open_source(source)
     try:
         results, pool, used_fmt = run(src.stream, src.entries, fmt, since_ms, until_ms, examples,
-                                      anchor_day_ms, workers=workers)
+                                      anchor_day_ms, workers=workers, problems=src.problems)
     finally:
         src.close()
     report = _assemble(src.name, used_fmt, results, pool, examples, top_templates, anchor_day_ms, t_since is not None)

@@ -453,7 +453,8 @@ def _parse_any_ts(value: Any) -> int | None:
 # --- the driver ------------------------------------------------------------------------------
 def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int | None,
         examples: int, anchor_day_ms: int, workers: int | None = None,
-        chunk_bytes: int | None = None) -> tuple[list[ChunkResult], list[Worker], str]:
+        chunk_bytes: int | None = None, problems: list[str] | None = None,
+        ) -> tuple[list[ChunkResult], list[Worker], str]:
     """Process the whole input; returns chunk results (in order), the workers and the format."""
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     head = b""
@@ -493,7 +494,7 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
         elif mode == "ndjson" and fmt in ("fly-json", "api"):
             yield from entries_as_ndjson(json_entries(stream, head), chunk_bytes)
         else:
-            yield from iter_chunks(stream, chunk_bytes, head, take_spare)
+            yield from iter_chunks(stream, chunk_bytes, head, take_spare, problems)
 
     # the kernels drop the GIL, but every call and return needs it back; a short switch
     # interval keeps one worker's Python step from stalling the other's kernel hand-off

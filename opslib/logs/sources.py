@@ -165,7 +165,8 @@ def sniff(head: bytes) -> str:
 
 
 def iter_chunks(stream: IO[bytes], size: int, head: bytes = b"",
-                spare: Callable[[], bytearray | None] | None = None) -> Iterator[memoryview]:
+                spare: Callable[[], bytearray | None] | None = None,
+                problems: list[str] | None = None) -> Iterator[memoryview]:
     """Blocks of whole lines (the last one may lack its newline), each in its own buffer.
 
     Every block is read straight into a ``bytearray`` (no concatenation copies) and handed
@@ -192,8 +193,14 @@ def iter_chunks(stream: IO[bytes], size: int, head: bytes = b"",
             break
         cut = ba.rfind(b"\n", 0, filled)
         if cut < 0 and not eof:
-            carry = bytes(ba[:filled])  # one line longer than a block: keep reading
-            continue
+            if filled < 4 * size:
+                carry = bytes(ba[:filled])  # one line longer than a block: keep reading
+                continue
+            # a "line" of 4 blocks without a newline is not a log line: cut it, so memory
+            # stays bounded whatever the input, and say so
+            if problems is not None:
+                problems.append(f"lines longer than {4 * size >> 20} MiB were cut into pieces (counted as lines)")
+            cut = filled - 1
         end = filled if (eof or cut < 0) else cut + 1
         carry = bytes(ba[end:filled])
         yield view[:end]
