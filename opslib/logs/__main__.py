@@ -1,0 +1,8 @@
+"""``python -m opslib.logs PATH|- …`` (the same command as ``python -m opslib logs``)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1071 @@
+"""Compiled per-byte kernels: line splitting, layout parsing, keyword scan, templates and
+aggregation.
+
+Everything here runs under numba's ``nogil`` so two chunks are processed on two cores at
+once. The kernels only produce numbers (offsets, epoch milliseconds, interned ids, bit
+flags, template slots); turning them into strings, signals and DataFrames is the job of
+`engine.py`. Why numba and not Arrow/Polars regex kernels: see ``ENGINE.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# --- flag bits (per line) -----------------------------------------------------------------
+F_ERR = 1  # seed grep: error|exception|failed
+F_AUTH = 2  # seed grep: auth|unauthorized|401
+F_DB = 4  # seed grep: database|connection|query
+F_PARSED = 8  # layout recognised (fields extracted)
+F_TS = 16  # has a timestamp
+F_SLOW = 32  # fast layout parse failed: Python decides (and may still parse it)
+
+# provider codes
+P_NONE, P_APP, P_RUNNER, P_PROXY, P_HEALTH, P_OTHER = 0, 1, 2, 3, 4, 5
+# level codes
+L_NONE, L_DEBUG, L_INFO, L_WARN, L_ERROR, L_OTHER = 0, 1, 2, 3, 4, 5
+
+# keyword actions: low 3 bits are category flags; bit 3 marks "status trigger"; bits 8+
+# carry the candidate family mask (see `engine.FAMILIES`).
+A_STATUS_METHOD = 1 << 3
+A_STATUS_KEY = 1 << 4
+STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY
+
+SPANS = 8  # keyword-scan spans per line (see parse_ndjson)
+TMPL_CAP = 1 << 16  # template slots per worker; beyond 3/4 full new templates count as "other"
+INTERN_CAP = 1 << 12
+
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[ord("A") : ord("Z") + 1] += 32
+# 1 = token char for templates ([A-Za-z0-9_.-]), 2 = digit, 4 = uppercase letter
+_CLS = np.zeros(256, dtype=np.uint8)
+for _c in b"abcdefghijklmnopqrstuvwxyz_.-":
+    _CLS[_c] = 1
+for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+    _CLS[_c] = 1 | 4
+for _c in b"0123456789":
+    _CLS[_c] = 1 | 2
+
+# one lookup per byte: low 5 bits = (lowercase byte) & 31 for the keyword key, high 3 bits
+# = template class (1 token char, 2 digit, 4 uppercase)
+_COMB = ((_LOWER & 31) | (_CLS << 5)).astype(np.uint8)
+
+FNV_OFF = np.uint64(0xCBF29CE484222325)
+FNV_PRIME = np.uint64(0x100000001B3)
+MASK_MARK = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _key3(kw: bytes) -> int:
+    """Lookup key of a keyword: 5 bits of each of its first three bytes (32 Ki keys, in L1)."""
+    return ((kw[0] & 31) << 10) | ((kw[1] & 31) << 5) | (kw[2] & 31)
+
+
+def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, ...]:
+    """Compile (lowercase keyword, action) pairs into arrays indexed by a rolling key.
+
+    The key keeps 5 bits of each of the first three bytes, so one lookup per byte rules out
+    almost every position; candidates are checked against their exact first three bytes,
+    then byte by byte.
+    """
+    by_tri: dict[int, list[int]] = {}
+    for i, (kw, _a) in enumerate(keywords):
+        if len(kw) < 3 or kw != kw.lower() or (kw[0] & 31) == 0:
+            raise ValueError(f"keyword must be lowercase, at least 3 bytes, not start with ' @`: {kw!r}")
+        by_tri.setdefault(_key3(kw), []).append(i)
+    size = 1 << 15
+    pairs = sorted((key, i) for key, lst in by_tri.items() for i in lst)
+    keys = np.array([k for k, _ in pairs], dtype=np.int64)
+    ids = [i for _, i in pairs]
+    start = np.zeros(size + 1, dtype=np.int32)
+    start[1:] = np.cumsum(np.bincount(keys, minlength=size))
+    has = (start[1:] != start[:-1]).astype(np.uint8)
+    kw_bytes = np.frombuffer(b"".join(k for k, _ in keywords), dtype=np.uint8).copy()
+    kw_off = np.zeros(len(keywords), dtype=np.int32)
+    kw_len = np.zeros(len(keywords), dtype=np.int32)
+    kw_act = np.zeros(len(keywords), dtype=np.int64)
+    kw_head = np.zeros(len(keywords), dtype=np.int64)
+    off = 0
+    for i, (kw, a) in enumerate(keywords):
+        kw_off[i], kw_len[i], kw_act[i] = off, len(kw), a
+        # exact first four bytes (three for a 3-byte keyword, tagged by bit 32)
+        kw_head[i] = int.from_bytes(kw[:4], "big") if len(kw) >= 4 else (1 << 32) | int.from_bytes(kw, "big")
+        off += len(kw)
+    return has, start, np.array(ids, dtype=np.int32), kw_bytes, kw_off, kw_len, kw_act, kw_head
+
+
+@njit(nogil=True, cache=True)
+def strip_ansi(buf):
+    """Copy of ``buf`` without ``ESC [ digits/; m`` colour sequences."""
+    n = buf.shape[0]
+    out = np.empty(n, dtype=np.uint8)
+    j = 0
+    i = 0
+    while i < n:
+        b = buf[i]
+        if b == 27 and i + 1 < n and buf[i + 1] == 91:
+            k = i + 2
+            while k < n and ((buf[k] >= 48 and buf[k] <= 57) or buf[k] == 59):
+                k += 1
+            if k < n and buf[k] == 109:
+                i = k + 1
+                continue
+        out[j] = b
+        j += 1
+        i += 1
+    return out[:j]
+
+
+@njit(nogil=True, cache=True)
+def split_lines(buf, words, ls, le):
+    """Fill ``ls``/``le`` with line start/end offsets (end excludes ``\\n`` and a trailing
+    ``\\r``). Returns (line count or -1 when the arrays are too small, ESC bytes seen).
+
+    ``words`` is ``buf``'s first ``len // 8 * 8`` bytes viewed as uint64: eight bytes are
+    tested for a newline at once (the zero-byte bit trick), so lines cost per newline, not
+    per byte.
+    """
+    n = buf.shape[0]
+    cap = ls.shape[0]
+    k = 0
+    s = 0
+    # a separate branch-free loop that LLVM vectorises: counting ESC costs almost nothing
+    esc = 0
+    for i in range(n):
+        esc += buf[i] == 27
+    ones = np.uint64(0x0101010101010101)
+    high = np.uint64(0x8080808080808080)
+    nl = np.uint64(0x0A0A0A0A0A0A0A0A)
+    nw = words.shape[0]
+    for j in range(nw + 1):
+        if j < nw:
+            x = words[j] ^ nl
+            if (x - ones) & ~x & high == 0:
+                continue
+            lo = j * 8
+            hi = lo + 8
+        else:
+            lo = nw * 8  # the bytes after the last whole word
+            hi = n
+        for i in range(lo, hi):
+            if buf[i] == 10:
+                if k >= cap:
+                    return -1, esc
+                e = i
+                if e > s and buf[e - 1] == 13:
+                    e -= 1
+                ls[k] = s
+                le[k] = e
+                k += 1
+                s = i + 1
+    if s < n:
+        if k >= cap:
+            return -1, esc
+        e = n
+        if buf[e - 1] == 13:
+            e -= 1
+        ls[k] = s
+        le[k] = e
+        k += 1
+    return k, esc
+
+
+@njit(inline="always")
+def _digits(buf, p, k):
+    v = 0
+    for j in range(k):
+        c = buf[p + j]
+        if c < 48 or c > 57:
+            return -1
+        v = v * 10 + (c - 48)
+    return v
+
+
+@njit(inline="always")
+def _days_from_civil(y, m, d):
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    mp = m + 9 if m <= 2 else m - 3
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(nogil=True, cache=True)
+def parse_ts(buf, p, e):
+    """RFC3339-ish timestamp at ``p``: returns (epoch_ms, end) or (-1, p)."""
+    if e - p < 19:
+        return -1, p
+    y = _digits(buf, p, 4)
+    if y < 0 or buf[p + 4] != 45 or buf[p + 7] != 45:
+        return -1, p
+    mo = _digits(buf, p + 5, 2)
+    d = _digits(buf, p + 8, 2)
+    sep = buf[p + 10]
+    if mo < 1 or mo > 12 or d < 1 or d > 31 or (sep != 84 and sep != 32 and sep != 116):
+        return -1, p
+    hh = _digits(buf, p + 11, 2)
+    mi = _digits(buf, p + 14, 2)
+    ss = _digits(buf, p + 17, 2)
+    if hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 60 or buf[p + 13] != 58 or buf[p + 16] != 58:
+        return -1, p
+    q = p + 19
+    ms = 0
+    if q < e and (buf[q] == 46 or buf[q] == 44):
+        q += 1
+        nd = 0
+        while q < e and buf[q] >= 48 and buf[q] <= 57:
+            if nd < 3:
+                ms = ms * 10 + (buf[q] - 48)
+            nd += 1
+            q += 1
+        if nd == 0:
+            return -1, p
+        while nd < 3:
+            ms *= 10
+            nd += 1
+    off = 0
+    if q < e and (buf[q] == 90 or buf[q] == 122):
+        q += 1
+    elif q + 5 < e + 1 and q < e and (buf[q] == 43 or buf[q] == 45):
+        oh = _digits(buf, q + 1, 2) if q + 3 <= e else -1
+        if oh < 0:
+            return -1, p
+        om = 0
+        r = q + 3
+        if r < e and buf[r] == 58:
+            r += 1
+        if r + 2 <= e:
+            om = _digits(buf, r, 2)
+            if om < 0:
+                om = 0
+            else:
+                r += 2
+        off = (oh * 60 + om) * 60
+        if buf[q] == 45:
+            off = -off
+        q = r
+    days = _days_from_civil(y, mo, d)
+    sec = days * 86400 + hh * 3600 + mi * 60 + ss - off
+    return sec * 1000 + ms, q
+
+
+@njit(inline="always")
+def _hash_range(buf, s, e):
+    h = FNV_OFF
+    for i in range(s, e):
+        h = (h ^ np.uint64(buf[i])) * FNV_PRIME
+    return h
+
+
+@njit(nogil=True, cache=True)
+def intern(keys, used, pos_s, pos_e, h, s, e):
+    """Small open-addressing table: returns the id for hash ``h`` (-1 when full).
+
+    ``used[0]`` counts entries; a new entry records where its text lives so the caller can
+    read it right after the kernel returns (``pos_s``/``pos_e`` are reset per call).
+    """
+    cap = keys.shape[0]
+    if h == 0:
+        h = np.uint64(1)
+    i = np.int64(h & np.uint64(cap - 1))
+    for _ in range(cap):
+        k = keys[i]
+        if k == h:
+            return i
+        if k == 0:
+            if used[0] * 4 >= cap * 3:
+                return -1
+            keys[i] = h
+            used[0] += 1
+            pos_s[i] = s
+            pos_e[i] = e
+            return i
+        i = (i + 1) & (cap - 1)
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _level_code(buf, s, e):
+    n = e - s
+    if n <= 0:
+        return L_NONE
+    c = buf[s] | 32
+    if c == 105:  # info
+        return L_INFO
+    if c == 101:  # error / err
+        return L_ERROR
+    if c == 119:  # warn / warning
+        return L_WARN
+    if c == 100:  # debug
+        return L_DEBUG
+    if c == 102 or c == 99:  # fatal / crit
+        return L_ERROR
+    return L_OTHER
+
+
+@njit(nogil=True, cache=True)
+def _provider_code(buf, s, e):
+    n = e - s
+    c = buf[s] if n > 0 else 0
+    if n == 3 and c == 97 and buf[s + 1] == 112 and buf[s + 2] == 112:
+        return P_APP
+    if n == 6 and c == 114:
+        return P_RUNNER
+    if n == 5 and c == 112:
+        return P_PROXY
+    if n == 6 and c == 104:
+        return P_HEALTH
+    return P_OTHER
+
+
+@njit(inline="always")
+def _skip_value(buf, q, e):
+    """Skip a field value (quoted with escapes, or up to the next space)."""
+    if q < e and buf[q] == 34:
+        q += 1
+        while q < e and buf[q] != 34:
+            if buf[q] == 92:
+                q += 1
+            q += 1
+        return min(q + 1, e)
+    while q < e and buf[q] != 32:
+        q += 1
+    return q
+
+
+@njit(nogil=True, cache=True)
+def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+               ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+    """Parse ``fly logs`` text layouts.
+
+    Accepted: ``[error.message="…" ]<ts> <provider>[<id>] <region> [<level>][ fields ]<msg>``
+    and the older ``<ts> <id> <region> [<level>] <msg>``. Anything else gets ``F_SLOW``.
+    Fills the per-line arrays passed in: ts_ms, provider, instance id, region id, level, msg
+    start/end, status from ``response.status=`` (0 if none), flags.
+    """
+    n = ls.shape[0]
+    for i in range(n):
+        s = ls[i]
+        e = le[i]
+        ms[i] = s
+        me[i] = e
+        ts[i] = -1
+        prov[i] = 0
+        inst[i] = -1
+        reg[i] = -1
+        lvl[i] = 0
+        st[i] = 0
+        fl[i] = 0
+        kn[i] = 1
+        ks[i * SPANS] = s
+        ke[i * SPANS] = e
+        p = s
+        em_s = -1
+        em_e = -1
+        # error.message="…" written before the timestamp (render.LogEntry quirk)
+        if e - p > 15 and buf[p] == 101 and buf[p + 5] == 46 and buf[p + 13] == 61 and buf[p + 14] == 34:
+            q = p + 15
+            em_s = q
+            while q < e and buf[q] != 34:
+                if buf[q] == 92:
+                    q += 1
+                q += 1
+            em_e = min(q, e)
+            p = q + 1
+            while p < e and buf[p] == 32:
+                p += 1
+        t, q = parse_ts(buf, p, e)
+        if t < 0 or q >= e or buf[q] != 32:
+            fl[i] = F_SLOW
+            continue
+        ts_end = q
+        q += 1
+        # token 2: provider[instance] or bare instance
+        a = q
+        while q < e and buf[q] != 32 and buf[q] != 91:
+            q += 1
+        if q >= e:
+            fl[i] = F_SLOW
+            continue
+        if buf[q] == 91:
+            pv = _provider_code(buf, a, q)
+            q += 1
+            b = q
+            while q < e and buf[q] != 93:
+                q += 1
+            if q >= e or q == b:
+                fl[i] = F_SLOW
+                continue
+            ie = q
+            q += 1
+            if q >= e or buf[q] != 32:
+                fl[i] = F_SLOW
+                continue
+        else:
+            pv = P_NONE
+            b = a
+            ie = q
+            if ie - b < 4:
+                fl[i] = F_SLOW
+                continue
+        q += 1
+        # region
+        r0 = q
+        while q < e and buf[q] != 32:
+            q += 1
+        if q >= e or q - r0 < 2 or q - r0 > 8:
+            fl[i] = F_SLOW
+            continue
+        r1 = q
+        q += 1
+        if q >= e or buf[q] != 91:
+            fl[i] = F_SLOW
+            continue
+        q += 1
+        l0 = q
+        while q < e and buf[q] != 93 and q - l0 < 12:
+            q += 1
+        if q >= e or buf[q] != 93:
+            fl[i] = F_SLOW
+            continue
+        lv = _level_code(buf, l0, q)
+        q += 1
+        # optional fields before the message
+        if q < e and buf[q] == 32:
+            q += 1
+        status = 0
+        while q + 6 < e and (
+            (buf[q] == 114 and (buf[q + 1] == 101)) or (buf[q] == 101 and buf[q + 1] == 114 and buf[q + 5] == 46)
+        ):
+            k = q
+            while k < e and buf[k] != 61 and buf[k] != 32:
+                k += 1
+            if k >= e or buf[k] != 61 or k - q < 8:
+                break
+            # response.status=NNN
+            if k - q == 15 and buf[q + 2] == 115 and buf[q + 9] == 115:
+                v = _digits(buf, k + 1, 3) if k + 4 <= e else -1
+                if v >= 100 and v <= 599:
+                    status = v
+            q = _skip_value(buf, k + 1, e)
+            while q < e and buf[q] == 32:
+                q += 1
+        # hash the id and region, noting on the way whether they are plain (hex id, letters
+        # region, no "401"): then no keyword can hide before the level
+        ih = FNV_OFF
+        plain = pv != P_OTHER
+        c1 = 0
+        c2 = 0
+        for k in range(b, ie):
+            c = buf[k]
+            ih = (ih ^ np.uint64(c)) * FNV_PRIME
+            if not ((c >= 48 and c <= 57) or (c >= 97 and c <= 102)) or (c == 49 and c1 == 48 and c2 == 52):
+                plain = False
+            c2 = c1
+            c1 = c
+        rh = FNV_OFF
+        for k in range(r0, r1):
+            c = buf[k]
+            rh = (rh ^ np.uint64(c)) * FNV_PRIME
+            if (c | 32) < 97 or (c | 32) > 122:
+                plain = False
+        inst[i] = intern(inst_keys, inst_used, inst_s, inst_e, ih, b, ie)
+        reg[i] = intern(reg_keys, reg_used, reg_s, reg_e, rh, r0, r1)
+        ts[i] = t
+        prov[i] = pv
+        lvl[i] = lv
+        st[i] = status
+        if em_s >= 0:
+            ms[i] = em_s
+            me[i] = em_e
+        else:
+            ms[i] = q
+            # Before the level, a keyword can only be the digits 401: in the timestamp's year
+            # or fraction (the other digit groups are two wide), or in the id (checked above).
+            # Without one, the scan starts at the level, or after the timestamp.
+            ts401 = (buf[p] == 52 and buf[p + 1] == 48 and buf[p + 2] == 49) or \
+                (buf[p + 1] == 52 and buf[p + 2] == 48 and buf[p + 3] == 49)
+            for k in range(p + 19, ts_end - 2):
+                if buf[k] == 52 and buf[k + 1] == 48 and buf[k + 2] == 49:
+                    ts401 = True
+                    break
+            if not ts401:
+                ks[i * SPANS] = l0 - 1 if plain else ts_end
+        fl[i] = F_PARSED | F_TS
+
+
+@njit(inline="always")
+def _match_key(buf, q, e, key):
+    """``"key"`` (case-insensitive) then optional spaces, ``:`` and spaces: value start or -1."""
+    k = key.shape[0]
+    if q + k + 2 > e:
+        return -1
+    for j in range(k):
+        if (buf[q + 1 + j] | 32) != key[j]:
+            return -1
+    r = q + 1 + k
+    if buf[r] != 34:
+        return -1
+    r += 1
+    while r < e and buf[r] == 32:
+        r += 1
+    if r >= e or buf[r] != 58:
+        return -1
+    r += 1
+    while r < e and buf[r] == 32:
+        r += 1
+    return r
+
+
+@njit(inline="always")
+def _string_end(buf, q, e):
+    while q < e and buf[q] != 34:
+        if buf[q] == 92:
+            q += 1
+        q += 1
+    return q
+
+
+# The fly-log-shipper (Vector) record, keys in the order Vector writes them. Lines in exactly
+# this shape are read by comparing these literals; any other shape takes the generic scanner.
+_SHIP_PARTS = (b'{"event":{"provider":"', b'"},"fly":{"app":{"instance":"', b'","name":"', b'"},"region":"',
+               b'"},"host":"', b'","log":{"level":"', b'"},"message":"', b'","timestamp":"', b'"}')
+_SHIP_BYTES = np.frombuffer(b"".join(_SHIP_PARTS), dtype=np.uint8).copy()
+_SHIP_OFF = np.cumsum([0] + [len(x) for x in _SHIP_PARTS]).astype(np.int64)
+_SHIP_MESSAGE = 6  # the value after this literal may hold escapes
+
+
+@njit(nogil=True, cache=True)
+def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+                 k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+    """Pull timestamp/message/instance/region/provider/level out of one-object-per-line JSON.
+
+    Keys are found anywhere in the object (shipper and flyctl shapes nest them differently);
+    a key inside a JSON string cannot match because its quotes are escaped there. Lines that
+    do not look like an object with a message get ``F_SLOW`` (Python's json decides). Records
+    in the shipper's exact shape take a literal-matching fast path first.
+    """
+    n = ls.shape[0]
+    vs = np.zeros(8, dtype=np.int64)
+    ve = np.zeros(8, dtype=np.int64)
+    for i in range(n):
+        s = ls[i]
+        e = le[i]
+        ms[i] = s
+        me[i] = e
+        ts[i] = -1
+        prov[i] = 0
+        inst[i] = -1
+        reg[i] = -1
+        lvl[i] = 0
+        st[i] = 0
+        fl[i] = 0
+        kn[i] = 1
+        ks[i * SPANS] = s
+        ke[i * SPANS] = e
+        # fast path: the shipper's exact shape (literal compares, written out: helper calls
+        # with array arguments would add reference counting to every line)
+        q = s
+        ok = True
+        for step in range(9):
+            o0 = _SHIP_OFF[step]
+            o1 = _SHIP_OFF[step + 1]
+            if q + (o1 - o0) > e:
+                ok = False
+                break
+            for j in range(o1 - o0):
+                if buf[q + j] != _SHIP_BYTES[o0 + j]:
+                    ok = False
+                    break
+            if not ok:
+                break
+            q += o1 - o0
+            if step == 8:
+                ok = q == e
+                break
+            v0 = q
+            if step == _SHIP_MESSAGE:
+                while q < e:
+                    if buf[q] == 34:
+                        k = q - 1
+                        while buf[k] == 92:
+                            k -= 1
+                        if (q - 1 - k) % 2 == 0:
+                            break
+                    q += 1
+            else:
+                while q < e and buf[q] != 34 and buf[q] != 92:
+                    q += 1
+                if q < e and buf[q] == 92:
+                    ok = False
+                    break
+            if q >= e:
+                ok = False
+                break
+            vs[step] = v0
+            ve[step] = q
+        if ok:
+            t, _x = parse_ts(buf, vs[7], ve[7])
+            ts[i] = t
+            prov[i] = _provider_code(buf, vs[0], ve[0])
+            inst[i] = intern(inst_keys, inst_used, inst_s, inst_e, _hash_range(buf, vs[1], ve[1]), vs[1], ve[1])
+            reg[i] = intern(reg_keys, reg_used, reg_s, reg_e, _hash_range(buf, vs[3], ve[3]), vs[3], ve[3])
+            lvl[i] = _level_code(buf, vs[5], ve[5])
+            ms[i] = vs[6]
+            me[i] = ve[6]
+            fl[i] = F_PARSED | (F_TS if t >= 0 else 0)
+            # the literals between values hold no keyword: scan only the eight values
+            kn[i] = 8
+            for k in range(8):
+                ks[i * SPANS + k] = vs[k]
+                ke[i * SPANS + k] = ve[k]
+            continue
+        p = s
+        while p < e and buf[p] == 32:
+            p += 1
+        if p >= e or buf[p] != 123:
+            fl[i] = F_SLOW
+            continue
+        m0 = -1
+        m1 = -1
+        t = np.int64(-1)
+        pv = P_NONE
+        lv = L_NONE
+        iid = -1
+        rid = -1
+        q = p + 1
+        while q < e:
+            if buf[q] != 34:
+                q += 1
+                continue
+            c = buf[q + 1] | 32 if q + 1 < e else 0
+            v = -1
+            which = 0
+            if c == 116:
+                v = _match_key(buf, q, e, k_ts)
+                which = 1
+            elif c == 109:
+                v = _match_key(buf, q, e, k_msg)
+                which = 2
+            elif c == 105:
+                v = _match_key(buf, q, e, k_inst)
+                which = 3
+            elif c == 114:
+                v = _match_key(buf, q, e, k_reg)
+                which = 4
+            elif c == 112:
+                v = _match_key(buf, q, e, k_prov)
+                which = 5
+            elif c == 108:
+                v = _match_key(buf, q, e, k_lvl)
+                which = 6
+            if v < 0:
+                # skip this string entirely (key or value)
+                q = _string_end(buf, q + 1, e) + 1
+                continue
+            if v < e and buf[v] == 34:
+                a = v + 1
+                z = _string_end(buf, a, e)
+                if which == 1:
+                    tt, _x = parse_ts(buf, a, z)
+                    if tt >= 0:
+                        t = tt
+                elif which == 2:
+                    m0 = a
+                    m1 = z
+                elif which == 3:
+                    iid = intern(inst_keys, inst_used, inst_s, inst_e, _hash_range(buf, a, z), a, z)
+                elif which == 4:
+                    rid = intern(reg_keys, reg_used, reg_s, reg_e, _hash_range(buf, a, z), a, z)
+                elif which == 5:
+                    pv = _provider_code(buf, a, z)
+                elif which == 6:
+                    lv = _level_code(buf, a, z)
+                q = z + 1
+            else:
+                if which == 1:
+                    # numeric epoch: seconds, milliseconds or nanoseconds by magnitude
+                    a = v
+                    val = np.int64(0)
+                    nd = 0
+                    while a < e and buf[a] >= 48 and buf[a] <= 57 and nd < 19:
+                        val = val * 10 + (buf[a] - 48)
+                        nd += 1
+                        a += 1
+                    if nd >= 9:
+                        if nd <= 10:
+                            t = val * 1000
+                        elif nd <= 13:
+                            t = val
+                        elif nd <= 16:
+                            t = val // 1000
+                        else:
+                            t = val // 1000000
+                q = v
+        if m0 < 0:
+            fl[i] = F_SLOW
+            continue
+        ms[i] = m0
+        me[i] = m1
+        ts[i] = t
+        prov[i] = pv
+        lvl[i] = lv
+        inst[i] = iid
+        reg[i] = rid
+        fl[i] = F_PARSED | (F_TS if t >= 0 else 0)
+
+
+@njit(inline="always")
+def _status_after_method(buf, q, e):
+    """After ``METHOD `` (at q): path token, then the first 3-digit token within 6 tokens."""
+    if q >= e:
+        return 0
+    c = buf[q]
+    if c != 47 and c != 104 and c != 42:  # '/', 'http', '*'
+        return 0
+    ntok = 0
+    while q < e and ntok < 7:
+        while q < e and buf[q] != 32:
+            q += 1
+        while q < e and buf[q] == 32:
+            q += 1
+        ntok += 1
+        if q + 3 <= e and (q + 3 == e or buf[q + 3] == 32 or buf[q + 3] == 44):
+            v = _digits(buf, q, 3)
+            if v >= 100 and v <= 599:
+                return v
+    return 0
+
+
+@njit(inline="always")
+def _status_after_key(buf, q, e):
+    """After ``status`` keyword match ending at q: ``":NNN``, ``=NNN``, ``: NNN``."""
+    k = 0
+    while q < e and k < 3 and (buf[q] == 34 or buf[q] == 58 or buf[q] == 61 or buf[q] == 32):
+        q += 1
+        k += 1
+    if k == 0 or q + 3 > e:
+        return 0
+    if q + 3 < e and buf[q + 3] >= 48 and buf[q + 3] <= 57:
+        return 0
+    v = _digits(buf, q, 3)
+    if v >= 100 and v <= 599:
+        return v
+    return 0
+
+
+@njit(inline="always")
+def _code_like(buf, comb, a, b):
+    """``[A-Z]{2,}[0-9]+`` of at most 10 bytes (proxy/PostgREST codes stay in templates)."""
+    if b - a > 10:
+        return False
+    k = a
+    while k < b and (comb[buf[k]] >> 5) & 4:
+        k += 1
+    if k - a < 2 or k == b:
+        return False
+    while k < b:
+        if not ((comb[buf[k]] >> 5) & 2):
+            return False
+        k += 1
+    return True
+
+
+@njit(nogil=True, cache=True)
+def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head, cand):
+    """Keyword scan over each line's scan spans: seed categories, candidate families, status.
+
+    The spans cover every byte of the raw line that can hold a keyword (the parsers leave
+    out only JSON literals and timestamps, which cannot), so the categories are exactly
+    what grep counts on the whole line. A rolling key of 5 bits per byte over the last three
+    bytes looks up ``has`` (32 KiB, in L1); a hit is checked against the exact first four
+    bytes of each keyword filed there, then byte by byte. Sets category bits in ``fl``,
+    fills ``st`` where still 0 and writes the candidate-family mask to ``cand``.
+    """
+    n = kn.shape[0]
+    for i in range(n):
+        acts = np.int64(0)
+        status = np.int64(st[i])
+        for sp in range(kn[i]):
+            s = ks[i * SPANS + sp]
+            e = ke[i * SPANS + sp]
+            key = np.int64(0)
+            # keys before the third byte are zero-padded; no keyword starts with a class-0
+            # byte (checked when the table is built), so such keys never reach before s
+            for p in range(s, e):
+                key = ((key << 5) | np.int64(buf[np.uint64(p)] & 31)) & 32767  # == (lowercase & 31)
+                if not has[key]:
+                    continue
+                q = p - 2
+                if q < s:
+                    continue
+                w3 = (np.int64(lower[buf[np.uint64(q)]]) << 16) | (np.int64(lower[buf[np.uint64(q + 1)]]) << 8) \
+                    | np.int64(lower[buf[np.uint64(p)]])
+                w4 = (w3 << 8) | np.int64(lower[buf[np.uint64(p + 1)]]) if p + 1 < e else np.int64(-1)
+                w3t = (1 << 32) | w3
+                for j in range(bg_start[key], bg_start[key + 1]):
+                    kid = kw_ids[j]
+                    hd = kw_head[kid]
+                    if hd != w4 and hd != w3t:
+                        continue
+                    a = kw_act[kid]
+                    if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
+                        continue  # everything this keyword could add is known already
+                    kl = kw_len[kid]
+                    if q + kl > e:
+                        continue
+                    ko = kw_off[kid]
+                    ok = True
+                    for u in range(4, kl):
+                        if lower[buf[np.uint64(q + u)]] != kw_bytes[ko + u]:
+                            ok = False
+                            break
+                    if not ok:
+                        continue
+                    acts |= a
+                    if status == 0:
+                        if a & A_STATUS_METHOD:
+                            status = _status_after_method(buf, q + kl, e)
+                        elif a & A_STATUS_KEY:
+                            status = _status_after_key(buf, q + kl, e)
+        fl[i] |= np.uint16(acts & 7)
+        cand[i] = acts >> 8
+        st[i] = status
+
+
+@njit(nogil=True, cache=True)
+def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other, slot):
+    """Template slot of every message: a hash where tokens of ``[A-Za-z0-9_.-]`` holding a
+    digit count as one mask (code-like tokens such as ``PC01`` are kept).
+
+    Writes ``slot`` (-1 once the table is 3/4 full and the template is new) and returns how
+    many slots this call created (listed in ``tmpl_new``/``tmpl_line``).
+    """
+    n = ms.shape[0]
+    cap = tmpl_keys.shape[0]
+    nnew = 0
+    for i in range(n):
+        m0 = ms[i]
+        m1 = me[i]
+        h = FNV_OFF
+        in_tok = False
+        t0 = m0
+        th = np.uint64(0)
+        has_digit = np.uint8(0)
+        for p in range(m0, m1):
+            c = buf[np.uint64(p)]
+            k = comb[c] >> 5
+            if k:
+                if not in_tok:
+                    in_tok = True
+                    t0 = p
+                    th = np.uint64(0)
+                    has_digit = np.uint8(k << 4)  # bit 6 remembers "starts uppercase"
+                th = th * np.uint64(31) + np.uint64(c)
+                has_digit |= k
+                continue
+            if in_tok:
+                in_tok = False
+                if (has_digit & 2) and not ((has_digit & 64) and p - t0 <= 10 and _code_like(buf, comb, t0, p)):
+                    h = (h ^ MASK_MARK) * FNV_PRIME
+                else:
+                    h = (h ^ (th * FNV_PRIME)) * FNV_PRIME
+            h = (h ^ np.uint64(c)) * FNV_PRIME
+        if in_tok:
+            if (has_digit & 2) and not ((has_digit & 64) and m1 - t0 <= 10 and _code_like(buf, comb, t0, m1)):
+                h = (h ^ MASK_MARK) * FNV_PRIME
+            else:
+                h = (h ^ (th * FNV_PRIME)) * FNV_PRIME
+        if h == 0:
+            h = np.uint64(1)
+        j = np.int64(h & np.uint64(cap - 1))
+        found = -1
+        for _ in range(64):
+            kk = tmpl_keys[j]
+            if kk == h:
+                found = j
+                break
+            if kk == 0:
+                if tmpl_used[0] * 4 < cap * 3:
+                    tmpl_keys[j] = h
+                    tmpl_used[0] += 1
+                    tmpl_new[nnew] = j
+                    tmpl_line[nnew] = i
+                    nnew += 1
+                    found = j
+                break
+            j = (j + 1) & (cap - 1)
+        slot[i] = found
+        if found < 0:
+            tmpl_other[0] += 1
+    return nnew
+
+
+@njit(nogil=True, cache=True)
+def aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg, acc_status, acc_cat, tcount,
+              max_examples, inw):
+    """Fold one chunk's per-line arrays into the worker's running totals.
+
+    Lines outside ``[since, until)`` (timestamped ones only) are left out. Running totals:
+    per instance and region ``[lines, errors, auth, database, http_5xx]`` (row = id + 1),
+    status codes, categories, template counts. Returned for the chunk: parsed and filtered
+    counts, first/last timestamp, per-minute counts ``(m0, [span, 5])`` (span -1 when the
+    minutes are too spread out), per minute x instance ``[span, ni]`` lines and errors, the
+    first/last 5xx lines, and the candidate lines for the signal matchers.
+    """
+    n = ts.shape[0]
+    rows = acc_inst.shape[0]
+    filtered = 0
+    parsed = 0
+    tmin = np.int64(1) << 62
+    tmax = -(np.int64(1) << 62)
+    ni = 1
+    for i in range(n):
+        t = ts[i]
+        if fl[i] & F_PARSED:
+            parsed += 1
+        inw[i] = True
+        if t >= 0 and (t < since or t >= until):
+            inw[i] = False
+            filtered += 1
+            continue
+        if t >= 0:
+            if t < tmin:
+                tmin = t
+            if t > tmax:
+                tmax = t
+        r = inst[i] + 1
+        if r > ni - 1:
+            ni = r + 1
+    m0 = tmin // 60000 if tmax >= tmin else 0
+    span = (tmax // 60000 - m0 + 1) if tmax >= tmin else 0
+    if span > 2_000_000:
+        span = -1
+    mc = np.zeros((max(span, 0), 5), dtype=np.int64)
+    big = span > 0 and span * ni > 8_000_000
+    im_l = np.zeros((0 if (span <= 0 or big) else span, ni), dtype=np.int64)
+    im_e = np.zeros((0 if (span <= 0 or big) else span, ni), dtype=np.int64)
+    ex5 = np.full(max_examples, -1, dtype=np.int64)
+    n5 = 0
+    last5 = -1
+    first5 = -1
+    ncand = 0
+    for i in range(n):
+        if cand[i] != 0 and inw[i]:
+            ncand += 1
+    cidx = np.empty(ncand, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if not inw[i]:
+            continue
+        f = fl[i]
+        e_ = 1 if f & F_ERR else 0
+        a_ = 1 if f & F_AUTH else 0
+        d_ = 1 if f & F_DB else 0
+        s = st[i]
+        h5 = 1 if s >= 500 else 0
+        acc_cat[0] += e_
+        acc_cat[1] += a_
+        acc_cat[2] += d_
+        if s > 0:
+            acc_status[s] += 1
+        r = inst[i] + 1
+        if r < 0 or r >= rows:
+            r = 0
+        acc_inst[r, 0] += 1
+        acc_inst[r, 1] += e_
+        acc_inst[r, 2] += a_
+        acc_inst[r, 3] += d_
+        acc_inst[r, 4] += h5
+        g = reg[i] + 1
+        if g < 0 or g >= rows:
+            g = 0
+        acc_reg[g, 0] += 1
+        acc_reg[g, 1] += e_
+        acc_reg[g, 2] += a_
+        acc_reg[g, 3] += d_
+        acc_reg[g, 4] += h5
+        sl = slot[i]
+        if sl >= 0:
+            tcount[sl] += 1
+        t = ts[i]
+        if t >= 0 and span > 0:
+            b = t // 60000 - m0
+            mc[b, 0] += 1
+            mc[b, 1] += e_
+            mc[b, 2] += a_
+            mc[b, 3] += d_
+            mc[b, 4] += h5
+            if im_l.shape[0] > 0:
+                im_l[b, inst[i] + 1] += 1
+                im_e[b, inst[i] + 1] += e_
+        if h5:
+            if n5 < max_examples:
+                ex5[n5] = i
+            if first5 < 0:
+                first5 = i
+            last5 = i
+            n5 += 1
+        if cand[i] != 0:
+            cidx[k] = i
+            k += 1
+    return parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx
+
+
+MODE_TEXT, MODE_NDJSON, MODE_BARE = 0, 1, 2
+
+
+@njit(nogil=True, cache=True)
+def stage_a(buf, words, mode, check_esc, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+            k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+    """Split and parse one chunk in a single call (one GIL hand-off instead of several).
+
+    Returns (lines, ESC bytes seen). Lines is -1 when the per-line arrays are too small, and
+    0 with ESC > 0 (when ``check_esc``) when colours must be stripped first; the caller then
+    retries.
+    """
+    n, esc = split_lines(buf, words, ls, le)
+    if n < 0 or (check_esc and esc > 0):
+        return (n if n < 0 else 0), esc
+    lsn = ls[:n]
+    len_ = le[:n]
+    if mode == MODE_TEXT:
+        parse_text(buf, lsn, len_, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+                   ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n], ms[:n], me[:n], st[:n], fl[:n], ks, ke, kn[:n])
+    elif mode == MODE_NDJSON:
+        parse_ndjson(buf, lsn, len_, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+                     k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n],
+                     ms[:n], me[:n], st[:n], fl[:n], ks, ke, kn[:n])
+    else:
+        for i in range(n):
+            ts[i] = -1
+            prov[i] = 0
+            inst[i] = -1
+            reg[i] = -1
+            lvl[i] = 0
+            ms[i] = ls[i]
+            me[i] = le[i]
+            st[i] = 0
+            fl[i] = F_PARSED
+            kn[i] = 1
+            ks[i * SPANS] = ls[i]
+            ke[i * SPANS] = le[i]
+    return n, esc
+
+
+@njit(nogil=True, cache=True)
+def stage_b(buf, ks, ke, kn, ms, me, ts, inst, reg, st, fl, cand, slot, tnew, tline, inw, lower, comb,
+            has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head, tmpl_keys, tmpl_used, tmpl_other,
+            since, until, acc_inst, acc_reg, acc_status, acc_cat, tcount, max_examples):
+    """Keywords, templates and aggregation of one parsed chunk in a single call.
+
+    Returns (template slots created, then everything `aggregate` returns).
+    """
+    keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head,
+             cand)
+    nnew = templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tnew, tline, tmpl_other, slot)
+    agg = aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg, acc_status, acc_cat,
+                    tcount, max_examples, inw)
+    return nnew, agg

@@ -1,0 +1,520 @@
+"""The streaming analysis: chunks of bytes in, one `LogReport` out.
+
+Pipeline per chunk (each chunk goes to one of two worker threads; the compiled kernels drop
+the GIL so both cores work):
+
+1. strip ANSI colours if the chunk has any; split lines;
+2. parse the layout (`_kernel.parse_text` / `parse_ndjson`); lines the kernel cannot place
+   are retried in Python (`Worker._slow`) and otherwise stay *unparsed* (counted, kept as
+   examples);
+3. `_kernel.keywords` (seed categories, signal-candidate families, HTTP status) and
+   `_kernel.templates` (template slot per message);
+4. `_kernel.aggregate` folds the chunk into the worker's totals (per minute, instance,
+   region, status, template); the Python signal matchers read only the candidate lines.
+
+Memory is bounded by the chunk size times the chunks in flight, whatever the input size:
+per-line arrays and read buffers are reused from chunk to chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, UTC
+from typing import Any
+
+import numpy as np
+
+from . import _kernel as K
+from . import signals as S
+from .sources import entries_as_ndjson, entry_fields, iter_chunks, json_entries, sniff
+
+CHUNK_BYTES = 16 << 20
+TEXT_CAP = 500  # characters kept of an example line (evidence stays readable, memory bounded)
+MEASURES = ("lines", "errors", "auth", "database", "http_5xx")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TEXT_SLOW = re.compile(
+    r"^(?:error\.message=\"((?:[^\"\\]|\\.)*)\"\s+)?"
+    r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[Zz]|[+-]\d\d:?\d\d)?)\s+"
+    r"(?:(\w+)\[([^\]\s]+)\]|([0-9a-f]{6,}))\s+([a-z]{2,8}\d?)\s+\[(\w+)\]\s?(.*)$",
+    re.S,
+)
+_DASH = re.compile(r"^(\d{1,2}):(\d\d):(\d\d)(?:\.\d+)?\s+(.*)$", re.S)
+_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
+_CODE_TOKEN = re.compile(r"[A-Z]{2,}[0-9]+")
+_PROVIDERS = {"app": K.P_APP, "runner": K.P_RUNNER, "proxy": K.P_PROXY, "health": K.P_HEALTH}
+_LEVELS = {"info": K.L_INFO, "error": K.L_ERROR, "err": K.L_ERROR, "warn": K.L_WARN, "warning": K.L_WARN,
+           "debug": K.L_DEBUG, "fatal": K.L_ERROR}
+_KW = K.build_keyword_table(S.kernel_keywords())
+_JSON_KEYS = tuple(np.frombuffer(k, dtype=np.uint8).copy()
+                   for k in (b"timestamp", b"message", b"instance", b"region", b"provider", b"level"))
+
+
+def mask_template(message: str) -> str:
+    """The template of a message: tokens holding a digit become ``<*>`` (codes like PC01 stay).
+
+    Same rule as the kernel's hash, so the text shown is the text that was counted.
+    """
+    def sub(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        if not any(c.isdigit() for c in tok):
+            return tok
+        if len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok):
+            return tok
+        return "<*>"
+
+    return _TOKEN.sub(sub, message)
+
+
+@dataclass
+class SigAcc:
+    """Running facts about one signal."""
+
+    count: int = 0
+    first: tuple[tuple[int, int], float | None] | None = None
+    last: tuple[tuple[int, int], float | None] | None = None
+    instances: Counter = field(default_factory=Counter)
+    regions: Counter = field(default_factory=Counter)
+    examples: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    minutes: Counter = field(default_factory=Counter)
+    details: Counter = field(default_factory=Counter)
+
+    def add(self, order: tuple[int, int], ts: float | None, inst: str, region: str, text: str,
+            detail: str | None, max_examples: int) -> None:
+        self.count += 1
+        if self.first is None or order < self.first[0]:
+            self.first = (order, ts)
+        if self.last is None or order > self.last[0]:
+            self.last = (order, ts)
+        if inst:
+            self.instances[inst] += 1
+        if region:
+            self.regions[region] += 1
+        if len(self.examples) < max_examples:
+            self.examples.append((order, text))
+        if ts is not None:
+            self.minutes[int(ts // 60) * 60] += 1
+        if detail:
+            self.details[detail] += 1
+
+    def merge(self, other: SigAcc, max_examples: int) -> None:
+        self.count += other.count
+        if other.first is not None and (self.first is None or other.first[0] < self.first[0]):
+            self.first = other.first
+        if other.last is not None and (self.last is None or other.last[0] > self.last[0]):
+            self.last = other.last
+        self.instances.update(other.instances)
+        self.regions.update(other.regions)
+        self.examples = sorted(self.examples + other.examples)[:max_examples]
+        self.minutes.update(other.minutes)
+        self.details.update(other.details)
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk contributes to the report."""
+
+    index: int
+    lines: int = 0
+    parsed: int = 0
+    filtered_out: int = 0
+    minute_keys: np.ndarray | None = None
+    minute_counts: np.ndarray | None = None
+    inst_minute: list[tuple[int, str, np.ndarray]] = field(default_factory=list)
+    ts_min: int | None = None
+    ts_max: int | None = None
+    signals: dict[str, SigAcc] = field(default_factory=dict)
+    events: list[S.Event] = field(default_factory=list)
+    crashes: list[S.Event] = field(default_factory=list)
+    unparsed_examples: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    dated_by_anchor: bool = False
+
+
+class Worker:
+    """Per-thread state: intern tables, template table, names for their ids."""
+
+    def __init__(self, mode: str, since_ms: int | None, until_ms: int | None, examples: int,
+                 anchor_day_ms: int) -> None:
+        self.mode = mode
+        self.since = since_ms
+        self.until = until_ms
+        self.examples = examples
+        self.anchor = anchor_day_ms
+        cap = K.INTERN_CAP
+        self.ik, self.iu = np.zeros(cap, np.uint64), np.zeros(1, np.int64)
+        self.is_, self.ie = np.full(cap, -1, np.int64), np.full(cap, -1, np.int64)
+        self.rk, self.ru = np.zeros(cap, np.uint64), np.zeros(1, np.int64)
+        self.rs, self.re = np.full(cap, -1, np.int64), np.full(cap, -1, np.int64)
+        self.inst_names: dict[int, str] = {-1: ""}
+        self.reg_names: dict[int, str] = {-1: ""}
+        self.py_ids: dict[int, dict[str, int]] = {}
+        self.tk = np.zeros(K.TMPL_CAP, np.uint64)
+        self.tused = np.zeros(1, np.int64)
+        self.tother = np.zeros(1, np.int64)
+        self.tcount = np.zeros(K.TMPL_CAP, np.int64)
+        rows = 2 * K.INTERN_CAP + 1  # kernel-interned ids, then ids the Python slow path hands out
+        self.acc_inst = np.zeros((rows, 5), np.int64)
+        self.acc_reg = np.zeros((rows, 5), np.int64)
+        self.acc_status = np.zeros(600, np.int64)
+        self.acc_cat = np.zeros(3, np.int64)
+        self.cap = 0
+        self.arrays: dict[str, np.ndarray] = {}
+        self._grow(1 << 16)
+        self.texample: dict[int, tuple[tuple[int, int], str, str]] = {}
+        self.match_cache: dict[tuple[int, int], list[S.Hit]] = {}
+
+    # ids for names found by the Python slow path live above the kernel's table
+    def _py_id(self, name: str, names: dict[int, str]) -> int:
+        if not name:
+            return -1
+        ids = self.py_ids.setdefault(id(names), {})
+        i = ids.get(name)
+        if i is None:
+            if len(ids) >= K.INTERN_CAP - 1:
+                return -1  # past the table: counted without a name
+            i = K.INTERN_CAP + len(ids)
+            ids[name] = i
+            names[i] = name
+        return i
+
+    def _collect_names(self, buf: np.ndarray) -> None:
+        for pos_s, pos_e, names in ((self.is_, self.ie, self.inst_names), (self.rs, self.re, self.reg_names)):
+            new = np.flatnonzero(pos_s >= 0)
+            for slot in new.tolist():
+                names[slot] = bytes(buf[pos_s[slot] : pos_e[slot]]).decode("utf-8", "replace")
+            pos_s[new] = -1
+            pos_e[new] = -1
+
+    _LINE_ARRAYS = (("ls", np.int64), ("le", np.int64), ("ts", np.int64), ("prov", np.int8), ("inst", np.int32),
+                    ("reg", np.int32), ("lvl", np.int8), ("ms", np.int64), ("me", np.int64), ("st", np.int16),
+                    ("fl", np.uint16), ("cand", np.int64), ("slot", np.int32), ("tnew", np.int32),
+                    ("tline", np.int64), ("inw", np.bool_), ("kn", np.int8))
+
+    def _grow(self, lines: int) -> None:
+        # per-line arrays live as long as the worker: fresh arrays per chunk would cost a
+        # page fault per 4 KiB written, more than some kernels take
+        cap = max(lines, int(self.cap * 1.5), 1 << 16)
+        self.arrays = {name: np.empty(cap, dtype=dt) for name, dt in self._LINE_ARRAYS}
+        self.spans = (np.empty(cap * K.SPANS, np.int64), np.empty(cap * K.SPANS, np.int64))
+        self.cap = cap
+
+    def process(self, index: int, data: bytes | memoryview) -> ChunkResult:
+        """Analyse one block of whole lines."""
+        res = ChunkResult(index)
+        buf = np.frombuffer(data, np.uint8)
+        mode = {"fly-text": K.MODE_TEXT, "ndjson": K.MODE_NDJSON}.get(self.mode, K.MODE_BARE)
+        check_esc = True
+        while True:
+            A = self.arrays
+            ks, ke = self.spans
+            words = buf[: buf.shape[0] // 8 * 8].view(np.uint64)
+            n, esc = K.stage_a(buf, words, mode, check_esc, A["ls"], A["le"], self.ik, self.iu, self.is_, self.ie, self.rk, self.ru,
+                               self.rs, self.re, *_JSON_KEYS, A["ts"], A["prov"], A["inst"], A["reg"], A["lvl"],
+                               A["ms"], A["me"], A["st"], A["fl"], ks, ke, A["kn"])
+            if n < 0:
+                self._grow(int(np.count_nonzero(buf == 10)) + 1)
+            elif esc and check_esc:
+                buf = K.strip_ansi(buf)  # coloured output: drop the escape sequences, then parse
+                check_esc = False  # a stray ESC that is no colour code stays as it is
+            else:
+                break
+        res.lines = n
+        if n == 0:
+            return res
+        a = {name: arr[:n] for name, arr in self.arrays.items()}
+        ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl = (
+            a["ls"], a["le"], a["ts"], a["prov"], a["inst"], a["reg"], a["lvl"], a["ms"], a["me"], a["st"], a["fl"])
+        self._collect_names(buf)
+        slow = np.flatnonzero(fl & K.F_SLOW)
+        if slow.size:
+            self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
+        cand, slot, tnew, tline = a["cand"], a["slot"], a["tnew"], a["tline"]
+        since = self.since if self.since is not None else -(1 << 62)
+        until = self.until if self.until is not None else (1 << 62)
+        ks, ke = self.spans[0][: n * K.SPANS], self.spans[1][: n * K.SPANS]
+        nnew, agg = K.stage_b(buf, ks, ke, a["kn"], ms, me, ts, inst, reg, st, fl, cand, slot, tnew, tline, a["inw"],
+                              K._LOWER, K._COMB, *_KW, self.tk, self.tused, self.tother, since, until,
+                              self.acc_inst, self.acc_reg, self.acc_status, self.acc_cat, self.tcount, self.examples)
+        for j in range(nnew):
+            i = int(tline[j])
+            msg = self._message(buf, ms[i], me[i])
+            # bounded text per template: the table can hold tens of thousands of them
+            tmpl = mask_template(msg[:TEXT_CAP]) + ("…" if len(msg) > TEXT_CAP else "")
+            self.texample[int(tnew[j])] = ((index, i), tmpl, self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP)))
+        self._aggregate(res, buf, ls, le, ts, inst, reg, ms, me, fl, st, cand, slot, agg, since, until)
+        return res
+
+    # --- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _line(buf: np.ndarray, s: int, e: int) -> str:
+        return bytes(buf[s:e]).decode("utf-8", "replace")
+
+    def _message(self, buf: np.ndarray, s: int, e: int) -> str:
+        raw = bytes(buf[s:e])
+        if self.mode == "ndjson" and b"\\" in raw:
+            try:
+                return json.loads(b'"' + raw + b'"')
+            except ValueError:
+                pass
+        return raw.decode("utf-8", "replace")
+
+    def _slow(self, buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res) -> None:  # noqa: ANN001
+        """Python parsers for lines the kernel could not place."""
+        last_dash = None
+        day = self.anchor
+        for i in slow.tolist():
+            s, e = int(ls[i]), int(le[i])
+            raw = bytes(buf[s:e])
+            line = raw.decode("utf-8", "surrogateescape")
+            if self.mode == "fly-text":
+                m = _TEXT_SLOW.match(line)
+                if m:
+                    t = _parse_iso(m.group(2))
+                    if t is not None:
+                        ts[i] = t
+                        prov[i] = _PROVIDERS.get((m.group(3) or "").lower(), K.P_OTHER if m.group(3) else K.P_NONE)
+                        inst[i] = self._py_id(m.group(4) or m.group(5) or "", self.inst_names)
+                        reg[i] = self._py_id(m.group(6), self.reg_names)
+                        lvl[i] = _LEVELS.get(m.group(7).lower(), K.L_OTHER)
+                        if m.group(1) is not None:
+                            ms[i] = s + len(line[: m.start(1)].encode("utf-8", "surrogateescape"))
+                            me[i] = s + len(line[: m.end(1)].encode("utf-8", "surrogateescape"))
+                        else:
+                            ms[i] = s + len(line[: m.start(8)].encode("utf-8", "surrogateescape"))
+                        fl[i] = K.F_PARSED | K.F_TS
+                        continue
+                m = _DASH.match(line)
+                if m:
+                    sod = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
+                    if sod < 86400:
+                        if last_dash is not None and sod + 43200 < last_dash:
+                            day += 86_400_000  # the copy crossed midnight
+                        last_dash = sod
+                        ts[i] = day + sod * 1000
+                        ms[i] = s + len(line[: m.start(4)].encode("utf-8", "surrogateescape"))
+                        fl[i] = K.F_PARSED | K.F_TS
+                        res.dated_by_anchor = True
+                        continue
+            if line.lstrip().startswith("{"):
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    obj = None
+                f = entry_fields(obj)
+                if f is not None:
+                    t = _parse_any_ts(f["timestamp"])
+                    ts[i] = -1 if t is None else t
+                    prov[i] = _PROVIDERS.get(str(f["provider"]).lower(), K.P_OTHER if f["provider"] else K.P_NONE)
+                    inst[i] = self._py_id(str(f["instance"]), self.inst_names)
+                    reg[i] = self._py_id(str(f["region"]), self.reg_names)
+                    lvl[i] = _LEVELS.get(str(f["level"]).lower(), K.L_NONE)
+                    fl[i] = K.F_PARSED | (K.F_TS if t is not None else 0)
+                    continue
+            # unparsed: the whole line is the message; keep a few as evidence
+            if len(res.unparsed_examples) < max(self.examples, 5):
+                res.unparsed_examples.append(((res.index, i), raw.decode("utf-8", "replace")[:TEXT_CAP]))
+
+    def _aggregate(self, res, buf, ls, le, ts, inst, reg, ms, me, fl, st, cand, slot, agg, since,  # noqa: ANN001
+                   until) -> None:
+        (parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx) = agg
+        res.parsed = int(parsed)
+        res.filtered_out = int(filtered)
+        if tmax >= tmin:
+            res.ts_min, res.ts_max = int(tmin), int(tmax)
+            if span > 0:
+                nz = np.flatnonzero(mc[:, 0])
+                res.minute_keys = (nz + m0).astype(np.int64)
+                res.minute_counts = mc[nz]
+                if im_l.shape[0]:
+                    for b, col in zip(*np.nonzero(im_l), strict=True):
+                        res.inst_minute.append((int(m0 + b), self.inst_names.get(int(col) - 1, "?"),
+                                                np.array([im_l[b, col], im_e[b, col]])))
+            else:  # minutes too spread out for a dense table (garbage timestamps): sort instead
+                self._sparse_minutes(res, ts, fl, st, since, until)
+        if n5:
+            acc = res.signals.setdefault("http_5xx", SigAcc())
+            acc.count = int(n5)
+            t_first = float(ts[first5]) / 1000.0 if ts[first5] >= 0 else None
+            t_last = float(ts[last5]) / 1000.0 if ts[last5] >= 0 else None
+            acc.first = ((res.index, int(first5)), t_first)
+            acc.last = ((res.index, int(last5)), t_last)
+            acc.examples = [((res.index, int(i)), self._line(buf, ls[i], min(le[i], ls[i] + 4 * TEXT_CAP))[:TEXT_CAP])
+                            for i in ex5 if i >= 0]
+        # signals from candidate lines. Outcomes that depend only on the template (every
+        # family except memory, exits and health checks, whose digits matter) are cached
+        # per template slot, and a line's text is decoded only when it becomes evidence.
+        cache = self.match_cache
+        for i in cidx.tolist():
+            fam = int(cand[i])
+            key = (int(slot[i]), fam)
+            hits = cache.get(key) if key[0] >= 0 and not fam & S.DIGIT_SENSITIVE else None
+            if hits is None:
+                hits = S.match(self._message(buf, ms[i], me[i]), fam)
+                if key[0] >= 0 and not fam & S.DIGIT_SENSITIVE and len(cache) < 100_000:
+                    cache[key] = hits
+            if not hits:
+                continue
+            t = float(ts[i]) / 1000.0 if ts[i] >= 0 else None
+            iname = self.inst_names.get(int(inst[i]), "")
+            rname = self.reg_names.get(int(reg[i]), "")
+            order = (res.index, i)
+            text = None
+            for sid, details in hits:
+                if sid in S.STATEFUL or sid in ("app_exit_nonzero", "vm_exited_abruptly"):
+                    if text is None:
+                        text = self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP))
+                    ev = S.Event(order, t, iname, rname, sid, details, text)
+                    if sid in S.STATEFUL:
+                        res.events.append(ev)
+                        continue
+                    res.crashes.append(ev)
+                detail = None
+                if "codes" in details:
+                    detail = " > ".join(details["codes"])
+                elif "exit_code" in details:
+                    detail = f"exit code {details['exit_code']}"
+                acc = res.signals.get(sid)
+                if acc is None:
+                    acc = res.signals[sid] = SigAcc()
+                if len(acc.examples) < self.examples and text is None:
+                    text = self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP))
+                acc.add(order, t, iname, rname, text or "", detail, self.examples)
+
+    @staticmethod
+    def _sparse_minutes(res: ChunkResult, ts: np.ndarray, fl: np.ndarray, st: np.ndarray, since: int,
+                        until: int) -> None:
+        sel = (ts >= 0) & (ts >= since) & (ts < until)
+        minute = ts[sel] // 60000
+        uk, inv = np.unique(minute, return_inverse=True)
+        f = fl[sel]
+        measures = (np.ones(inv.size, dtype=bool), (f & K.F_ERR) != 0, (f & K.F_AUTH) != 0, (f & K.F_DB) != 0,
+                    st[sel] >= 500)
+        res.minute_keys = uk.astype(np.int64)
+        res.minute_counts = np.stack([np.bincount(inv[m], minlength=uk.size) for m in measures], axis=1)
+
+    def totals(self, which: str) -> dict[str, np.ndarray]:
+        """Running per-instance or per-region totals keyed by name."""
+        acc, names = (self.acc_inst, self.inst_names) if which == "instance" else (self.acc_reg, self.reg_names)
+        out: dict[str, np.ndarray] = {}
+        for row in np.flatnonzero(acc[:, 0]).tolist():
+            name = names.get(row - 1, "?")
+            out[name] = out[name] + acc[row] if name in out else acc[row].copy()
+        return out
+
+    def templates(self) -> dict[int, tuple[int, tuple[int, int], str, str]]:
+        """Template hash -> (count, first order, template, example line)."""
+        out = {}
+        for slot in np.flatnonzero(self.tcount).tolist():
+            order, tmpl, example = self.texample[slot]
+            out[int(self.tk[slot])] = (int(self.tcount[slot]), order, tmpl, example)
+        return out
+
+
+def _parse_iso(text: str) -> int | None:
+    t = text.replace(",", ".")
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    if "." in t:
+        head, _, frac = t.partition(".")
+        digits = "".join(c for c in frac if c.isdigit())
+        rest = frac[len(digits):]
+        t = f"{head}.{(digits + '000000')[:6]}{rest}"
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _parse_any_ts(value: Any) -> int | None:
+    if isinstance(value, str):
+        return _parse_iso(value.strip()) if value.strip() else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        v = float(value)
+        if v > 1e17:
+            return int(v / 1e6)
+        if v > 1e14:
+            return int(v / 1e3)
+        if v > 1e11:
+            return int(v)
+        return int(v * 1000)
+    return None
+
+
+# --- the driver ------------------------------------------------------------------------------
+def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int | None,
+        examples: int, anchor_day_ms: int, workers: int | None = None,
+        chunk_bytes: int | None = None, problems: list[str] | None = None,
+        ) -> tuple[list[ChunkResult], list[Worker], str]:
+    """Process the whole input; returns chunk results (in order), the workers and the format."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    head = b""
+    if entries is None:
+        head = stream.read(65536)
+        if fmt == "auto":
+            fmt = sniff(head)
+    else:
+        fmt = "api" if fmt == "auto" else fmt
+    mode = {"fly-text": "fly-text", "ndjson": "ndjson", "bare": "bare"}.get(fmt, "ndjson")
+    nworkers = workers or max(1, min(2, os.cpu_count() or 1))
+    pool = [Worker(mode, since_ms, until_ms, examples, anchor_day_ms) for _ in range(nworkers)]
+    execs = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"logs-{k}") for k in range(nworkers)]
+    futures: list[Future[ChunkResult]] = []
+    results: list[ChunkResult] = []
+
+    spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    in_use: list[Any] = []
+
+    def take_spare() -> bytearray | None:
+        try:
+            return spare.get_nowait()
+        except queue.Empty:
+            return None
+
+    def collect() -> None:
+        k = len(results)
+        results.append(futures[k].result())
+        buf = in_use[k]
+        in_use[k] = None
+        if isinstance(buf, bytearray):
+            spare.put(buf)  # the worker is done with it: the reader may fill it again
+
+    def blocks() -> Iterator[bytes | memoryview]:
+        if entries is not None:
+            yield from entries_as_ndjson(entries, chunk_bytes)
+        elif mode == "ndjson" and fmt in ("fly-json", "api"):
+            yield from entries_as_ndjson(json_entries(stream, head), chunk_bytes)
+        else:
+            yield from iter_chunks(stream, chunk_bytes, head, take_spare, problems)
+
+    # the kernels drop the GIL, but every call and return needs it back; a short switch
+    # interval keeps one worker's Python step from stalling the other's kernel hand-off
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        for idx, data in enumerate(blocks()):
+            # fixed round-robin, not "whoever is free": each worker then sees its blocks in
+            # stream order, so the first example of a template or signal is the same every run
+            w = idx % nworkers
+            in_use.append(data.obj if isinstance(data, memoryview) else None)
+            futures.append(execs[w].submit(pool[w].process, idx, data))
+            del data  # no reference may outlive the block once it goes back to the spares
+            # bounded look-ahead keeps memory flat: one block queued per worker
+            while len(futures) - len(results) > nworkers:
+                collect()
+        while len(results) < len(futures):
+            collect()
+    finally:
+        for ex in execs:
+            ex.shutdown(wait=True, cancel_futures=True)
+        sys.setswitchinterval(old_interval)
+    return results, pool, fmt

@@ -1,0 +1,288 @@
+"""Every input layout is read, auto-detected, and gives the same analysis of the same entries."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from opslib.logs import FORMATS, analyze
+from opslib.logs.analysis import summarize_counts
+from test_logs_samples import (
+    A,
+    B,
+    OLD,
+    E,
+    api_item,
+    api_pages,
+    dashboard,
+    fly_text,
+    fly_text_ansi,
+    fly_text_old,
+    flyctl_json,
+    incident,
+    shipper,
+    signal_entries,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRIES = incident() + signal_entries()
+
+
+def lines(render, entries=ENTRIES) -> bytes:  # noqa: ANN001
+    return "".join(render(e) + "\n" for e in entries).encode()
+
+
+def rendered(fmt: str) -> bytes:
+    if fmt == "fly-text":
+        return lines(fly_text)
+    if fmt == "ndjson":
+        return lines(shipper)
+    if fmt == "fly-json":
+        return "".join(flyctl_json(e) for e in ENTRIES).encode()  # back to back, no separator
+    if fmt == "api":
+        return api_pages(ENTRIES).encode()
+    raise AssertionError(fmt)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return analyze(io.BytesIO(rendered("fly-text")))
+
+
+@pytest.mark.parametrize("fmt", ["fly-text", "ndjson", "fly-json", "api"])
+def test_same_signals_in_every_structured_format(fmt: str, reference) -> None:  # noqa: ANN001
+    r = analyze(io.BytesIO(rendered(fmt)))
+    assert r.format == fmt  # auto-detected
+    assert r.lines_read == len(ENTRIES) and r.parsed == len(ENTRIES) and r.unparsed == 0
+    assert summarize_counts(r) == summarize_counts(reference)
+    assert r.window == reference.window
+    for sid in ("oom_kill", "proxy_pc01", "crash_loop"):
+        assert r.signal(sid)["instances"] == reference.signal(sid)["instances"]
+        assert r.signal(sid)["regions"] == reference.signal(sid)["regions"]
+    assert set(r.by_instance.index) == {A, B, "3d8d413b29d089"}
+    assert r.by_instance["lines"].sum() == len(ENTRIES)
+
+
+def test_explicit_format_matches_auto() -> None:
+    for fmt in ("fly-text", "ndjson", "fly-json", "api"):
+        auto = analyze(io.BytesIO(rendered(fmt)))
+        explicit = analyze(io.BytesIO(rendered(fmt)), fmt=fmt)
+        assert summarize_counts(auto) == summarize_counts(explicit)
+        assert auto.categories == explicit.categories
+
+
+def test_fly_text_variants_all_parse_to_the_same_fields() -> None:
+    e = E(61, "proxy", A, "iad", "error", "[PC01] instance refused connection. is your app listening on 0.0.0.0:8080?")
+    variants = {
+        "no space": fly_text(e),
+        "space": fly_text(e, space=True),
+        "nanoseconds": fly_text(e, frac=True),
+        "ansi": fly_text_ansi(e),
+    }
+    for name, line in variants.items():
+        r = analyze(io.BytesIO((line + "\n").encode()))
+        assert r.parsed == 1, name
+        assert list(r.by_instance.index) == [A], name
+        assert list(r.by_region.index) == ["iad"], name
+        assert summarize_counts(r) == {"proxy_pc01": 1}, name
+        assert r.window[0].isoformat() == "2024-05-28T12:01:01+00:00", name
+        assert r.templates["template"].tolist() == [
+            "[PC01] instance refused connection. is your app listening on <*>:<*>?"], name
+
+
+def test_8_hex_ids_and_older_layout_without_source_column() -> None:
+    data = (fly_text(E(1, "runner", OLD, "lhr", "info", "Pulling container image")) + "\n"
+            + fly_text_old(E(2, "app", OLD, "lhr", "info", "Listening on 0.0.0.0:8080")) + "\n").encode()
+    r = analyze(io.BytesIO(data))
+    assert r.parsed == 2
+    assert list(r.by_instance.index) == [OLD] and r.by_instance.loc[OLD, "lines"] == 2
+    assert list(r.by_region.index) == ["lhr"]
+
+
+def test_fields_before_message_and_error_message_quirk() -> None:
+    with_fields = ('2024-05-28T12:00:05Z proxy[148ed193b95089] iad [error]request.method="GET" '
+                   'request.url="/api/items?id=1" request.id="01HZ3V6C9Q8W2X-iad" response.status=502 '
+                   "[PU02] could not complete HTTP request to instance: connection closed before message completed")
+    quirk = ('error.message="timed out while connecting to your instance. this indicates a problem with your app '
+             '(hint: look at your logs and metrics)" 2023-04-12T15:25:48Z proxy[e286011ce76578] ams [error]'
+             'request.method="GET" request.id="01GXV12QHNDP6JQRN7A1RA7MEM-ams"')
+    r = analyze(io.BytesIO((with_fields + "\n" + quirk + "\n").encode()))
+    assert r.parsed == 2
+    # response.status=502 in the fields is a served 502, so it also counts as an HTTP 5xx
+    assert summarize_counts(r) == {"proxy_pu02": 1, "proxy_pc05": 1, "http_5xx": 1}
+    assert r.status_mix.loc[502, "count"] == 1
+    assert set(r.by_region.index) == {"iad", "ams"}
+    templates = set(r.templates["template"])
+    assert "[PU02] could not complete HTTP request to instance: connection closed before message completed" in templates
+    assert any(t.startswith("timed out while connecting to your instance") for t in templates)
+
+
+def test_dashboard_copies_are_dated_by_since_or_flagged() -> None:
+    late = [E(3600 * 11 + 59 * 60 + 58, "app", A, "iad", "info", "tick"),
+            E(3600 * 11 + 59 * 60 + 59, "app", A, "iad", "info", "Out of memory: Killed process 9 (ruby)")]
+    assert dashboard(late[0]) == "23:59:58 tick"
+    data = lines(dashboard, late) + b"00:00:00 after midnight\n"
+    # the copy crosses midnight (23:59:59 -> 00:00:00): the last line is the next day
+    r = analyze(io.BytesIO(data), since="2024-05-27T00:00:00Z")
+    assert r.parsed == 3
+    assert r.window[0].isoformat() == "2024-05-27T23:59:58+00:00"
+    assert r.window[1].isoformat() == "2024-05-28T00:00:00+00:00"
+    assert summarize_counts(r) == {"oom_kill": 1}
+    assert r.notes and "dashboard" in r.notes[0]
+    undated = analyze(io.BytesIO(data))
+    assert "pass --since" in undated.notes[0]
+
+
+def test_bare_lines_and_unparsed_lines_are_kept_and_counted() -> None:
+    data = b"Listening on 0.0.0.0:8080\nerror: sorry, too many clients already\n\n\xff\xfe binary \x00 junk\n"
+    r = analyze(io.BytesIO(data))
+    assert r.format == "bare"
+    assert r.lines_read == 4 and r.parsed == 4 and r.unparsed == 0
+    assert summarize_counts(r) == {"pg_too_many_connections": 1}
+    # the same lines inside a fly-text stream are unparsed, still counted, still classified
+    mixed = (fly_text(E(1, "app", A, "iad", "info", "hello")) + "\n").encode() * 3 + data
+    r = analyze(io.BytesIO(mixed))
+    assert r.format == "fly-text"
+    assert r.lines_read == 7 and r.parsed == 3 and r.unparsed == 4
+    assert r.parsed + r.unparsed == r.lines_read
+    assert summarize_counts(r) == {"pg_too_many_connections": 1}
+    assert r.categories["errors"] == 1
+    assert any("too many clients" in x for x in r.unparsed_examples)
+
+
+def test_malformed_json_lines_are_unparsed_not_fatal() -> None:
+    data = (shipper(E(1, "app", A, "iad", "info", "ok")) + "\n{not json\n" + '{"no_message": 1}\n'
+            + shipper(E(2, "app", A, "iad", "info", "(EMAXCONN) max client connections reached, limit: 200")) + "\n")
+    r = analyze(io.BytesIO(data.encode()))
+    assert r.format == "ndjson"
+    assert r.lines_read == 4 and r.parsed == 2 and r.unparsed == 2
+    assert summarize_counts(r) == {"supavisor_pool_exhausted": 1}
+    pretty = "".join(flyctl_json(e) for e in ENTRIES[:3]) + "\nthis is not json\n" + flyctl_json(ENTRIES[3])
+    r = analyze(io.BytesIO(pretty.encode()), fmt="fly-json")
+    assert r.parsed == 4 and r.unparsed == 1 and r.lines_read == 5
+
+
+def test_entries_from_the_logs_api_and_flat_dicts() -> None:
+    items = [api_item(e, i) for i, e in enumerate(ENTRIES)]
+    r_items = analyze(items)
+    r_attrs = analyze(it["attributes"] for it in items)
+    flat = [{"timestamp": it["attributes"]["timestamp"], "message": it["attributes"]["message"],
+             "level": it["attributes"]["level"], "instance": it["attributes"]["instance"],
+             "region": it["attributes"]["region"]} for it in items]
+    r_flat = analyze(flat)
+    ref = analyze(io.BytesIO(rendered("fly-text")))
+    for r in (r_items, r_attrs, r_flat):
+        assert r.lines_read == len(ENTRIES) and r.unparsed == 0
+        assert summarize_counts(r) == summarize_counts(ref)
+    r = analyze([{"message": "Out of memory: Killed process 1 (x)"}, 42, {"nothing": True}])
+    assert r.lines_read == 3 and r.parsed == 1 and r.unparsed == 2
+
+
+def test_gzip_file_path_and_stdin(tmp_path: Path) -> None:
+    raw = rendered("ndjson")
+    plain = tmp_path / "logs.ndjson"
+    plain.write_bytes(raw)
+    gz = tmp_path / "logs.ndjson.gz"
+    gz.write_bytes(gzip.compress(raw))
+    odd = tmp_path / "no-suffix"  # gzip is recognised by its magic bytes, not the name
+    odd.write_bytes(gzip.compress(raw))
+    ref = analyze(plain)
+    for src in (str(gz), odd, gz.open("rb")):
+        r = analyze(src)
+        assert summarize_counts(r) == summarize_counts(ref) and r.lines_read == ref.lines_read
+    out = subprocess.run(
+        [sys.executable, "-c", "import json,sys; from opslib.logs import analyze; "
+         "r = analyze('-'); print(json.dumps([r.lines_read, r.format, len(r.signals)]))"],
+        input=gzip.compress(raw), capture_output=True, check=True, cwd=ROOT,
+    )
+    assert json.loads(out.stdout) == [ref.lines_read, "ndjson", len(ref.signals)]
+
+
+def test_long_lines_and_lines_across_chunk_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opslib.logs import engine
+
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 1000)
+    long_msg = "x" * 5000 + " Out of memory: Killed process 7 (java)"
+    entries = ENTRIES + [E(2000, "app", A, "iad", "info", long_msg)]
+    data = lines(fly_text, entries)
+    small = engine.run(io.BytesIO(data), None, "auto", None, None, 3, 0, workers=2, chunk_bytes=1000)
+    assert sum(r.lines for r in small[0]) == len(entries)
+    r = analyze(io.BytesIO(data))
+    assert r.lines_read == len(entries)
+    assert summarize_counts(r)["oom_kill"] == 2
+    # no trailing newline, CRLF line ends
+    crlf = data.replace(b"\n", b"\r\n").rstrip(b"\r\n")
+    r2 = analyze(io.BytesIO(crlf))
+    assert r2.lines_read == len(entries) and r2.parsed == len(entries)
+    assert summarize_counts(r2) == summarize_counts(r)
+
+
+def test_since_until_window_filter() -> None:
+    data = rendered("fly-text")
+    r = analyze(io.BytesIO(data), since="2024-05-28T12:00:30Z", until="2024-05-28T12:03:00Z")
+    assert r.lines_read == len(ENTRIES) and r.parsed + r.unparsed == r.lines_read
+    assert r.filtered_out > 0
+    assert r.window[0] >= r.window[0].__class__("2024-05-28T12:00:30Z")
+    counts = summarize_counts(r)
+    assert "oom_kill" in counts and "crash_loop" not in counts  # exits at 12:04-12:06 are outside
+    assert r.per_minute.index.min().isoformat() >= "2024-05-28T12:00:00+00:00"
+
+
+@pytest.mark.parametrize("bad,exc,text", [
+    ({"fmt": "csv"}, ValueError, "unknown log format"),
+    ({"since": "yesterday-ish"}, ValueError, "cannot read the time"),
+    ({"since": "2024-05-28T13:00:00Z", "until": "2024-05-28T12:00:00Z"}, ValueError, "must be before"),
+])
+def test_bad_arguments_say_what_to_do(bad: dict, exc: type, text: str) -> None:
+    with pytest.raises(exc, match=text):
+        analyze(io.BytesIO(b"x\n"), **bad)
+
+
+def test_unreadable_paths(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="not found"):
+        analyze(tmp_path / "missing.log")
+    with pytest.raises(OSError, match="directory"):
+        analyze(tmp_path)
+    with pytest.raises(ValueError, match="binary"):
+        analyze(io.StringIO("text mode"))
+    with pytest.raises(ValueError, match="cannot read logs"):
+        analyze(3.14)
+    assert "auto" in FORMATS and "api" in FORMATS
+
+
+def test_empty_input() -> None:
+    r = analyze(io.BytesIO(b""))
+    assert (r.lines_read, r.parsed, r.unparsed) == (0, 0, 0)
+    assert r.signals == [] and r.window == (None, None)
+    assert json.dumps(r.to_dict())
+
+
+@pytest.mark.parametrize("fmt", ["fly-text", "ndjson"])
+def test_report_does_not_depend_on_chunking_or_threads(fmt: str, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    from opslib.logs import engine, synth
+
+    path = synth.write(tmp_path / f"gen.{fmt}", fmt, 1_500_000, seed=5)
+    whole = analyze(path).to_dict()
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 40_000)  # dozens of blocks over two workers
+    pieces = analyze(path).to_dict()
+    single = analyze(path, workers=1).to_dict()
+    assert pieces == whole
+    assert single == whole
+
+
+def test_a_line_without_end_does_not_grow_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opslib.logs import engine
+
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 10_000)
+    data = b"error " * 20_000 + b"\n" + fly_text(E(1, "app", A, "iad", "info", "after")).encode() + b"\n"
+    r = analyze(io.BytesIO(data))
+    assert r.parsed + r.unparsed == r.lines_read >= 3  # the 120 kB line was cut into pieces
+    assert any("cut into pieces" in n for n in r.notes)
+    assert r.lines_read - 1 == r.categories["errors"]  # every piece still counted by the seed grep

@@ -1,0 +1,157 @@
+"""Each incident signal is raised by the texts real programs print; hard negatives raise none."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from opslib.logs import SIGNALS, analyze, findings_from_logs
+from opslib.logs.analysis import summarize_counts
+from test_logs_samples import (
+    A,
+    B,
+    C,
+    HARD_NEGATIVES,
+    HEALTH_FAIL,
+    HEALTH_PASS,
+    OOM_INIT,
+    OOM_KERNEL,
+    SIGNAL_MESSAGES,
+    E,
+    fly_text,
+    incident,
+)
+
+
+def run_text(entries: list[E], **kw) -> object:
+    data = "".join(fly_text(e) + "\n" for e in entries).encode()
+    return analyze(io.BytesIO(data), **kw)
+
+
+@pytest.mark.parametrize("sid,message", [(sid, m) for sid, ms in SIGNAL_MESSAGES.items() for m in ms])
+def test_signal_raised_by_real_message(sid: str, message: str) -> None:
+    provider = "proxy" if message.startswith("[P") else "app"
+    r = run_text([E(10, provider, A, "iad", "info", message)])
+    assert summarize_counts(r) == {sid: 1}, r.signals
+    s = r.signal(sid)
+    assert s["runbook"] == SIGNALS[sid].runbook
+    assert s["instances"] == [A] and s["regions"] == ["iad"]
+    assert s["first_seen"] == s["last_seen"] == "2024-05-28T12:00:10.000Z"
+    assert s["examples"] == [fly_text(E(10, provider, A, "iad", "info", message))]
+
+
+@pytest.mark.parametrize("message", HARD_NEGATIVES)
+def test_hard_negative_raises_nothing(message: str) -> None:
+    r = run_text([E(5, "app", A, "iad", "info", message)])
+    assert r.signals == []
+    assert r.parsed == r.lines_read == 1
+
+
+def test_hard_negatives_together_raise_nothing_even_at_error_level() -> None:
+    entries = [E(i, "app", A, "iad", "error" if i % 2 else "info", m) for i, m in enumerate(HARD_NEGATIVES)]
+    r = run_text(entries)
+    assert r.signals == []
+    # …while the seed's grep still counts them (that is the point of signals)
+    assert r.categories["errors"] >= 6
+
+
+def test_incident_stream_resolves_stateful_signals() -> None:
+    r = run_text(incident())
+    counts = summarize_counts(r)
+    assert counts["oom_kill"] == 1  # kernel + init lines are one kill
+    assert r.suppressed["oom_duplicate_line"] == 1
+    assert counts["proxy_pc01"] == 2  # PC01 and PR04 whose last error is PC01
+    assert r.signal("proxy_pc01")["details"] == {"PC01": 1, "PR04 > PC01": 1}
+    assert counts["health_check_failing"] == 1  # B, 120 s; A's 4 s boot blip is not a signal
+    assert r.signal("health_check_failing")["instances"] == [B]
+    assert r.suppressed["health_check_blip"] == 1
+    assert counts["health_check_recovered"] == 1
+    assert counts["health_check_warning"] == 1 and r.signal("health_check_warning")["instances"] == [C]
+    assert counts["app_exit_nonzero"] == 3
+    assert counts["crash_loop"] == 1 and r.signal("crash_loop")["instances"] == [C]
+    assert counts["http_5xx"] == 1
+    oom = r.signal("oom_kill")
+    assert oom["instances"] == [B] and oom["first_seen"] == "2024-05-28T12:01:00.000Z"
+    assert oom["details"] == {"process node": 1}
+    assert "PCI: Fatal" not in " ".join(x for s in r.signals for x in s["examples"])
+
+
+def test_oom_init_line_alone_is_one_kill_and_far_apart_lines_are_two() -> None:
+    r = run_text([E(0, "app", A, "iad", "info", OOM_INIT)])
+    assert summarize_counts(r) == {"oom_kill": 1}
+    r = run_text([E(0, "app", A, "iad", "info", OOM_KERNEL), E(300, "app", A, "iad", "info", OOM_INIT)])
+    assert summarize_counts(r)["oom_kill"] == 2
+    # same seconds, different machines: two kills
+    r = run_text([E(0, "app", A, "iad", "info", OOM_KERNEL), E(0.5, "app", B, "iad", "info", OOM_INIT)])
+    assert summarize_counts(r)["oom_kill"] == 2
+
+
+def test_health_failure_without_recovery_is_failing_not_recovered() -> None:
+    r = run_text([E(0, "health", A, "iad", "error", HEALTH_FAIL), E(10, "app", A, "iad", "info", "still booting")])
+    assert summarize_counts(r) == {"health_check_failing": 1}
+    r = run_text([E(0, "health", A, "iad", "error", HEALTH_FAIL), E(31, "health", A, "iad", "info", HEALTH_PASS)])
+    assert summarize_counts(r) == {"health_check_failing": 1, "health_check_recovered": 1}
+
+
+def test_jwt_expired_noise_is_ok_until_it_is_frequent() -> None:
+    msg = SIGNAL_MESSAGES["jwt_expired"][1]
+    few = run_text([E(i, "app", A, "iad", "info", msg) for i in range(3)])
+    many = run_text([E(i, "app", A, "iad", "info", msg) for i in range(25)])
+    assert few.signal("jwt_expired")["severity"] == "ok"
+    assert many.signal("jwt_expired")["severity"] == "warning"
+
+
+def test_http_5xx_severity_follows_the_seed_error_rate_thresholds() -> None:
+    def stream(bad: int, good: int) -> list[E]:
+        return ([E(i, "app", A, "iad", "info", f"GET /x {502} 1.0 ms - 0") for i in range(bad)]
+                + [E(i, "app", A, "iad", "info", f"GET /x {200} 1.0 ms - 9") for i in range(good)])
+
+    assert run_text(stream(1, 999)).signal("http_5xx")["severity"] == "ok"
+    assert run_text(stream(3, 97)).signal("http_5xx")["severity"] == "warning"
+    r = run_text(stream(10, 90))
+    assert r.signal("http_5xx")["severity"] == "critical"
+    assert r.http["error_rate"] == pytest.approx(0.10)
+    assert r.status_mix.loc[502, "count"] == 10
+
+
+@pytest.mark.parametrize("sid,runbook", [
+    ("oom_kill", "memory"), ("proxy_pc01", "not-responding"), ("pg_too_many_connections", "database"),
+    ("supavisor_pool_exhausted", "database"), ("jwt_clock_skew", "auth"), ("tls_cert_expired", "tls"),
+    ("crash_loop", "not-responding"), ("http_5xx", "not-responding"), ("proxy_pt05", "tls"),
+])
+def test_findings_route_signals_to_runbooks(sid: str, runbook: str) -> None:
+    entries = incident() + [E(400 + i, "app", A, "iad", "info", m)
+                            for i, m in enumerate(SIGNAL_MESSAGES["pg_too_many_connections"]
+                                                  + SIGNAL_MESSAGES["supavisor_pool_exhausted"]
+                                                  + SIGNAL_MESSAGES["jwt_clock_skew"]
+                                                  + SIGNAL_MESSAGES["tls_cert_expired"]
+                                                  + SIGNAL_MESSAGES["proxy_pt05"])]
+    findings = {f["id"]: f for f in findings_from_logs(run_text(entries))}
+    f = findings[f"logs.{sid}"]
+    assert f["runbook"] == runbook
+    assert f["severity"] in ("ok", "warning", "critical")
+    assert f["evidence"] and all(isinstance(x, str) for x in f["evidence"])
+    assert set(f) == {"id", "severity", "title", "detail", "evidence", "runbook"}
+
+
+def test_findings_order_and_no_signal_case() -> None:
+    findings = findings_from_logs(run_text(incident()))
+    ranks = [{"critical": 0, "warning": 1, "ok": 2}[f["severity"]] for f in findings]
+    assert ranks == sorted(ranks)
+    pc01 = next(f for f in findings if f["id"] == "logs.proxy_pc01")
+    assert "Machine refused connection" in pc01["title"] and "0.0.0.0" in pc01["detail"]
+    quiet = findings_from_logs(run_text([E(0, "app", A, "iad", "info", "hello")]))
+    assert [f["id"] for f in quiet] == ["logs.no_signals"] and quiet[0]["severity"] == "ok"
+
+
+def test_same_template_different_digits_are_judged_per_line() -> None:
+    # one template each, but digits decide: the match cache must not carry the first answer over
+    lines = ["Error: connect ECONNREFUSED 10.0.0.5:9091", "Error: connect ECONNREFUSED 10.0.0.5:6543",
+             " INFO Main child exited normally with code: 0", " INFO Main child exited normally with code: 3",
+             "JWT expired", "JWT expired"]
+    r = run_text([E(i, "app", A, "iad", "info", m) for i, m in enumerate(lines)])
+    assert summarize_counts(r) == {"db_connection_refused": 1, "app_exit_nonzero": 1, "jwt_expired": 2}
+    assert r.signal("app_exit_nonzero")["details"] == {"exit code 3": 1}
+    assert r.signal("jwt_expired")["examples"] == [fly_text(E(4, "app", A, "iad", "info", "JWT expired")),
+                                                   fly_text(E(5, "app", A, "iad", "info", "JWT expired"))]
