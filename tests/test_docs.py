@@ -31,8 +31,13 @@ def test_list_shows_runbooks_with_typed_parameters():
     proc = opslib_cli("list", env=clean_env())
     assert proc.returncode == 0
     assert "health: Health Checks" in proc.stdout
+    from opslib.catalog import runbooks
+
+    for name in runbooks():
+        assert f"\n{name}: " in "\n" + proc.stdout, name
     assert "demo scenarios: degraded, healthy" in proc.stdout
-    line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith("probes "))
+    health = proc.stdout.split("health: Health Checks", 1)[1].split("\n\n", 1)[0]
+    line = next(ln for ln in health.splitlines() if ln.strip().startswith("probes "))
     assert "int" in line and "5" in line and "number of /health probes" in line
 
 

@@ -37,8 +37,13 @@ class FlySecretsStandIn(FlyMachinesStandIn):
         m = re.match(r"^/v1/apps/([^/]+)/secrets$", url.path)
         if not m:
             return super()._handle(req)
-        if req.headers.get("authorization") != self._expected_auth():
+        role = self._who(req.headers.get("authorization"))
+        if role is None:
             return Reply(401, {"error": "You must be authenticated to view this."})
+        if role == "foreign":
+            return Reply(403, {"error": "unauthorized: this token has no access to this app"})
+        if role == "readonly" and req.method != "GET":
+            return Reply(403, {"error": "unauthorized: read-only token cannot change secrets"})
         app = m.group(1)
         if app not in self.secrets:
             return Reply(404, {"error": f"app {app} not found"})
