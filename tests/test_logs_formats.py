@@ -13,7 +13,7 @@ import pytest
 
 from opslib.logs import FORMATS, analyze
 from opslib.logs.analysis import summarize_counts
-from test_logs_samples import (
+from tests.test_logs_samples import (
     A,
     B,
     OLD,

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from opslib.logs import analyze, charts
 from opslib.logs.cli import main
 from opslib.logs.engine import mask_template
-from test_logs_samples import A, B, E, fly_text, incident, signal_entries
+from tests.test_logs_samples import A, B, E, fly_text, incident, signal_entries
 
 ENTRIES = incident() + signal_entries()
 

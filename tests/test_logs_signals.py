@@ -8,7 +8,7 @@ import pytest
 
 from opslib.logs import SIGNALS, analyze, findings_from_logs
 from opslib.logs.analysis import summarize_counts
-from test_logs_samples import (
+from tests.test_logs_samples import (
     A,
     B,
     C,

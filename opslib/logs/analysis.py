@@ -17,7 +17,9 @@ from .sources import FORMATS, open_source
 
 _REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.I)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-NOISY_SIGNALS = {"jwt_expired": 20, "refresh_token_failures": 20}
+# Signals that are routine client behaviour at a trickle (tokens expire, clients refresh):
+# raised only when a single minute holds at least this many — a burst, not background.
+NOISY_SIGNALS = {"jwt_expired": 10, "refresh_token_failures": 10}
 
 
 def parse_time(value: Any, now: datetime | None = None) -> datetime | None:
@@ -179,8 +181,8 @@ def _signal_dict(sid: str, acc: SigAcc, error_rate: float) -> dict[str, Any]:
     severity = d.severity
     if sid == "http_5xx":
         severity = "critical" if error_rate > ERROR_RATE_CRITICAL else "warning" if error_rate > ERROR_RATE_WARNING else "ok"
-    elif sid in NOISY_SIGNALS and acc.count < NOISY_SIGNALS[sid]:
-        severity = "ok"  # a few expired tokens are normal client behaviour
+    elif sid in NOISY_SIGNALS and max(acc.minutes.values(), default=acc.count) < NOISY_SIGNALS[sid]:
+        severity = "ok"  # a trickle of expired tokens is normal client behaviour
     out: dict[str, Any] = {
         "id": sid,
         "title": d.title,

@@ -234,19 +234,23 @@ class _Gen:
         ]
 
 
-def entries(n_lines: int, seed: int = 7) -> Iterator[Entry]:
-    """Yield about ``n_lines`` entries (the incident adds a few hundred) in time order."""
+def entries(n_lines: int, seed: int = 7, *, incident: bool = True,
+            mean_gap: float = 0.02) -> Iterator[Entry]:
+    """Yield about ``n_lines`` entries (the incident adds a few hundred) in time order.
+
+    ``incident=False`` gives ordinary traffic only (boots, access logs, chatter, the harmless
+    lines that must not raise a signal); ``mean_gap`` is the mean seconds between lines.
+    """
     g = _Gen(seed)
     triggers = {
         int(n_lines * 0.40): lambda: g.oom(OOM_INSTANCE, "iad"),
         int(n_lines * 0.55): g.db_exhaustion,
         int(n_lines * 0.70): g.clock_skew,
         int(n_lines * 0.85): g.autostop,
-    }
+    } if incident else {}
     for inst, region in MACHINES:
         yield from g.boot(inst, region, g.t + MACHINES.index((inst, region)) * 0.01)
     g.t += 7
-    mean_gap = 0.02
     pending: list[Entry] = []
     for i in range(n_lines):
         fn = triggers.get(i)
