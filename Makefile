@@ -61,6 +61,8 @@ $(READY): requirements.txt
 	$(PY) -m ipykernel install --sys-prefix --name opslib --display-name "Python (opslib)" >/dev/null
 	@# the kernel (and JupyterLab) import opslib from this checkout
 	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/opslib-checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
+	@# compile the log engine's kernels once, into numba's cache (not in users' runs)
+	$(PY) -c 'import opslib.logs; opslib.logs.warm()'
 	@touch $@
 
 setup: $(READY) ## Create .venv, install pinned requirements, register the 'opslib' kernel

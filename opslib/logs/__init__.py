@@ -8,7 +8,7 @@
 See `analyze` for inputs and `LogReport` for what comes back.
 """
 
-from .analysis import analyze, parse_time
+from .analysis import analyze, parse_time, warm
 from .findings import findings_from_logs
 from .proxy_codes import PROXY_CODES, ProxyCode
 from .report import CATEGORY_DEFINITIONS, LogReport
@@ -26,4 +26,5 @@ __all__ = [
     "analyze",
     "findings_from_logs",
     "parse_time",
+    "warm",
 ]
