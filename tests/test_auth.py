@@ -76,6 +76,27 @@ def test_demo_scenarios(reports, scenario, expect):
         assert action["params"] == {"names": ["SUPABASE_ANON_KEY"]}
         assert action["basis"]["value_digests"] == {"SUPABASE_ANON_KEY": "93e1b7c04fa2d865"}
     assert (run / "charts" / "auth-clocks.png").exists()
+    assert (run / "charts" / "auth-over-time.png").read_bytes()[:4] == b"\x89PNG"
+    found = by_id(f)
+    if scenario == "clock-skew":
+        # the logs confirm it: PostgREST refused iad's tokens as issued in the future
+        logged = found["auth-logs-clock-skew"]
+        assert logged["severity"] == "critical"
+        assert logged["title"] == ("the logs confirm the skew: 75x tokens refused as issued in "
+                                   "the future / not yet valid on 148ed193b95089 between 03:00 "
+                                   "and 03:13 UTC")
+        assert any("JWT issued at future" in e for e in logged["evidence"])
+        assert found["logs.jwt_clock_skew"]["severity"] == "critical"
+    elif scenario == "missing-secret":
+        logged = found["auth-logs-api-key"]
+        assert logged["severity"] == "critical"
+        assert logged["title"].endswith("SUPABASE_ANON_KEY is not set")
+        assert any("No API key found in request" in e for e in logged["evidence"])
+    else:
+        # a trickle of expired tokens is normal client behaviour: nothing raised
+        assert found["logs.no_signals"]["severity"] == "ok"
+        assert not [x for x in f["findings"] if x["id"].startswith(("auth-logs", "logs."))
+                    and x["severity"] != "ok"]
 
 
 # ----------------------------------------------------------------------------- live

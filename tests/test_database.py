@@ -61,6 +61,16 @@ def test_demo_connection_leak(reports):
     assert all(a["status"] == "planned" for a in f["actions"])
     assert f["escalation"]["level"] == 1
     assert (run / "charts" / "db-connections.png").read_bytes()[:4] == b"\x89PNG"
+    # the app's logs: refused for lack of slots for the last 12 min, and still full now
+    slots = found["db-logs-slots"]
+    assert slots["severity"] == "critical"
+    assert slots["title"] == ("the app was refused a connection 50x for lack of slots between "
+                              "03:02 and 03:13 UTC, and 97% of max_connections are in use now")
+    assert any("remaining connection slots are reserved" in e or "too many clients" in e
+               for e in slots["evidence"])
+    assert found["logs.pg_too_many_connections"]["severity"] == "critical"
+    assert found["logs.http_5xx"]["severity"] == "info"  # the 500s → not-responding
+    assert (run / "charts" / "database-log-signals.png").is_file()
 
 
 def test_demo_healthy_does_not_cry_wolf(reports):
@@ -77,6 +87,9 @@ def test_demo_healthy_does_not_cry_wolf(reports):
     assert found["supabase-status"]["severity"] == "info"
     assert "nothing touching the database" in found["supabase-status"]["title"]
     assert f["actions"] == []
+    assert found["logs.no_signals"]["severity"] == "ok"
+    assert not [x for x in f["findings"] if x["id"].startswith(("db-logs", "logs."))
+                and x["severity"] != "ok"]
 
 
 def test_demo_supabase_outage_escalates_to_level_2(reports):
@@ -91,6 +104,13 @@ def test_demo_supabase_outage_escalates_to_level_2(reports):
     assert found["supabase-services"] == "critical"
     assert f["escalation"]["level"] == 2 and f["escalation"]["team"] == "Platform Team"
     assert f["actions"] == []  # a restart does not fix Supabase
+    # the app's logs see the outage: Supavisor has no connection to hand out — not a sizing
+    # problem while Supabase reports the incident
+    detail = by_id(f)
+    assert found["db-logs-pooler"] == "warning"
+    assert detail["db-logs-pooler"]["title"].endswith("during the Supabase incident")
+    assert "Not a sizing problem" in detail["db-logs-pooler"]["detail"]
+    assert found["db-logs-outage"] == "info" and "db_connection_closed x6" in detail["db-logs-outage"]["title"]
 
 
 # ----------------------------------------------------------------------------- live

@@ -60,6 +60,16 @@ def test_demo_oom_finds_the_leak_and_plans_the_seed_resize(reports):
     assert len(f["plan_digest"]) == 16
     assert (run / "charts" / "memory-per-machine.png").read_bytes()[:4] == b"\x89PNG"
     assert "data:image/png" in (run / "memory.html").read_text()
+    # the logs around both OOM exits hold the kernel's own line: node held ~215 MB of 256 MB
+    oom_logs = detail["memory-oom-logs"]
+    assert oom_logs["title"] == f"the kernel's log confirms 2 OOM kill(s): node on {A}"
+    assert [e.split(": ", 1)[1] for e in oom_logs["evidence"]] == [
+        "kernel killed node (pid 314) holding 216 MB anon-rss of 256 MB",
+        "kernel killed node (pid 314) holding 215 MB anon-rss of 256 MB"]
+    # the last 30 min hold no OOM (the next one is ~14 min away), and nothing else
+    assert found["logs.no_signals"] == "ok" and "memory-oom-unrecorded" not in found
+    pages = sorted((run / "raw" / "http").glob("*-fly-api.json"))
+    assert len(pages) == 4, "the recent window (2 pages) and one page around each OOM exit"
 
 
 def test_demo_page_cache_does_not_cry_wolf(reports):
@@ -68,7 +78,7 @@ def test_demo_page_cache_does_not_cry_wolf(reports):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
     assert f["severity"] == "ok"
-    assert ids(f) == {"memory-ok": "ok", "memory-page-cache": "info"}
+    assert ids(f) == {"memory-ok": "ok", "memory-page-cache": "info", "logs.no_signals": "ok"}
     cache = next(x for x in f["findings"] if x["id"] == "memory-page-cache")
     assert "Not memory pressure" in cache["detail"]
     assert any("93% counting cache, 46% in use" in e for e in cache["evidence"])

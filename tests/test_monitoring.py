@@ -29,7 +29,8 @@ def test_demo_incident_evaluates_the_seed_table(reports):
     f = findings(run)
     assert (f["severity"], f["scenario"]) == ("critical", "incident")
     assert ids(f) == {"metric-response-time": "critical", "metric-error-rate": "warning",
-                      "metric-memory": "critical", "metric-cpu": "ok", "metric-connections": "ok"}
+                      "metric-memory": "critical", "metric-cpu": "ok", "metric-connections": "ok",
+                      "monitoring-logs-5xx": "info", "logs.http_5xx": "info"}
     titles = {x["id"]: x["title"] for x in f["findings"]}
     assert titles["metric-response-time"] == ("Response time 2.6 s is above the critical "
                                               "threshold (> 2000ms)")
@@ -42,6 +43,13 @@ def test_demo_incident_evaluates_the_seed_table(reports):
         assert row in html
     assert "&gt; 80% of pool" in html and "<strong>CRITICAL</strong>" in html
     assert (run / "charts" / "key-metrics.png").read_bytes()[:4] == b"\x89PNG"
+    # the seed's Log Analysis greps, counted, and the 5xx the app itself logged
+    assert 'grep -i "error|exception|failed"' in html and "Seed grep categories" in html
+    assert titles["monitoring-logs-5xx"].startswith(
+        "the app's own access logs show 3.7% 5xx (edge 3.4%): the app answers these errors "
+        "itself, mostly on 148ed193b95089")
+    assert titles["logs.http_5xx"].endswith("→ see the not-responding runbook")
+    assert (run / "charts" / "monitoring-log-categories.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_demo_normal_day_is_all_ok(reports):
@@ -49,7 +57,8 @@ def test_demo_normal_day_is_all_ok(reports):
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
-    assert f["severity"] == "ok" and set(ids(f).values()) == {"ok"} and len(f["findings"]) == 5
+    assert f["severity"] == "ok" and set(ids(f).values()) == {"ok"} and len(f["findings"]) == 6
+    assert "logs.no_signals" in ids(f) and "monitoring-logs-5xx" not in ids(f)
     assert f["escalation"]["level"] == 0
 
 

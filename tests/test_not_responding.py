@@ -48,6 +48,14 @@ def test_demo_all_machines_stopped_is_503_and_plans_starts(reports):
     assert f["escalation"]["level"] == 1
     assert "stopped" in f["escalation"]["reason"]
     assert (run / "charts" / "edge-responses.png").is_file()
+    # the proxy says why users get 503: no healthy machine to route to; the clean stops
+    # (SIGINT, exit code 0) raise nothing
+    detail = {x["id"]: x for x in f["findings"]}
+    assert found["logs.proxy_pr01"] == "critical"
+    assert "PR01" in detail["logs.proxy_pr01"]["title"]
+    assert "logs.app_exit_nonzero" not in found and "nr-logs-crashes" not in found
+    assert (run / "charts" / "not-responding-log-signals.png").is_file()
+    assert list((run / "raw" / "http").glob("*-fly-api.json"))
 
 
 def test_demo_port_mismatch_is_502_persisting_after_restart(reports):
@@ -63,6 +71,15 @@ def test_demo_port_mismatch_is_502_persisting_after_restart(reports):
     assert "port 8080" in detail["nr-not-listening"]["title"]
     assert "→ 502" in detail["nr-not-listening"]["title"]
     assert "HTTP 502" in detail["nr-edge-5xx"]["evidence"][0]
+    # the logs tell which port: the proxy tries 8080 (PC01), v43 says it listens on 3000
+    assert found["logs.proxy_pc01"] == "critical"
+    mismatch = detail["nr-logs-port-mismatch"]
+    assert mismatch["severity"] == "critical"
+    assert mismatch["title"].startswith("port mismatch: the proxy connects to port 8080, the "
+                                        "app listens on 3000")
+    assert "internal_port = 3000" in mismatch["detail"]
+    assert any("Server listening on http://0.0.0.0:3000" in e for e in mismatch["evidence"])
+    assert found["logs.health_check_failing"] == "critical"
     assert f["escalation"]["level"] == 2
     assert f["escalation"]["reason"].startswith("issue persists after restart")
     # the seed: "if restart fails, scale down and up" — stop all, then start all
@@ -77,8 +94,10 @@ def test_demo_deploy_blip_does_not_cry_wolf(reports):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
     assert f["severity"] == "ok"
+    # the deploy's stops (exit code 0), boot health-check blips and PM11 re-routes are
+    # recognised in the logs and not raised
     assert ids(f) == {"nr-machines-ok": "ok", "health-endpoint": "ok", "health-latency": "ok",
-                      "nr-edge-5xx": "ok"}
+                      "nr-edge-5xx": "ok", "logs.no_signals": "ok"}
     edge = next(x for x in f["findings"] if x["id"] == "nr-edge-5xx")
     assert "during a deploy" in edge["title"] and "none for the last 10 min" in edge["title"]
     assert f["actions"] == [] and f["escalation"]["level"] == 0
