@@ -121,4 +121,11 @@ def boot(mid: str, region: str, image: str, *, listen: str = "0.0.0.0:8080",
     return lines
 
 
-Script = Callable[[], list[Entry]]
+def every(start: float, end: float, gap: float, make: Callable[[int], tuple]) -> list[Entry]:
+    """A line every ``gap`` seconds between ``start`` and ``end`` (epoch seconds); ``make(k)``
+    gives the rest of the k-th entry (provider, instance, region, level, message)."""
+    out, k, t = [], 0, start
+    while t <= end:
+        out.append((t, *make(k)))
+        k, t = k + 1, t + gap
+    return out

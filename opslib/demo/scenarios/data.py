@@ -26,13 +26,7 @@ def _traffic(seed: int, scripted: list | None = None, *, end: float = NOW_S - 20
     """The last 30 min of the app's ordinary logs, plus the scenario's own lines."""
     return applogs.background(HOMES, start=LOG_START, end=end, seed=seed) + (scripted or [])
 
-
-def _every(start: float, end: float, gap: float, make: Callable[[int], tuple]) -> list:
-    out, k, t = [], 0, start
-    while t <= end:
-        out.append((t, *make(k)))
-        k, t = k + 1, t + gap
-    return out
+_every = applogs.every
 
 
 def pg_rows(columns: list[str], rows: list[list[Any]]) -> dict[str, Any]:

@@ -41,13 +41,7 @@ def stop_lines(mid: str, region: str) -> list[tuple]:
     ]
 
 
-def every(start: float, end: float, gap: float, line: Callable[[int], tuple]) -> list[applogs.Entry]:
-    """A line every ``gap`` seconds between ``start`` and ``end`` (epoch seconds)."""
-    out, k, t = [], 0, start
-    while t <= end:
-        out.append((t, *line(k)))
-        k, t = k + 1, t + gap
-    return out
+every = applogs.every
 
 
 PR01 = ("[PR01] no known healthy instances found for route tcp/443. (hint: is your app shutdown? "
