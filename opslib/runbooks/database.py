@@ -4,7 +4,7 @@
 machine list, concurrently); the ``assess_*`` functions are pure: data in, findings out;
 ``plan_actions`` turns what was seen into the seed's remediation as gated actions.
 
-The app's recent logs (``fly logs | grep -i "connection\|pool"``) say what the app was told
+The app's recent logs (``fly logs | grep -i "connection\\|pool"``) say what the app was told
 when it asked for a connection: Postgres' ``sorry, too many clients already`` / ``remaining
 connection slots are reserved``, Supavisor's ``(EMAXCONNSESSION)`` / ``(ECHECKOUTTIMEOUT)``,
 refusals and dropped connections; read against the connections now and Supabase's status.
