@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +20,7 @@ from opslib.session import Session
 from opslib.sources.supabase import key_facts
 from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
 from tests.servers import LocalHTTPServer, Reply
+from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.fly_secrets import FlySecretsStandIn
 from tests.standins.supabase import SupabaseGatewayStandIn, SupabaseManagementStandIn, skew_dates
 
@@ -76,13 +77,46 @@ def test_demo_scenarios(reports, scenario, expect):
         assert action["params"] == {"names": ["SUPABASE_ANON_KEY"]}
         assert action["basis"]["value_digests"] == {"SUPABASE_ANON_KEY": "93e1b7c04fa2d865"}
     assert (run / "charts" / "auth-clocks.png").exists()
+    assert (run / "charts" / "auth-over-time.png").read_bytes()[:4] == b"\x89PNG"
+    found = by_id(f)
+    if scenario == "clock-skew":
+        # the logs confirm it: PostgREST refused iad's tokens as issued in the future
+        logged = found["auth-logs-clock-skew"]
+        assert logged["severity"] == "critical"
+        assert logged["title"] == ("the logs confirm the skew: 75x tokens refused as issued in "
+                                   "the future / not yet valid on 148ed193b95089 between 03:00 "
+                                   "and 03:13 UTC")
+        assert any("JWT issued at future" in e for e in logged["evidence"])
+        assert found["logs.jwt_clock_skew"]["severity"] == "critical"
+    elif scenario == "missing-secret":
+        logged = found["auth-logs-api-key"]
+        assert logged["severity"] == "critical"
+        assert logged["title"].endswith("SUPABASE_ANON_KEY is not set")
+        assert any("No API key found in request" in e for e in logged["evidence"])
+    else:
+        # a trickle of expired tokens is normal client behaviour: nothing raised
+        assert found["logs.no_signals"]["severity"] == "ok"
+        assert not [x for x in f["findings"] if x["id"].startswith(("auth-logs", "logs."))
+                    and x["severity"] != "ok"]
 
 
 # ----------------------------------------------------------------------------- live
+PGRST303 = ('PostgREST error PGRST303: {"code":"PGRST303","details":null,"hint":null,'
+            '"message":"JWT issued at future"}')
+
+
+def skew_logs(n: int) -> list[dict]:
+    """PostgREST refusing the app's tokens as issued in the future, ``n`` times in 4 min."""
+    now = datetime.now(timezone.utc)
+    return [log_attrs((now - timedelta(seconds=10 + 240 * k / n)).isoformat().replace("+00:00", "Z"),
+                      PGRST303, instance="148ed193b95089") for k in range(n)]
+
+
 @contextmanager
 def world(*, keys: tuple[str, ...] = (ANON, NEW_ANON), app_skew: float = 0.0,
           secrets: dict[str, str] | None = None, app_body: dict | None = None,
-          secret_fields: dict | None = None, bans: list[str] | None = None) -> Iterator[tuple]:
+          secret_fields: dict | None = None, bans: list[str] | None = None,
+          logs: list[dict] | None = None) -> Iterator[tuple]:
     with ExitStack() as stack:
         gateway = stack.enter_context(SupabaseGatewayStandIn(*keys))
         body = app_body or {"status": "ok", "timestamp": datetime.now(timezone.utc).isoformat()}
@@ -94,20 +128,23 @@ def world(*, keys: tuple[str, ...] = (ANON, NEW_ANON), app_skew: float = 0.0,
             extra_fields=secret_fields))
         api = stack.enter_context(SupabaseManagementStandIn(SB_TOKEN, {REF: {
             "bans": {"banned_ipv4_addresses": bans or []}}}))
+        # the Fly platform API (logs) takes the same token as the Machines API
+        fly.logs = stack.enter_context(FlyApiStandIn(FLY_TOKEN, {"live-app": {"logs": logs or []}}))
         yield gateway, app, fly, api
 
 
 def _env(reports: Path, gateway, fly, api, **extra: str) -> dict[str, str]:
     return clean_env(**{"OPSLIB_REPORTS": str(reports), "SUPABASE_URL": gateway.url,
                         "SUPABASE_ANON_KEY": ANON, "FLY_API_TOKEN": FLY_TOKEN,
-                        "FLY_FLAPS_BASE_URL": fly.url, "SUPABASE_ACCESS_TOKEN": SB_TOKEN,
+                        "FLY_FLAPS_BASE_URL": fly.url, "FLY_API_BASE_URL": fly.logs.url,
+                        "SUPABASE_ACCESS_TOKEN": SB_TOKEN,
                         "SUPABASE_PROJECT_REF": REF, "SUPABASE_API_BASE_URL": api.url, **extra})
 
 
 def test_live_skew_and_gated_secrets_set(reports):
     """A 2-minute app clock and a missing SUPABASE_ANON_KEY; `fly secrets set` is applied only
     with the digest of a plan made from the same environment value."""
-    with world(app_skew=120) as (gateway, app, fly, api):
+    with world(app_skew=120, logs=skew_logs(24)) as (gateway, app, fly, api):
         base = ("run", "auth", "--app", "live-app", "--app-url", app.url)
 
         def latest() -> dict:
@@ -125,6 +162,12 @@ def test_live_skew_and_gated_secrets_set(reports):
         assert found["fly-secrets-missing"]["severity"] == "critical"
         assert found["anon-key"]["title"] == "SUPABASE_ANON_KEY carries role anon"
         assert found["network-bans"]["severity"] == "ok"
+        # the logs confirm it: PostgREST refused the app's tokens as issued in the future
+        assert found["auth-logs-clock-skew"]["severity"] == "critical"
+        assert found["auth-logs-clock-skew"]["title"].startswith(
+            "the logs confirm the skew: 24x tokens refused as issued in the future")
+        assert found["logs.jwt_clock_skew"]["severity"] == "critical"
+        assert fly.logs.mutations == [] and fly.logs.requests
         assert plan["escalation"]["level"] == 2
         assert [a["command"] for a in plan["actions"]] == [
             "fly secrets set SUPABASE_ANON_KEY=… -a live-app"]
@@ -163,7 +206,7 @@ def test_live_skew_and_gated_secrets_set(reports):
 def test_a_key_the_gateway_rejects_is_never_pushed():
     with world(keys=(NEW_ANON,), secrets={}) as (gateway, app, fly, api):
         environ = {"SUPABASE_URL": gateway.url, "SUPABASE_ANON_KEY": ANON, "FLY_API_TOKEN": FLY_TOKEN,
-                   "FLY_FLAPS_BASE_URL": fly.url}
+                   "FLY_FLAPS_BASE_URL": fly.url, "FLY_API_BASE_URL": fly.logs.url}
         session = Session("live")
         data = auth.collect(session, Target("live", "live-app", app.url, environ=environ))
         session.close()
@@ -267,7 +310,7 @@ def test_no_secret_reaches_the_run_folder(reports):
         env = _env(reports, gateway, fly, api, SUPABASE_ANON_KEY=CANARY_ANON,
                    FLY_API_TOKEN=CANARY_FLY, SUPABASE_ACCESS_TOKEN=CANARY_SBP,
                    DATABASE_URL=f"postgresql://postgres:{CANARY_PW}@127.0.0.1:5/postgres")
-        fly.token = CANARY_FLY
+        fly.token = fly.logs.token = CANARY_FLY
         api.token = CANARY_SBP
         proc = opslib_cli("run", "auth", "--app", "live-app", "--app-url", app.url, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -17,6 +17,7 @@ from opslib.runbooks import database
 from opslib.session import Session
 from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
 from tests.servers import PostgresServer, free_port
+from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.fly_machines import FlyMachinesStandIn
 from tests.standins.supabase import StatuspageStandIn, SupabaseManagementStandIn
 
@@ -61,6 +62,16 @@ def test_demo_connection_leak(reports):
     assert all(a["status"] == "planned" for a in f["actions"])
     assert f["escalation"]["level"] == 1
     assert (run / "charts" / "db-connections.png").read_bytes()[:4] == b"\x89PNG"
+    # the app's logs: refused for lack of slots for the last 12 min, and still full now
+    slots = found["db-logs-slots"]
+    assert slots["severity"] == "critical"
+    assert slots["title"] == ("the app was refused a connection 50x for lack of slots between "
+                              "03:02 and 03:13 UTC, and 97% of max_connections are in use now")
+    assert any("remaining connection slots are reserved" in e or "too many clients" in e
+               for e in slots["evidence"])
+    assert found["logs.pg_too_many_connections"]["severity"] == "critical"
+    assert found["logs.http_5xx"]["severity"] == "info"  # the 500s → not-responding
+    assert (run / "charts" / "database-log-signals.png").is_file()
 
 
 def test_demo_healthy_does_not_cry_wolf(reports):
@@ -77,6 +88,9 @@ def test_demo_healthy_does_not_cry_wolf(reports):
     assert found["supabase-status"]["severity"] == "info"
     assert "nothing touching the database" in found["supabase-status"]["title"]
     assert f["actions"] == []
+    assert found["logs.no_signals"]["severity"] == "ok"
+    assert not [x for x in f["findings"] if x["id"].startswith(("db-logs", "logs."))
+                and x["severity"] != "ok"]
 
 
 def test_demo_supabase_outage_escalates_to_level_2(reports):
@@ -91,6 +105,13 @@ def test_demo_supabase_outage_escalates_to_level_2(reports):
     assert found["supabase-services"] == "critical"
     assert f["escalation"]["level"] == 2 and f["escalation"]["team"] == "Platform Team"
     assert f["actions"] == []  # a restart does not fix Supabase
+    # the app's logs see the outage: Supavisor has no connection to hand out — not a sizing
+    # problem while Supabase reports the incident
+    detail = by_id(f)
+    assert found["db-logs-pooler"] == "warning"
+    assert detail["db-logs-pooler"]["title"].endswith("during the Supabase incident")
+    assert "Not a sizing problem" in detail["db-logs-pooler"]["detail"]
+    assert found["db-logs-outage"] == "info" and "db_connection_closed x6" in detail["db-logs-outage"]["title"]
 
 
 # ----------------------------------------------------------------------------- live
@@ -144,20 +165,35 @@ def _machines() -> list[dict]:
     return [machine(f"{i:014x}", name=f"m{i}", region="iad") for i in (1, 2)]
 
 
+def refused_logs(n: int) -> list[dict]:
+    """The web app refused ``n`` times in the last few minutes, as Postgres words it."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    return [log_attrs((now - timedelta(seconds=20 + 15 * k)).isoformat().replace("+00:00", "Z"),
+                      'psql: error: connection to server at "127.0.0.1", port 5432 failed: '
+                      "FATAL:  sorry, too many clients already", instance=f"{1 + k % 2:014x}")
+            for k in range(n)]
+
+
 @contextmanager
-def standins(*, visible: list[str] | None = None) -> Iterator[tuple]:
+def standins(*, visible: list[str] | None = None, logs: list[dict] | None = None
+             ) -> Iterator[tuple]:
     with ExitStack() as stack:
         fly = stack.enter_context(FlyMachinesStandIn(FLY_TOKEN, {"live-app": _machines()}))
         status = stack.enter_context(StatuspageStandIn(summary=statuspage()))
         api = stack.enter_context(SupabaseManagementStandIn(SB_TOKEN, {REF: {
             "project": {**_project(), "id": REF, "ref": REF},
             "health": _services(), "pooler": POOLER}}, visible=visible))
+        # the Fly platform API (logs) takes the same token as the Machines API
+        fly.logs = stack.enter_context(FlyApiStandIn(FLY_TOKEN, {"live-app": {"logs": logs or []}}))
         yield fly, status, api
 
 
 def _env(reports, dsn: str, fly, status, api, **extra: str) -> dict[str, str]:
     return clean_env(**{"OPSLIB_REPORTS": str(reports), "DATABASE_URL": dsn,
                         "FLY_API_TOKEN": FLY_TOKEN, "FLY_FLAPS_BASE_URL": fly.url,
+                        "FLY_API_BASE_URL": fly.logs.url,
                         "SUPABASE_STATUS_URL": status.url, "SUPABASE_ACCESS_TOKEN": SB_TOKEN,
                         "SUPABASE_PROJECT_REF": REF, "SUPABASE_API_BASE_URL": api.url, **extra})
 
@@ -169,7 +205,8 @@ def test_gated_termination_against_real_postgres(reports, pressured):
     def latest() -> dict:
         return findings(max(run_dirs(reports), key=lambda p: p.stat().st_mtime_ns))
 
-    with pressure(pressured, leaked=12, idle=5, admin=2) as conns, standins() as (fly, status, api):
+    with pressure(pressured, leaked=12, idle=5, admin=2) as conns, \
+            standins(logs=refused_logs(8)) as (fly, status, api):
         env = _env(reports, pressured.dsn(), fly, status, api)
         worker_pids = sorted(c.info.backend_pid for c in conns["worker"])
         others = sorted(c.info.backend_pid for c in conns["web"] + conns["admin"])
@@ -187,6 +224,11 @@ def test_gated_termination_against_real_postgres(reports, pressured):
         assert sorted(a["params"]["pid"] for a in terminations) == worker_pids
         assert {a["basis"]["state"] for a in terminations} == {"idle in transaction"}
         assert [a["kind"] for a in plan["actions"]].count("machine.restart") == 2
+        # the app's logs: refused for lack of slots, and every slot is still taken
+        assert found["db-logs-slots"]["severity"] == "critical"
+        assert found["db-logs-slots"]["title"].startswith("the app was refused a connection 8x")
+        assert "100% of max_connections are in use now" in found["db-logs-slots"]["title"]
+        assert fly.logs.mutations == [] and fly.logs.requests
         digest = plan["plan_digest"]
         assert fly.mutations == [] and api.mutations == []
 
@@ -252,7 +294,8 @@ def test_refusing_database_is_pool_exhaustion_with_a_restart_planned(pressured):
     """Every slot taken, superusers' too: the runbook cannot connect and says why."""
     with pressure(pressured, leaked=0, idle=17, admin=3), standins() as (fly, status, api):
         environ = {"DATABASE_URL": pressured.dsn(), "FLY_API_TOKEN": FLY_TOKEN,
-                   "FLY_FLAPS_BASE_URL": fly.url, "SUPABASE_STATUS_URL": status.url}
+                   "FLY_FLAPS_BASE_URL": fly.url, "SUPABASE_STATUS_URL": status.url,
+                   "FLY_API_BASE_URL": fly.logs.url}
         session = Session("live")
         data = database.collect(session, Target("live", "live-app", "http://x", environ=environ))
         found = database.assess_connections(data.capacity, data.breakdown, data.db_error,
@@ -288,7 +331,7 @@ def test_no_secret_reaches_the_run_folder(reports, pressured):
         c.execute(f"CREATE ROLE canary LOGIN SUPERUSER PASSWORD '{pw}'")
     try:
         with standins() as (fly, status, api):
-            fly.token, api.token = fly_token, sb_token
+            fly.token, fly.logs.token, api.token = fly_token, fly_token, sb_token
             api.projects[REF]["pooler"] = [{**POOLER[0], "connection_string":
                                             f"postgres://postgres.{REF}:{in_pooler}@pooler.example:6543/postgres"}]
             status.summary = statuspage(incidents=[{

@@ -14,6 +14,7 @@ from opslib.promql import queries
 from opslib.runbooks import memory
 from opslib.session import Session, iso
 from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
+from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.fly_machines import FlyMachinesStandIn
 from tests.standins.prometheus import PrometheusStandIn
 
@@ -60,6 +61,16 @@ def test_demo_oom_finds_the_leak_and_plans_the_seed_resize(reports):
     assert len(f["plan_digest"]) == 16
     assert (run / "charts" / "memory-per-machine.png").read_bytes()[:4] == b"\x89PNG"
     assert "data:image/png" in (run / "memory.html").read_text()
+    # the logs around both OOM exits hold the kernel's own line: node held ~215 MB of 256 MB
+    oom_logs = detail["memory-oom-logs"]
+    assert oom_logs["title"] == f"the kernel's log confirms 2 OOM kill(s): node on {A}"
+    assert [e.split(": ", 1)[1] for e in oom_logs["evidence"]] == [
+        "kernel killed node (pid 314) holding 216 MB anon-rss of 256 MB",
+        "kernel killed node (pid 314) holding 215 MB anon-rss of 256 MB"]
+    # the last 30 min hold no OOM (the next one is ~14 min away), and nothing else
+    assert found["logs.no_signals"] == "ok" and "memory-oom-unrecorded" not in found
+    pages = sorted((run / "raw" / "http").glob("*-fly-api.json"))
+    assert len(pages) == 4, "the recent window (2 pages) and one page around each OOM exit"
 
 
 def test_demo_page_cache_does_not_cry_wolf(reports):
@@ -68,7 +79,7 @@ def test_demo_page_cache_does_not_cry_wolf(reports):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
     assert f["severity"] == "ok"
-    assert ids(f) == {"memory-ok": "ok", "memory-page-cache": "info"}
+    assert ids(f) == {"memory-ok": "ok", "memory-page-cache": "info", "logs.no_signals": "ok"}
     cache = next(x for x in f["findings"] if x["id"] == "memory-page-cache")
     assert "Not memory pressure" in cache["detail"]
     assert any("93% counting cache, 46% in use" in e for e in cache["evidence"])
@@ -90,6 +101,32 @@ def _oom_event(at: datetime, restarts: int, capitalised: bool) -> dict:
     req = {"MonitorEvent": {"exit_event": ee}} if capitalised else {"exit_event": ee}
     return {"type": "exit", "status": "stopped", "source": "flyd", "timestamp": _ms(at),
             "request": {**req, "restart_count": restarts}}
+
+
+def _kernel(at: datetime, pid: int, name: str, anon_rss_kb: int, mid: str) -> list[dict]:
+    """An OOM kill as the kernel and Fly's init log it."""
+    z = lambda dt: dt.isoformat().replace("+00:00", "Z")  # noqa: E731
+    return [log_attrs(z(at - timedelta(seconds=1)),
+                      f"[ 7210.331204] Out of memory: Killed process {pid} ({name}) "
+                      f"total-vm:1204412kB, anon-rss:{anon_rss_kb}kB, file-rss:0kB, "
+                      "shmem-rss:0kB, UID:1000 pgtables:1344kB oom_score_adj:0", instance=mid),
+            log_attrs(z(at - timedelta(seconds=0.8)),
+                      " INFO Process appears to have been OOM killed!", instance=mid)]
+
+
+def _live_logs(now: datetime) -> list[dict]:
+    """The kernel's lines at A's two OOM exits; and on B, 6 min ago, a headless browser the
+    app spawned killed by the kernel while the machine ran on (no OOM exit)."""
+    lines = [log_attrs((now - timedelta(minutes=m, seconds=s)).isoformat().replace("+00:00", "Z"),
+                       f"GET /api/items/{m * 60 + s} 200 4.2 ms - 312", instance=B, region="ams")
+             for m in (1, 5, 20, 31, 119, 121) for s in (0, 20, 40)]
+    lines += _kernel(now - timedelta(minutes=30), 314, "node", 497_812, A)
+    lines += _kernel(now - timedelta(hours=2), 314, "node", 501_220, A)
+    lines += [log_attrs((now - timedelta(minutes=6)).isoformat().replace("+00:00", "Z"),
+                        "[ 9120.004211] Out of memory: Killed process 912 (chromium) "
+                        "total-vm:2840012kB, anon-rss:301404kB, file-rss:0kB, shmem-rss:0kB, "
+                        "UID:1000 pgtables:2112kB oom_score_adj:300", instance=B, region="ams")]
+    return lines
 
 
 def _live_world(app: str = "live-app"):
@@ -115,9 +152,11 @@ def _live_world(app: str = "live-app"):
 
 def test_live_against_stand_ins_then_replay(reports):
     apps, fixture = _live_world()
-    with FlyMachinesStandIn(TOKEN, apps) as fly, PrometheusStandIn(TOKEN, fixture) as prom:
+    with FlyMachinesStandIn(TOKEN, apps) as fly, PrometheusStandIn(TOKEN, fixture) as prom, \
+            FlyApiStandIn(TOKEN, {"live-app": {"logs": _live_logs(_now())}}) as api:
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
-                        FLY_FLAPS_BASE_URL=fly.url, FLY_PROMETHEUS_URL=prom.base)
+                        FLY_FLAPS_BASE_URL=fly.url, FLY_PROMETHEUS_URL=prom.base,
+                        FLY_API_BASE_URL=api.url)
         proc = opslib_cli("run", "memory", "--app", "live-app", "--incident", "live", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         run = only_run(reports)
@@ -136,6 +175,17 @@ def test_live_against_stand_ins_then_replay(reports):
             queries("live-app", window="6h")[n] for n in
             ("memory_pct", "memory_used_incl_cache_pct", "memory_total_bytes", "oom_exits"))
         assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in prom.requests)
+        # logs: the recent 30 min and a slice around each OOM exit in the window
+        assert api.mutations == [] and len(api.requests) >= 3
+        assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in api.requests)
+        detail = {x["id"]: x for x in f["findings"]}
+        assert detail["memory-oom-logs"]["title"] == (
+            f"the kernel's log confirms 2 OOM kill(s): node on {A}")
+        assert "holding 486 MB anon-rss of 512 MB" in detail["memory-oom-logs"]["evidence"][0]
+        unrecorded = detail["memory-oom-unrecorded"]
+        assert unrecorded["severity"] == "critical" and B in unrecorded["title"]
+        assert "killed chromium (pid 912), 294 MB anon-rss" in unrecorded["evidence"]
+        assert found["logs.oom_kill"] == "critical"
     for path in run.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
@@ -150,9 +200,11 @@ def test_live_against_stand_ins_then_replay(reports):
 def test_live_bad_input_gives_findings_and_keeps_evidence(reports):
     """An app the Fly API does not know, and Prometheus with no series for it."""
     apps, _ = _live_world()
-    with FlyMachinesStandIn(TOKEN, apps) as fly, PrometheusStandIn(TOKEN, {}) as prom:
+    with FlyMachinesStandIn(TOKEN, apps) as fly, PrometheusStandIn(TOKEN, {}) as prom, \
+            FlyApiStandIn(TOKEN, {"live-app": {"logs": []}}) as api:
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
-                        FLY_FLAPS_BASE_URL=fly.url, FLY_PROMETHEUS_URL=prom.base)
+                        FLY_FLAPS_BASE_URL=fly.url, FLY_PROMETHEUS_URL=prom.base,
+                        FLY_API_BASE_URL=api.url)
         proc = opslib_cli("run", "memory", "--app", "no-such-app", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = only_run(reports)
@@ -163,9 +215,65 @@ def test_live_bad_input_gives_findings_and_keeps_evidence(reports):
     assert detail["no-data-memory-pct"]["severity"] == "unknown"
     assert "'no-such-app'" in detail["no-data-memory-pct"]["detail"]
     assert f["severity"] == "critical" and f["actions"] == []
+    assert detail["logs-fetch-failed"]["severity"] == "unknown"
+    assert "404" in detail["logs-fetch-failed"]["title"]
     assert len(list((run / "raw" / "http").glob("*-prometheus.json"))) == 4
     assert len(list((run / "raw" / "http").glob("*-fly-machines.json"))) == 1
     assert (run / "EVIDENCE_MANIFEST.json").is_file()
+
+
+# ----------------------------------------------------------------------------- gated resize
+def test_resize_is_gated_by_the_plan_digest(reports):
+    """Against the Fly Machines API STAND-IN: zero mutating requests without a matching
+    confirmation; with it exactly the planned updates, each sending the machine's full config
+    with the new ``guest``; the same confirmation again is refused as stale."""
+    import json
+
+    apps, fixture = _live_world()
+    images = {m["id"]: m["config"]["image"] for m in apps["live-app"]}
+    with FlyMachinesStandIn(TOKEN, apps) as fly, PrometheusStandIn(TOKEN, fixture) as prom, \
+            FlyApiStandIn(TOKEN, {"live-app": {"logs": _live_logs(_now())}}) as api:
+        env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
+                        FLY_FLAPS_BASE_URL=fly.url, FLY_PROMETHEUS_URL=prom.base,
+                        FLY_API_BASE_URL=api.url)
+        base = ("run", "memory", "--app", "live-app")
+
+        def latest() -> dict:
+            return findings(max(run_dirs(reports), key=lambda p: p.stat().st_mtime_ns))
+
+        assert opslib_cli(*base, "--incident", "p1", env=env).returncode == 0
+        plan = latest()
+        digest = plan["plan_digest"]
+        assert [(a["kind"], a["params"]["machine_id"], a["status"]) for a in plan["actions"]] == [
+            ("machine.update", A, "planned"), ("machine.update", B, "planned")]
+        assert fly.mutations == []
+
+        proc = opslib_cli(*base, "--incident", "p2", "--apply", "--confirm", "0" * 16, env=env)
+        assert proc.returncode == 1, proc.stdout
+        assert latest()["apply"]["outcome"] == "refused"
+        assert [a["status"] for a in latest()["actions"]] == ["refused", "refused"]
+        assert fly.mutations == [] and prom.mutations == [] and api.mutations == []
+
+        proc = opslib_cli(*base, "--incident", "p3", "--apply", "--confirm", digest, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        applied = latest()
+        assert applied["apply"]["outcome"] == "applied"
+        assert [a["status"] for a in applied["actions"]] == ["applied", "applied"]
+        assert [(r.method, r.path) for r in fly.mutations] == [
+            ("POST", f"/v1/apps/live-app/machines/{A}"), ("POST", f"/v1/apps/live-app/machines/{B}")]
+        for request, mid in zip(fly.mutations, (A, B)):
+            config = json.loads(request.body)["config"]
+            assert config["guest"] == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024}
+            # the full config goes back: the image and metadata are kept, not dropped
+            assert config["image"] == images[mid]
+            assert config["metadata"]["fly_process_group"] == "app"
+        assert [m["config"]["guest"]["memory_mb"] for m in apps["live-app"]] == [1024, 1024]
+
+        # The same confirmation again: the machines have 1024 MB now, so the plan is stale.
+        proc = opslib_cli(*base, "--incident", "p4", "--apply", "--confirm", digest, env=env)
+        assert proc.returncode == 1
+        assert latest()["apply"]["outcome"] == "refused"
+        assert len(fly.mutations) == 2
 
 
 # ----------------------------------------------------------------------------- function level
@@ -174,6 +282,7 @@ def _collect(fly_url: str, prom_url: str, token: str = TOKEN, app: str = "live-a
                     environ={"FLY_API_TOKEN": token, "FLY_FLAPS_BASE_URL": fly_url,
                              "FLY_PROMETHEUS_URL": prom_url})
     session = Session("live")
+    kw.setdefault("log_window_minutes", 0)  # these tests are about the Machines API and Prometheus
     data = memory.collect(session, target, **kw)
     limits = thresholds()
     summary = memory.machine_summary(data, session.now(), limits)
@@ -213,7 +322,7 @@ def test_thresholds_are_overridable_but_oom_stays_critical():
                         environ={"FLY_API_TOKEN": TOKEN, "FLY_FLAPS_BASE_URL": fly.url,
                                  "FLY_PROMETHEUS_URL": prom.base})
         session = Session("live")
-        data = memory.collect(session, target)
+        data = memory.collect(session, target, log_window_minutes=0)
     limits = thresholds({"memory_pct": [97, 99]})
     summary = memory.machine_summary(data, session.now(), limits)
     found = {f.id: f.severity for f in memory.assess(data, summary, "live-app", limits,

@@ -11,6 +11,7 @@ from opslib.promql import queries
 from opslib.runbooks import monitoring
 from opslib.session import Session
 from tests.conftest import clean_env, findings, only_run, opslib_cli
+from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.prometheus import PrometheusStandIn
 
 TOKEN = "fo1_TestReadOnlyToken_abcdefghijklmnopqrstuvwxyz0123"
@@ -29,7 +30,8 @@ def test_demo_incident_evaluates_the_seed_table(reports):
     f = findings(run)
     assert (f["severity"], f["scenario"]) == ("critical", "incident")
     assert ids(f) == {"metric-response-time": "critical", "metric-error-rate": "warning",
-                      "metric-memory": "critical", "metric-cpu": "ok", "metric-connections": "ok"}
+                      "metric-memory": "critical", "metric-cpu": "ok", "metric-connections": "ok",
+                      "monitoring-logs-5xx": "info", "logs.http_5xx": "info"}
     titles = {x["id"]: x["title"] for x in f["findings"]}
     assert titles["metric-response-time"] == ("Response time 2.6 s is above the critical "
                                               "threshold (> 2000ms)")
@@ -42,6 +44,13 @@ def test_demo_incident_evaluates_the_seed_table(reports):
         assert row in html
     assert "&gt; 80% of pool" in html and "<strong>CRITICAL</strong>" in html
     assert (run / "charts" / "key-metrics.png").read_bytes()[:4] == b"\x89PNG"
+    # the seed's Log Analysis greps, counted, and the 5xx the app itself logged
+    assert 'grep -i "error|exception|failed"' in html and "Seed grep categories" in html
+    assert titles["monitoring-logs-5xx"].startswith(
+        "the app's own access logs show 3.7% 5xx (edge 3.4%): the app answers these errors "
+        "itself, mostly on 148ed193b95089")
+    assert titles["logs.http_5xx"].endswith("→ see the not-responding runbook")
+    assert (run / "charts" / "monitoring-log-categories.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_demo_normal_day_is_all_ok(reports):
@@ -49,7 +58,8 @@ def test_demo_normal_day_is_all_ok(reports):
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
-    assert f["severity"] == "ok" and set(ids(f).values()) == {"ok"} and len(f["findings"]) == 5
+    assert f["severity"] == "ok" and set(ids(f).values()) == {"ok"} and len(f["findings"]) == 6
+    assert "logs.no_signals" in ids(f) and "monitoring-logs-5xx" not in ids(f)
     assert f["escalation"]["level"] == 0
 
 
@@ -65,15 +75,34 @@ def _fixture(app: str, *, with_machines: bool = True) -> dict:
     return fx
 
 
+def _live_logs() -> list[dict]:
+    """40 requests in the last 10 min, 2 of them answered 500 by the app; a PC01 from the proxy."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    z = lambda k: (now - timedelta(seconds=15 * k + 5)).isoformat().replace("+00:00", "Z")  # noqa: E731
+    lines = [log_attrs(z(k), f"GET /api/items/{k} {500 if k in (3, 17) else 200} 4.1 ms - 120",
+                       instance="m1") for k in range(40)]
+    lines.append(log_attrs(z(8), "[PC01] instance refused connection. is your app listening on "
+                           "0.0.0.0:8080? make sure it is not only listening on 127.0.0.1 (hint: "
+                           "look at your startup logs, servers often print the address they are "
+                           "listening on)", instance="m2", provider="proxy", level="error"))
+    return lines
+
+
 def test_live_with_missing_metrics_says_no_data_and_keeps_evidence(reports, pg):
     """Prometheus answers p95 and error rate but nothing for memory and CPU: those rows say
-    NO DATA and what to check — never OK; connections come from a real PostgreSQL."""
-    with PrometheusStandIn(TOKEN, _fixture("live-app", with_machines=False)) as prom:
+    NO DATA and what to check — never OK; connections come from a real PostgreSQL; the logs
+    from the Fly platform API STAND-IN."""
+    with PrometheusStandIn(TOKEN, _fixture("live-app", with_machines=False)) as prom, \
+            FlyApiStandIn(TOKEN, {"live-app": {"logs": _live_logs()}}) as api:
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
-                        FLY_PROMETHEUS_URL=prom.base, DATABASE_URL=pg.dsn())
+                        FLY_PROMETHEUS_URL=prom.base, DATABASE_URL=pg.dsn(),
+                        FLY_API_BASE_URL=api.url)
         proc = opslib_cli("run", "monitoring", "--app", "live-app", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert len(prom.queries) == 5 and prom.mutations == []
+        assert api.requests and api.mutations == []
     run = only_run(reports)
     f = findings(run)
     found = ids(f)
@@ -85,6 +114,13 @@ def test_live_with_missing_metrics_says_no_data_and_keeps_evidence(reports, pg):
     nodata = next(x for x in f["findings"] if x["id"] == "no-data-memory-pct")
     assert "FLY_ORG" in nodata["detail"] and "'live-app'" in nodata["detail"]
     assert "NO DATA" in (run / "monitoring.html").read_text()
+    # the app's access logs show 5% 5xx while the edge says 0.4%; a PC01 points elsewhere
+    logs5xx = next(x for x in f["findings"] if x["id"] == "monitoring-logs-5xx")
+    assert logs5xx["severity"] == "warning"
+    assert logs5xx["title"].startswith("the app's access logs show 5.0% 5xx")
+    assert found["logs.proxy_pc01"] == "info"
+    assert next(x for x in f["findings"] if x["id"] == "logs.proxy_pc01")["title"].endswith(
+        "→ see the not-responding runbook")
     assert f["severity"] == "warning"
     assert len(list((run / "raw" / "http").glob("*-prometheus.json"))) == 5
     assert len(list((run / "raw" / "pg").glob("*.json"))) == 1
@@ -100,7 +136,7 @@ def _evaluate(prom_url: str, dsn: str | None):
         environ["DATABASE_URL"] = dsn
     target = Target("live", "live-app", "https://live-app.fly.dev", environ=environ)
     session = Session("live")
-    data = monitoring.collect(session, target)
+    data = monitoring.collect(session, target, log_window_minutes=0)
     return data, monitoring.evaluate(data, "live-app", thresholds(), session.now())
 
 
@@ -160,7 +196,7 @@ def test_thresholds_override_changes_the_verdict():
     with PrometheusStandIn(TOKEN, _fixture("live-app")) as prom:
         target = Target("live", "live-app", "https://x.fly.dev",
                         environ={"FLY_API_TOKEN": TOKEN, "FLY_PROMETHEUS_URL": prom.base})
-        data = monitoring.collect(Session("live"), target)
+        data = monitoring.collect(Session("live"), target, log_window_minutes=0)
     limits = thresholds({"response_time_ms": [700, 1500], "memory_pct": [93, 97]})
     by_key = {r.key: r for r in monitoring.evaluate(data, "live-app", limits)}
     assert by_key["response_time_ms"].status == "ok"

@@ -12,10 +12,12 @@ from opslib.config import Target
 from opslib.demo.world import machine
 from opslib.findings import escalation, thresholds
 from opslib.promql import queries
+from opslib.runbooks import logs
 from opslib.runbooks import not_responding as nr
 from opslib.session import Session, iso
 from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
 from tests.servers import LocalHTTPServer, Reply, free_port
+from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.fly_machines import FlyMachinesStandIn
 from tests.standins.prometheus import PrometheusStandIn
 
@@ -48,6 +50,14 @@ def test_demo_all_machines_stopped_is_503_and_plans_starts(reports):
     assert f["escalation"]["level"] == 1
     assert "stopped" in f["escalation"]["reason"]
     assert (run / "charts" / "edge-responses.png").is_file()
+    # the proxy says why users get 503: no healthy machine to route to; the clean stops
+    # (SIGINT, exit code 0) raise nothing
+    detail = {x["id"]: x for x in f["findings"]}
+    assert found["logs.proxy_pr01"] == "critical"
+    assert "PR01" in detail["logs.proxy_pr01"]["title"]
+    assert "logs.app_exit_nonzero" not in found and "nr-logs-crashes" not in found
+    assert (run / "charts" / "not-responding-log-signals.png").is_file()
+    assert list((run / "raw" / "http").glob("*-fly-api.json"))
 
 
 def test_demo_port_mismatch_is_502_persisting_after_restart(reports):
@@ -63,6 +73,15 @@ def test_demo_port_mismatch_is_502_persisting_after_restart(reports):
     assert "port 8080" in detail["nr-not-listening"]["title"]
     assert "→ 502" in detail["nr-not-listening"]["title"]
     assert "HTTP 502" in detail["nr-edge-5xx"]["evidence"][0]
+    # the logs tell which port: the proxy tries 8080 (PC01), v43 says it listens on 3000
+    assert found["logs.proxy_pc01"] == "critical"
+    mismatch = detail["nr-logs-port-mismatch"]
+    assert mismatch["severity"] == "critical"
+    assert mismatch["title"].startswith("port mismatch: the proxy connects to port 8080, the "
+                                        "app listens on 3000")
+    assert "internal_port = 3000" in mismatch["detail"]
+    assert any("Server listening on http://0.0.0.0:3000" in e for e in mismatch["evidence"])
+    assert found["logs.health_check_failing"] == "critical"
     assert f["escalation"]["level"] == 2
     assert f["escalation"]["reason"].startswith("issue persists after restart")
     # the seed: "if restart fails, scale down and up" — stop all, then start all
@@ -77,8 +96,10 @@ def test_demo_deploy_blip_does_not_cry_wolf(reports):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
     assert f["severity"] == "ok"
+    # the deploy's stops (exit code 0), boot health-check blips and PM11 re-routes are
+    # recognised in the logs and not raised
     assert ids(f) == {"nr-machines-ok": "ok", "health-endpoint": "ok", "health-latency": "ok",
-                      "nr-edge-5xx": "ok"}
+                      "nr-edge-5xx": "ok", "logs.no_signals": "ok"}
     edge = next(x for x in f["findings"] if x["id"] == "nr-edge-5xx")
     assert "during a deploy" in edge["title"] and "none for the last 10 min" in edge["title"]
     assert f["actions"] == [] and f["escalation"]["level"] == 0
@@ -104,9 +125,28 @@ def _edge_fixture(app: str, status: str | None) -> dict:
     return fx
 
 
-def _env(reports, fly, prom) -> dict[str, str]:
+def _env(reports, fly, prom, api) -> dict[str, str]:
     return clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN, FLY_FLAPS_BASE_URL=fly.url,
-                     FLY_PROMETHEUS_URL=prom.base)
+                     FLY_PROMETHEUS_URL=prom.base, FLY_API_BASE_URL=api.url)
+
+
+PC01 = ("[PC01] instance refused connection. is your app listening on 0.0.0.0:8080? make sure "
+        "it is not only listening on 127.0.0.1 (hint: look at your startup logs, servers often "
+        "print the address they are listening on)")
+
+
+def _log(at: datetime, message: str, **kw: str) -> dict:
+    return log_attrs(at.isoformat().replace("+00:00", "Z"), message, **kw)
+
+
+def _localhost_logs() -> list[dict]:
+    """Machine A restarted 10 min ago and listens on 127.0.0.1 only: the proxy is refused."""
+    t = datetime.now(timezone.utc) - timedelta(minutes=10)
+    lines = [_log(t + timedelta(seconds=i), f"GET /api/items/{i} 200 3.1 ms - 88") for i in range(5)]
+    lines.append(_log(t + timedelta(seconds=30), "Server listening on http://127.0.0.1:8080"))
+    lines += [_log(t + timedelta(seconds=40 + 20 * k), PC01, provider="proxy", level="error")
+              for k in range(12)]
+    return lines
 
 
 # ----------------------------------------------------------------------------- gated remediation
@@ -116,8 +156,9 @@ def test_restarts_are_gated_by_the_plan_digest(reports):
     machines = _machines((A, "started", "critical"), (B, "stopped", "critical"))
     with LocalHTTPServer(lambda r: Reply(502, "Bad Gateway")) as app, \
             FlyMachinesStandIn(TOKEN, {"live-app": machines}) as fly, \
+            FlyApiStandIn(TOKEN, {"live-app": {"logs": _localhost_logs()}}) as api, \
             PrometheusStandIn(TOKEN, _edge_fixture("live-app", "502")) as prom:
-        env = _env(reports, fly, prom)
+        env = _env(reports, fly, prom, api)
         base = ("run", "not-responding", "--app", "live-app", "--app-url", app.url,
                 "-p", "probes=2")
 
@@ -128,6 +169,14 @@ def test_restarts_are_gated_by_the_plan_digest(reports):
         plan = latest()
         digest = plan["plan_digest"]
         assert ids(plan)["nr-not-listening"] == "critical"
+        # the logs say why: the app's own startup line binds 127.0.0.1, the proxy is refused
+        assert ids(plan)["nr-logs-listens-on-localhost"] == "critical"
+        assert ids(plan)["logs.proxy_pc01"] == "critical"
+        local = next(x for x in plan["findings"] if x["id"] == "nr-logs-listens-on-localhost")
+        assert local["title"] == ("the app listens on 127.0.0.1:8080: the proxy cannot reach it "
+                                  "(12x PC01)")
+        assert api.requests and all(r.path.startswith("/api/v1/apps/live-app/logs")
+                                    for r in api.requests) and api.mutations == []
         assert [(a["kind"], a["command"]) for a in plan["actions"]] == [
             ("machine.start", f"fly machine start {B} -a live-app"),
             ("machine.restart", f"fly machine restart {A} -a live-app")]
@@ -156,12 +205,14 @@ def test_restarts_are_gated_by_the_plan_digest(reports):
 
 # ----------------------------------------------------------------------------- function level
 def _diagnose(fly_url: str, prom_url: str, app_url: str, *, app: str = "live-app",
-              token: str = TOKEN, probes: int = 2):
+              token: str = TOKEN, probes: int = 2, api_url: str = ""):
+    """Collect and diagnose; the logs only with a Fly platform API stand-in (``api_url``)."""
     target = Target("live", app, app_url,
                     environ={"FLY_API_TOKEN": token, "FLY_FLAPS_BASE_URL": fly_url,
-                             "FLY_PROMETHEUS_URL": prom_url})
+                             "FLY_PROMETHEUS_URL": prom_url, "FLY_API_BASE_URL": api_url})
     session = Session("live")
-    data = nr.collect(session, target, probes=probes, timeout=2.0)
+    data = nr.collect(session, target, probes=probes, timeout=2.0,
+                      log_window_minutes=30 if api_url else 0)
     diag = nr.diagnose(data, app, session.now(), thresholds())
     return data, diag
 
@@ -188,13 +239,22 @@ def test_live_crash_loop_is_told_apart_from_a_port_mismatch():
                                         "exited_at": iso(now - timedelta(minutes=3))},
                          "restart_count": 4}}
     machines = _machines((A, "started", "critical"), events={A: [crash]})
+    # init's exit lines, four times in 8 min: a crash loop in the logs as well
+    exits = [_log(now - timedelta(minutes=9 - 2 * k),
+                  " INFO Main child exited normally with code: 1") for k in range(4)]
     with LocalHTTPServer(lambda r: Reply(502, "")) as app, \
             FlyMachinesStandIn(TOKEN, {"live-app": machines}) as fly, \
+            FlyApiStandIn(TOKEN, {"live-app": {"logs": exits}}) as api, \
             PrometheusStandIn(TOKEN, _edge_fixture("live-app", "502")) as prom:
-        data, diag = _diagnose(fly.url, prom.base, app.url)
+        data, diag = _diagnose(fly.url, prom.base, app.url, api_url=api.url)
     assert diag.kind == "crashing"
     assert {f.id for f in diag.findings} >= {"nr-crashing", "nr-edge-5xx", "health-5xx"}
     assert [a.kind for a in nr.plan_actions(diag, data, "live-app")] == ["machine.restart"]
+    report = logs.report_of(data.logs)
+    crashes = {f.id: f for f in nr.assess_logs(diag, data, report)}["nr-logs-crashes"]
+    assert crashes.severity == "critical"
+    assert "app_exit_nonzero x4" in crashes.title and "crash_loop x1" in crashes.title
+    assert "nr-logs-port-mismatch" not in {f.id for f in nr.assess_logs(diag, data, report)}
 
 
 def test_restart_within_the_grace_period_is_not_yet_a_failed_restart():

@@ -3,6 +3,11 @@
 ``collect`` does all I/O concurrently (the Auth health endpoint, the app, the Fly secrets list,
 the Management API's network bans); ``assess_*`` are pure; ``plan_actions`` proposes
 ``fly secrets set`` with values from the environment only.
+
+The app's recent logs show what users and the app were refused over time: JWTs "issued at
+future" / "not yet valid" (clock skew, and on which machine), expired or invalid tokens,
+"No API key found in request" / "Invalid API key" (a missing or wrong key), read against the
+measured clocks and the app's secrets.
 """
 from __future__ import annotations
 
@@ -15,11 +20,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action
+from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import Finding
 from ..session import Session
 from ..sources.fly_secrets import FlySecrets, env_digests, set_action
+from . import logs as applogs
+from ..logs import LogReport
 from ..sources.supabase import (GatewayCheck, SupabaseAuth, SupabaseManagement,
                                 assess_gateway_status, gateway_get, key_facts, recorded_ref,
                                 recorded_setting)
@@ -43,6 +51,7 @@ class AuthData:
     bans_error: SourceError | None = None
     digests: dict[str, str | None] = field(default_factory=dict)
     skipped: list[NotConfigured] = field(default_factory=list)
+    logs: applogs.LogFetch | None = None
 
     @property
     def clocks(self) -> pd.DataFrame:
@@ -112,17 +121,26 @@ def _bans(session: Session, target: Target, data: AuthData) -> None:
 
 
 def collect(session: Session, target: Target, *, names: tuple[str, ...] = REQUIRED,
-            timeout: float = 5.0) -> AuthData:
-    """Auth health, the app's clock, the Fly secrets and network bans, concurrently; plus the
-    digests of the named environment values a ``fly secrets set`` would send."""
+            timeout: float = 5.0, log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> AuthData:
+    """Auth health, the app's clock, the Fly secrets, network bans and the app's recent logs,
+    concurrently (``log_window_minutes`` of 0 reads no logs); plus the digests of the named
+    environment values a ``fly secrets set`` would send."""
     data = AuthData()
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=5) as pool:
         futures = [pool.submit(_auth, session, target, data),
                    pool.submit(_app, session, target, data, timeout),
                    pool.submit(_secrets, session, target, data),
                    pool.submit(_bans, session, target, data)]
+        logs_future = (pool.submit(applogs.fetch, session, target,
+                                   window_minutes=log_window_minutes, max_pages=log_max_pages)
+                       if log_window_minutes > 0 else None)
         for f in futures:
             f.result()
+        if logs_future is not None:
+            data.logs = logs_future.result()
+            if data.logs.skipped is not None:
+                data.skipped.append(data.logs.skipped)
     data.digests = env_digests(session, target.app, sorted(set(names)), target.env)
     return data
 
@@ -260,6 +278,120 @@ def assess_bans(bans: dict | None, error: SourceError | None) -> list[Finding]:
                     "repeated failed logins: someone may be guessing credentials (or an app "
                     "instance has a wrong password). Check whether these are your own egress IPs.",
                     ips[:20], source="supabase-api", escalate=3, escalate_reason=L3)]
+
+
+# --------------------------------------------------------------------------- logs
+AUTH_SIGNALS = ("jwt_clock_skew", "jwt_expired", "jwt_invalid", "invalid_api_key",
+                "refresh_token_failures")
+DEVICE_CLOCK = "check the device clock"  # supabase-js warns about the user's own device
+
+
+def _span(s: dict) -> str:
+    first, last = (s.get("first_seen") or "?")[11:16], (s.get("last_seen") or "?")[11:16]
+    return f"at {first} UTC" if first == last else f"between {first} and {last} UTC"
+
+
+def assess_logs(report: LogReport | None, data: AuthData, app: str) -> list[Finding]:
+    """What users and the app were refused, read against the measured clocks and secrets:
+
+    * tokens "issued at future" / "not yet valid" with the app's clock measured ahead: the
+      skew is confirmed, on the machines the logs name; with the clocks agreeing now: only
+      some machines are off (the probe reached another), or the skew was on users' devices;
+    * "No API key found" / "Invalid API key" with the secret missing: the missing secret is
+      what users hit; with it present: its value is wrong or was rotated.
+    """
+    if report is None:
+        return []
+    out: list[Finding] = []
+    skew = report.signal("jwt_clock_skew")
+    if skew is not None and skew["severity"] != "ok":
+        measured = [f for f in assess_clock_skew(data.auth, data.app)
+                    if f.id == "clock-skew" and f.severity in ("warning", "critical")]
+        where = ", ".join(skew.get("instances", [])) or "the app"
+        device = all(DEVICE_CLOCK in e.lower() for e in skew.get("examples", []))
+        if measured:
+            out.append(Finding(
+                "auth-logs-clock-skew", "critical",
+                f"the logs confirm the skew: {skew['count']}x tokens refused as issued in the "
+                f"future / not yet valid on {where} {_span(skew)}",
+                f"{measured[0].title}: every token issued by the fast clock is refused until "
+                "it catches up, so users are logged out or see 401s. The machines that log it "
+                "are the ones whose clock is off.", applogs.signal_evidence(skew),
+                source="logs", escalate=2,
+                escalate_reason="Fly machines take their time from the host: a skewed clock is "
+                                "a Fly.io platform issue (Level 2)"))
+        elif device:
+            out.append(Finding(
+                "auth-logs-device-clock", "info",
+                f"{skew['count']}x supabase-js warns that sessions look issued in the future "
+                f"{_span(skew)}: users' device clocks",
+                "the warning comes from the browser's client library comparing with the "
+                "user's own clock; the servers' clocks agree. Nothing to fix server-side.",
+                applogs.signal_evidence(skew), source="logs"))
+        else:
+            out.append(Finding(
+                "auth-logs-clock-skew", "warning",
+                f"{skew['count']}x tokens refused as issued in the future on {where} "
+                f"{_span(skew)}, but the clocks measured now agree",
+                "the probe reached a machine whose clock is fine: check the clock of the "
+                f"machines named (`fly ssh console -s -C date -a {app}`), or the skew was brief.",
+                applogs.signal_evidence(skew), source="logs"))
+    key = report.signal("invalid_api_key")
+    if key is not None and key["severity"] != "ok":
+        missing = ([n for n in REQUIRED if n not in set(data.secrets["name"])]
+                   if data.secrets is not None else [])
+        if missing:
+            title = (f"the app's calls to Supabase are refused for want of a key "
+                     f"({key['count']}x {_span(key)}): {', '.join(missing)} is not set")
+            detail = ("the gateway answers 'No API key found in request' because the app has "
+                      "no key to send: set the missing secret (planned below).")
+        else:
+            title = f"Supabase refused the app's API key {key['count']}x {_span(key)}"
+            detail = ("the secret is set but its value is refused ('Invalid API key'): it was "
+                      "rotated or belongs to another project. Set the current key from the "
+                      "dashboard (refresh_vars=['SUPABASE_ANON_KEY']).")
+        out.append(Finding("auth-logs-api-key", "critical", title, detail,
+                           applogs.signal_evidence(key), source="logs"))
+    return out
+
+
+def log_findings(data: AuthData, report: LogReport | None) -> list[Finding]:
+    """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
+    return applogs.recent_findings(data.logs, report, "auth")
+
+
+def auth_over_time(report: LogReport | None) -> pd.DataFrame:
+    """Per minute: the seed's auth grep (``auth|unauthorized|401``) and each JWT / API-key
+    signal: when users started being refused, and whether it is still going on."""
+    cols = ["auth"] + list(AUTH_SIGNALS)
+    if report is None or report.per_minute.empty:
+        return pd.DataFrame(columns=cols)
+    pm = report.per_minute
+    return pd.DataFrame({c: pm[c] if c in pm.columns else 0 for c in cols}, index=pm.index)
+
+
+def auth_chart(report: LogReport | None) -> Figure:
+    """Auth lines (the seed's grep) and JWT/API-key errors per minute over the log window."""
+    fig = Figure(figsize=(9, 3.2))
+    ax = fig.subplots()
+    df = auth_over_time(report)
+    if df.empty:
+        ax.text(0.5, 0.5, "no logs read (see findings)", ha="center", va="center")
+        return fig
+    ax.bar(df.index, df["auth"], width=1 / 1440 * 0.9, color="#b39ddb",
+           label='seed grep "auth|unauthorized|401"', align="edge")
+    colours = {"jwt_clock_skew": "#c62828", "jwt_expired": "#ef6c00", "jwt_invalid": "#6a1b9a",
+               "invalid_api_key": "#1565c0", "refresh_token_failures": "#00838f"}
+    for sid, colour in colours.items():
+        if df[sid].sum():
+            ax.plot(df.index, df[sid], color=colour, linewidth=1.6, marker="o", markersize=2.5,
+                    label=sid)
+    ax.set_ylabel("lines per minute")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Auth lines and JWT / API-key errors per minute")
+    ax.legend(loc="upper left", fontsize=7)
+    time_axis(ax)
+    return fig
 
 
 def clock_chart(clocks: pd.DataFrame) -> Figure:

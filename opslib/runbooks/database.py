@@ -3,6 +3,11 @@
 ``collect`` does all I/O (Postgres, the Supabase status page, the Management API and the Fly
 machine list, concurrently); the ``assess_*`` functions are pure: data in, findings out;
 ``plan_actions`` turns what was seen into the seed's remediation as gated actions.
+
+The app's recent logs (``fly logs | grep -i "connection\\|pool"``) say what the app was told
+when it asked for a connection: Postgres' ``sorry, too many clients already`` / ``remaining
+connection slots are reserved``, Supavisor's ``(EMAXCONNSESSION)`` / ``(ECHECKOUTTIMEOUT)``,
+refusals and dropped connections; read against the connections now and Supabase's status.
 """
 from __future__ import annotations
 
@@ -23,12 +28,15 @@ from .health import release_version  # noqa: F401  (the notebook's header Versio
 from ..sources.postgres import Postgres
 from ..sources.status import StatusPage, component_indicator, supabase_status
 from ..sources.supabase import SupabaseManagement, health_frame, pooler_frame, recorded_ref
+from . import logs as applogs
+from ..logs import LogReport
 
 L2 = "Supabase or database platform problems are handled by the Platform Team (Level 2)"
 # Connection errors that mean "every slot is taken" rather than "the database is down".
 CAPACITY_KINDS = ("too_many_clients", "reserved_slots", "supavisor_limit")
 INFRA_KINDS = ("dns", "refused", "timeout", "ssl", "unavailable", "error")
 DB_COMPONENTS = ("database", "pooler", "supavisor", "connection", "postgres")
+UNREACHABLE_SIGNALS = ("db_connection_refused", "db_dns_failure", "db_connection_closed")
 
 
 @dataclass
@@ -49,6 +57,7 @@ class DatabaseData:
     machines: list | None = None
     machines_error: SourceError | None = None
     skipped: list[NotConfigured] = field(default_factory=list)
+    logs: applogs.LogFetch | None = None
 
     # Tables as the notebook shows them (None: the source was skipped or failed).
     @property
@@ -146,16 +155,26 @@ def _machines(session: Session, target: Target, data: DatabaseData) -> None:
         data.machines_error = exc
 
 
-def collect(session: Session, target: Target, *, long_query_s: float = 60.0) -> DatabaseData:
-    """Query Postgres, read status.supabase.com, the Management API and the machines, at once."""
+def collect(session: Session, target: Target, *, long_query_s: float = 60.0,
+            log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> DatabaseData:
+    """Query Postgres, read status.supabase.com, the Management API, the machines and the
+    app's recent logs, at once (``log_window_minutes`` of 0 reads no logs)."""
     data = DatabaseData()
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=5) as pool:
         futures = [pool.submit(_postgres, session, target, data, long_query_s),
                    pool.submit(_status, session, target, data),
                    pool.submit(_management, session, target, data),
                    pool.submit(_machines, session, target, data)]
+        logs_future = (pool.submit(applogs.fetch, session, target,
+                                   window_minutes=log_window_minutes, max_pages=log_max_pages)
+                       if log_window_minutes > 0 else None)
         for f in futures:
             f.result()
+        if logs_future is not None:
+            data.logs = logs_future.result()
+            if data.logs.skipped is not None:
+                data.skipped.append(data.logs.skipped)
     return data
 
 
@@ -380,6 +399,87 @@ def assess_project(project: dict | None, services: list | None, pooler: list | N
                                "clients; session mode (5432) gives each client its own",
                                source="supabase-api"))
     return out
+
+
+# --------------------------------------------------------------------------- logs
+def _span(s: dict) -> str:
+    first, last = (s.get("first_seen") or "?")[11:16], (s.get("last_seen") or "?")[11:16]
+    return f"at {first} UTC" if first == last else f"between {first} and {last} UTC"
+
+
+def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
+                db_error: SourceError | None, pooler: list | None, status: StatusPage | None,
+                limits: dict[str, tuple[float, float]]) -> list[Finding]:
+    """What the app was told when it asked for a connection, read against the connections now,
+    the pooler's configuration and Supabase's status:
+
+    * ``too many clients`` / ``reserved`` lines and the slots full now: the pool is exhausted
+      now (the leak is ongoing); the slots free now: it happened and cleared;
+    * Supavisor refusing clients: its pool_size is the limit (session mode hands each client
+      a server connection) — unless Supabase reports an outage, when the pooler simply cannot
+      reach the database;
+    * refused / dropped connections with Supabase degraded: the app sees the outage.
+    """
+    if report is None:
+        return []
+    out: list[Finding] = []
+    outage = status is not None and (component_indicator(status, DB_COMPONENTS) in
+                                     ("minor", "major", "critical")
+                                     or status.indicator in ("major", "critical"))
+    slots = report.signal("pg_too_many_connections")
+    if slots is not None:
+        pct = float(capacity.iloc[0]["pct"]) if capacity is not None and len(capacity) else None
+        warn = limits["connections_pct"][0]
+        full_now = refused_for_capacity(db_error) or (pct is not None and pct > warn)
+        out.append(Finding(
+            "db-logs-slots", "critical" if full_now else "warning",
+            f"the app was refused a connection {slots['count']}x for lack of slots {_span(slots)}"
+            + (f", and {pct:.0f}% of max_connections are in use now" if full_now and pct is not None
+               else ", and the slots are still full" if full_now
+               else f"; {pct:.0f}% in use now: it cleared" if pct is not None else ""),
+            "Postgres answered `sorry, too many clients already` / `remaining connection slots "
+            "are reserved`: every slot was taken. "
+            + ("It is ongoing: find who holds the connections (by application, idle in "
+               "transaction) — the seed's 'connection pool exhausted'." if full_now else
+               "It is not happening now: a burst or a leak that was reset (a restart, a "
+               "timeout); look for who opened connections at that time, and set "
+               "idle_in_transaction_session_timeout."),
+            applogs.signal_evidence(slots), source="logs"))
+    pool = report.signal("supavisor_pool_exhausted")
+    if pool is not None:
+        cfg = next((p for p in pooler or [] if isinstance(p, dict)), {})
+        size, mode = cfg.get("default_pool_size"), cfg.get("pool_mode")
+        if outage:
+            detail = ("Supabase reports a database/pooler incident: the pooler cannot reach the "
+                      "database, so it has no connection to hand out. Not a sizing problem; "
+                      "it ends with the incident.")
+        else:
+            detail = ("Supavisor ran out of server connections for its clients"
+                      + (f" (pool_mode {mode}, default_pool_size {size})" if cfg else "")
+                      + ": in session mode (port 5432) each client holds one for its whole "
+                      "session, so pool_size is the client limit. Use transaction mode (port "
+                      "6543) for short-lived clients, close idle clients, or raise the pool "
+                      "size with the compute size.")
+        out.append(Finding(
+            "db-logs-pooler", "warning" if outage else "critical",
+            f"Supavisor refused clients {pool['count']}x {_span(pool)}"
+            + (" during the Supabase incident" if outage else ""),
+            detail, applogs.signal_evidence(pool), source="logs"))
+    cut = applogs.raised(report, UNREACHABLE_SIGNALS)
+    if cut and outage:
+        out.append(Finding(
+            "db-logs-outage", "info",
+            "the app's logs show the outage: " + ", ".join(
+                f"{s['id']} x{s['count']} {_span(s)}" for s in cut),
+            "connections refused or dropped while Supabase reports the incident: restarting "
+            "the app will not help; it reconnects when the database is back.",
+            [line for s in cut for line in applogs.signal_evidence(s, 1)], source="logs"))
+    return out
+
+
+def log_findings(data: DatabaseData, report: LogReport | None) -> list[Finding]:
+    """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
+    return applogs.recent_findings(data.logs, report, "database")
 
 
 # --------------------------------------------------------------------------- chart

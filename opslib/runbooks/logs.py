@@ -8,8 +8,8 @@ one runbook: signals that belong to another runbook become context pointing at i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -37,8 +37,11 @@ class LogFetch:
 
 
 def fetch(session: Session, target: Target, *, window_minutes: float = DEFAULT_WINDOW_MIN,
-          max_pages: int = DEFAULT_MAX_PAGES) -> LogFetch:
-    """The app's log lines of the last ``window_minutes`` (at most ``max_pages`` pages)."""
+          max_pages: int = DEFAULT_MAX_PAGES, until: datetime | None = None) -> LogFetch:
+    """The app's log lines of the last ``window_minutes`` (at most ``max_pages`` pages).
+
+    ``until`` ends the window earlier than the run's now: the logs around a past event
+    (Fly keeps about 7 days of logs)."""
     out = LogFetch()
     token = target.env("FLY_API_TOKEN")
     if not session.configured("FLY_API_TOKEN", bool(token)):
@@ -47,7 +50,8 @@ def fetch(session: Session, target: Target, *, window_minutes: float = DEFAULT_W
         return out
     platform = FlyPlatform(session, target.app, token=token,
                            base_url=target.env("FLY_API_BASE_URL"))
-    stream = platform.logs(since=session.now() - timedelta(minutes=window_minutes),
+    end = until or session.now()
+    stream = platform.logs(since=end - timedelta(minutes=window_minutes), until=end,
                            max_pages=max_pages)
     try:
         for entry in stream:
@@ -93,7 +97,8 @@ def findings(report: LogReport, runbook: str | None = None) -> list[Finding]:
         owner = f.get("runbook") or ""
         sev = f["severity"]
         title = f["title"]
-        if runbook is not None and owner and owner != runbook:
+        # "no signals" is the answer of the logs themselves, not a pointer elsewhere
+        if runbook is not None and owner and owner != runbook and f["id"] != "logs.no_signals":
             sev = "info"
             title = f"{title} → see the {owner} runbook"
         out.append(Finding(f["id"], sev, title, f.get("detail", ""), list(f.get("evidence", [])),
@@ -118,3 +123,43 @@ def signals_table(report: LogReport) -> pd.DataFrame:
             for s in report.signals]
     return pd.DataFrame(rows, columns=["signal", "severity", "count", "first_seen", "last_seen",
                                        "instances", "runbook", "what"])
+
+
+def count(report: LogReport, *signal_ids: str) -> int:
+    """Occurrences of these signals in the report (0 for a signal not raised)."""
+    return sum(int((report.signal(sid) or {}).get("count", 0)) for sid in signal_ids)
+
+
+def raised(report: LogReport, signal_ids: Iterable[str], *,
+           severities: tuple[str, ...] = ("warning", "critical")) -> list[dict[str, Any]]:
+    """The signals among ``signal_ids`` raised at one of ``severities``, in report order."""
+    wanted = set(signal_ids)
+    return [s for s in report.signals if s["id"] in wanted and s["severity"] in severities]
+
+
+def signal_evidence(s: dict[str, Any], lines: int = 2) -> list[str]:
+    """One signal as evidence lines: count, when, where, then a few example lines."""
+    where = ", ".join(s.get("instances", [])[:4]) or "-"
+    return ([f"logs: {s['id']} x{s['count']} {s.get('first_seen') or '?'} → "
+             f"{s.get('last_seen') or '?'} on {where}"] + list(s.get("examples", []))[:lines])
+
+
+def report_of(fetched: LogFetch | None) -> LogReport | None:
+    """The analysis of a runbook's recent logs; None when they were not read (not asked for,
+    or FLY_API_TOKEN not configured)."""
+    if fetched is None or fetched.skipped is not None:
+        return None
+    return analyze(fetched)
+
+
+def recent_findings(fetched: LogFetch | None, report: LogReport | None,
+                    runbook: str) -> list[Finding]:
+    """A runbook's "Recent logs" findings: the fetch's own (failed, truncated, empty), then
+    the signals, those of other runbooks as info pointing at them. Nothing about signals
+    when no line was read: "no signals" would claim more than was seen."""
+    if fetched is None or fetched.skipped is not None:
+        return []
+    out = fetch_findings(fetched)
+    if report is not None and fetched.entries:
+        out += findings(report, runbook=runbook)
+    return out

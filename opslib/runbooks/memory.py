@@ -4,6 +4,11 @@
 the memory series (Prometheus), concurrently. The rest is pure: frames, findings, a chart and
 the remediation plan (resize machines as ``machine.update`` actions).
 
+Logs (Fly logs API) are read for the last ``log_window_minutes`` and, for each recent OOM
+exit older than that, for a few minutes around it: the kernel's ``Out of memory: Killed
+process`` line corroborates the event and says which process held how much memory; an OOM
+kill in the logs with no OOM exit means a child process was killed while the machine ran on.
+
 Memory in use is ``1 - mem_available / mem_total``: the kernel's page cache is reclaimable,
 so a machine whose ``free`` memory is low but whose ``available`` memory is plenty is not
 under pressure — the false alarm this runbook must not raise.
@@ -11,9 +16,10 @@ under pressure — the false alarm this runbook must not raise.
 from __future__ import annotations
 
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -24,10 +30,12 @@ from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import Finding, classify
+from ..logs import LogReport
 from ..promql import QuerySet, parse_duration, queries
 from ..session import Session, iso
 from ..sources import prometheus as prom
 from ..sources.fly import FlyMachines, exit_event, machines_frame
+from . import logs as applogs
 
 RANGE_QUERIES = ("memory_pct", "memory_used_incl_cache_pct")
 INSTANT_QUERIES = ("memory_total_bytes", "oom_exits")
@@ -38,6 +46,12 @@ MEMORY_LADDER_MB = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 SHARED_PRESETS = (1, 2, 4, 8)
 PERFORMANCE_PRESETS = (1, 2, 4, 8, 16)
 MAX_MB_PER_CPU = {"shared": 2048, "performance": 8192}
+# Logs around an OOM exit: the kernel line comes a moment before flyd records the exit.
+OOM_SLICE_BEFORE = timedelta(minutes=2)
+OOM_SLICE_AFTER = timedelta(minutes=1)
+OOM_SLICES = 3  # the most recent OOM exits whose logs are read
+MEMORY_SIGNALS = ("oom_kill", "app_out_of_memory")
+_KILLED = re.compile(r"Killed process (\d+) \(([^)]*)\).*?anon-rss:(\d+)kB")
 
 
 @dataclass
@@ -52,6 +66,26 @@ class MemoryData:
     metrics: dict[str, prom.QueryResult | SourceError] = field(default_factory=dict)
     endpoint: str = ""
     skipped: list[NotConfigured] = field(default_factory=list)
+    logs: applogs.LogFetch | None = None
+    log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN
+    # (machine, exit time, the logs around it) for the most recent OOM exits
+    oom_logs: list[tuple[str, datetime, applogs.LogFetch]] = field(default_factory=list)
+
+
+def _oom_slices(session: Session, target: Target, data: MemoryData, max_pages: int) -> None:
+    """The logs around each recent OOM exit that the recent window does not cover."""
+    now = session.now()
+    recent = now - timedelta(minutes=data.log_window_minutes)
+    exits = exits_frame(_all_events(data), now, parse_duration(data.window))
+    ooms = exits[exits["oom_killed"]].head(OOM_SLICES) if len(exits) else exits
+    for r in ooms.itertuples():
+        t = r.time.to_pydatetime()
+        if t - OOM_SLICE_BEFORE >= recent:
+            continue  # the recent window has these lines already
+        span = (OOM_SLICE_BEFORE + OOM_SLICE_AFTER).total_seconds() / 60
+        got = applogs.fetch(session, target, window_minutes=span, max_pages=max_pages,
+                            until=min(now, t + OOM_SLICE_AFTER))
+        data.oom_logs.append((r.machine, t, got))
 
 
 def _fly(session: Session, target: Target, data: MemoryData, events_limit: int) -> None:
@@ -102,20 +136,32 @@ def _metrics(session: Session, target: Target, data: MemoryData) -> None:
 
 def collect(session: Session, target: Target, *, window: str = "6h", step: str = "2m",
             rate: str = "5m", promql: dict[str, str] | None = None,
-            events_limit: int = 50) -> MemoryData:
-    """Machines and their events, and the memory series, fetched concurrently.
+            events_limit: int = 50, log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> MemoryData:
+    """Machines and their events, the memory series and the recent logs, fetched
+    concurrently; then the logs around the most recent OOM exits. ``log_window_minutes``
+    of 0 reads no logs.
 
     Raises:
         UsageError: a bad window, step, rate or promql override (before any call is made).
     """
     qs = queries(target.app, rate=rate, window=window, overrides=promql)
     prom.aligned_range(session.now(), window, step)  # validate before any call
-    data = MemoryData(window, step, qs)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    data = MemoryData(window, step, qs, log_window_minutes=log_window_minutes)
+    with ThreadPoolExecutor(max_workers=3) as pool:
         futures = [pool.submit(_fly, session, target, data, events_limit),
                    pool.submit(_metrics, session, target, data)]
+        if log_window_minutes > 0:
+            futures.append(pool.submit(applogs.fetch, session, target,
+                                       window_minutes=log_window_minutes, max_pages=log_max_pages))
         for f in futures:
             f.result()
+        if log_window_minutes > 0:
+            data.logs = futures[-1].result()
+            if data.logs.skipped is not None:
+                data.skipped.append(data.logs.skipped)
+    if data.logs is not None and data.logs.skipped is None and data.machines:
+        _oom_slices(session, target, data, min(log_max_pages, 5))
     return data
 
 
@@ -465,6 +511,105 @@ def sizing_advice(summary: pd.DataFrame, app: str,
     return Finding("memory-sizing", "info", "sizing advice: " + lines[0].split(" → ")[-1]
                    if len(lines) == 1 else f"sizing advice for {len(lines)} machines",
                    detail.strip(), lines)
+
+
+# --------------------------------------------------------------------------- logs
+def kills_in(report: LogReport) -> list[dict[str, Any]]:
+    """The kernel's OOM kills in a report: ``process``, ``pid`` and ``anon_rss_mb`` (the
+    memory the killed process held) from the example lines of the ``oom_kill`` signal."""
+    sig = report.signal("oom_kill") or {}
+    out = []
+    for line in sig.get("examples", []):
+        m = _KILLED.search(line)
+        if m:
+            out.append({"pid": int(m.group(1)), "process": m.group(2),
+                        "anon_rss_mb": round(int(m.group(3)) / 1024)})
+    return out
+
+
+OOM_LOG_COLUMNS = ["machine", "exit_time", "kernel_line", "process", "pid", "anon_rss_mb",
+                   "memory_mb", "lines_read"]
+
+
+def oom_logs_table(data: MemoryData) -> pd.DataFrame:
+    """Each recent OOM exit older than the recent log window, with what the logs around it
+    say: whether the kernel's ``Out of memory: Killed process`` line is there, which process
+    it killed and how much memory that process held."""
+    sizes = {m.get("id", ""): ((m.get("config") or {}).get("guest") or {}).get("memory_mb")
+             for m in data.machines or []}
+    rows = []
+    for mid, t, got in data.oom_logs:
+        report = applogs.analyze(got)
+        on_machine = mid in ((report.signal("oom_kill") or {}).get("instances") or [])
+        kill = kills_in(report)[0] if on_machine and kills_in(report) else {}
+        rows.append({"machine": mid, "exit_time": pd.Timestamp(t), "kernel_line": on_machine,
+                     "process": kill.get("process"), "pid": kill.get("pid"),
+                     "anon_rss_mb": kill.get("anon_rss_mb"), "memory_mb": sizes.get(mid),
+                     "lines_read": report.lines_read})
+    return pd.DataFrame(rows, columns=OOM_LOG_COLUMNS)
+
+
+def assess_logs(data: MemoryData, report: LogReport | None, summary: pd.DataFrame) -> list[Finding]:
+    """What the logs add to the events: the kernel confirming each OOM exit (and naming the
+    process), OOM kills with no OOM exit (a child process killed, the machine ran on), and a
+    runtime that hit its own heap limit (more machine memory alone does not help)."""
+    out: list[Finding] = []
+    table = oom_logs_table(data)
+    if len(table):
+        seen = table[table["kernel_line"]]
+        evidence = [f"{r.machine} exit at {iso(r.exit_time)}: "
+                    + (f"kernel killed {r.process} (pid {r.pid}) holding {r.anon_rss_mb} MB "
+                       f"anon-rss of {_mb(r.memory_mb)}" if r.kernel_line else
+                       f"no kernel OOM line in {r.lines_read} log lines around it")
+                    for r in table.itertuples()]
+        if len(seen) == len(table):
+            title = (f"the kernel's log confirms {len(seen)} OOM kill(s): "
+                     + ", ".join(sorted({f"{r.process} on {r.machine}" for r in seen.itertuples()})))
+            detail = ("`Out of memory: Killed process` at the time of each OOM exit: the app's "
+                      "main process used the machine's memory up (anon-rss is the memory it held)")
+        else:
+            title = (f"the kernel's OOM line is in the logs for {len(seen)} of {len(table)} "
+                     "OOM exit(s)")
+            detail = ("no kernel line around the other exits: their logs may not have been "
+                      "shipped (the machine died first) or have aged out (Fly keeps ~7 days)")
+        out.append(Finding("memory-oom-logs", "info", title, detail, evidence, source="logs"))
+    if report is None:
+        return out
+    oom = report.signal("oom_kill")
+    if oom is not None:
+        with_exit = set(summary[(summary["oom_kills"] > 0)
+                                | (summary["prom_oom"].fillna(0) > 0)]["machine"])
+        unrecorded = [m for m in oom.get("instances", []) if m not in with_exit]
+        if unrecorded:
+            kills = kills_in(report)
+            out.append(Finding(
+                "memory-oom-unrecorded", "critical",
+                f"the kernel OOM-killed a process on {', '.join(unrecorded)} with no OOM exit "
+                "of the machine",
+                "the logs show `Out of memory: Killed process` but flyd recorded no OOM exit: "
+                "a child process (a worker, a headless browser, an image converter) was killed "
+                "while the machine ran on, or the events could not be read. Requests it served "
+                "failed; size for the peak of all processes together.",
+                applogs.signal_evidence(oom) + [f"killed {k['process']} (pid {k['pid']}), "
+                                                f"{k['anon_rss_mb']} MB anon-rss" for k in kills],
+                source="logs"))
+    heap = report.signal("app_out_of_memory")
+    if heap is not None and heap["severity"] != "ok":
+        out.append(Finding(
+            "memory-runtime-heap", "warning",
+            f"the runtime ran out of its own heap limit {heap['count']}x on "
+            f"{', '.join(heap.get('instances', [])) or 'the app'}",
+            "`JavaScript heap out of memory` / `MemoryError` / `OutOfMemoryError`: the "
+            "language runtime's heap limit was hit, not necessarily the machine's memory. A "
+            "bigger machine helps only with a bigger heap limit (e.g. NODE_OPTIONS="
+            "--max-old-space-size at ~75% of memory_mb); a leak needs fixing either way.",
+            applogs.signal_evidence(heap), source="logs"))
+    return out
+
+
+def log_findings(data: MemoryData, report: LogReport | None) -> list[Finding]:
+    """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
+    return applogs.recent_findings(data.logs, report, "memory")
 
 
 # --------------------------------------------------------------------------- plan

@@ -5,6 +5,11 @@ machine) come from Prometheus over the window; active connections come from Post
 (client connections against the slots the app can use). Each metric gets OK / WARNING /
 CRITICAL against the seed's thresholds (overridable per run), in a table shaped like the
 seed's, with charts over the window.
+
+The seed's Log Analysis greps (errors, auth, database) are counted on the app's recent logs
+and read as signals, each pointing at the runbook that handles it; the 5xx the app's own
+access logs show are compared with the edge's error rate, which tells errors the app answered
+from errors Fly's proxy answered for it.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from ..promql import QuerySet, parse_duration, queries
 from ..session import Session
 from ..sources import prometheus as prom
 from ..sources.postgres import Postgres
+from . import logs as applogs
+from ..logs import LogReport
 
 # seed metric -> the query that measures it and how its value is read
 METRICS: dict[str, dict[str, Any]] = {
@@ -60,6 +67,7 @@ class MonitoringData:
     connections: pd.DataFrame | None = None
     connections_error: SourceError | None = None
     skipped: list[NotConfigured] = field(default_factory=list)
+    logs: applogs.LogFetch | None = None
 
 
 def _metrics(session: Session, target: Target, data: MonitoringData) -> None:
@@ -90,8 +98,11 @@ def _connections(session: Session, target: Target, data: MonitoringData) -> None
 
 
 def collect(session: Session, target: Target, *, window: str = "6h", step: str = "2m",
-            rate: str = "5m", promql: dict[str, str] | None = None) -> MonitoringData:
-    """The seed's key metrics over ``window`` from Prometheus, and connections from Postgres.
+            rate: str = "5m", promql: dict[str, str] | None = None,
+            log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> MonitoringData:
+    """The seed's key metrics over ``window`` from Prometheus, connections from Postgres and
+    the app's recent logs, at once (``log_window_minutes`` of 0 reads no logs).
 
     Raises:
         UsageError: a bad window, step, rate or promql override (before any call is made).
@@ -99,11 +110,18 @@ def collect(session: Session, target: Target, *, window: str = "6h", step: str =
     qs = queries(target.app, rate=rate, window=window, overrides=promql)
     prom.aligned_range(session.now(), window, step)
     data = MonitoringData(window, step, qs)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
         futures = [pool.submit(_metrics, session, target, data),
                    pool.submit(_connections, session, target, data)]
+        logs_future = (pool.submit(applogs.fetch, session, target,
+                                   window_minutes=log_window_minutes, max_pages=log_max_pages)
+                       if log_window_minutes > 0 else None)
         for f in futures:
             f.result()
+        if logs_future is not None:
+            data.logs = logs_future.result()
+            if data.logs.skipped is not None:
+                data.skipped.append(data.logs.skipped)
     return data
 
 
@@ -298,6 +316,62 @@ def seed_markdown(table: pd.DataFrame) -> str:
 def findings(readings: list[Reading]) -> list[Finding]:
     """The findings of every evaluated metric (skipped sources are said by the run itself)."""
     return [r.finding for r in readings if r.finding is not None]
+
+
+# --------------------------------------------------------------------------- logs
+def assess_logs(report: LogReport | None, readings: list[Reading],
+                limits: dict[str, tuple[float, float]]) -> list[Finding]:
+    """The 5xx in the app's own access logs against the edge's error rate: the same order of
+    magnitude means the app answered the errors itself; an edge failing with the app's logs
+    clean means Fly's proxy answered for it (machines down, not listening, over their limits)."""
+    if report is None or not report.http.get("responses"):
+        return []
+    edge = next((r for r in readings if r.key == "error_rate_pct"), None)
+    app_pct = 100.0 * float(report.http.get("error_rate") or 0.0)
+    n = int(report.http["responses"])
+    sig = report.signal("http_5xx") or {}
+    where = ", ".join(sig.get("instances", [])[:3])
+    warn = limits["error_rate_pct"][0]
+    evidence = [f"access logs: {n:,} responses, 5xx {app_pct:.1f}%"
+                + (f" (most on {where})" if where else "")]
+    if edge is not None and edge.now is not None:
+        evidence.append(f"edge: 5xx {edge.now:.1f}% now")
+    if edge is not None and edge.status in ("warning", "critical") and edge.now is not None:
+        if app_pct >= edge.now / 3:
+            return [Finding(
+                "monitoring-logs-5xx", "info",
+                f"the app's own access logs show {app_pct:.1f}% 5xx (edge {edge.now:.1f}%): the "
+                "app answers these errors itself" + (f", mostly on {where}" if where else ""),
+                "open the not-responding runbook, and the logs runbook for what the app "
+                "printed around them", evidence, source="logs")]
+        return [Finding(
+            "monitoring-logs-5xx", "warning",
+            f"the edge fails {edge.now:.1f}% of requests but the app's access logs show "
+            f"{app_pct:.1f}% 5xx: Fly's proxy answers the errors",
+            "requests that never reached the app: machines stopped or restarting, not "
+            "listening on internal_port, or over their concurrency limits — run the "
+            "not-responding runbook", evidence, source="logs")]
+    if app_pct > warn:
+        return [Finding(
+            "monitoring-logs-5xx", "warning",
+            f"the app's access logs show {app_pct:.1f}% 5xx in the last "
+            f"{_log_minutes(report)} min while the edge's error rate is "
+            + (f"{edge.now:.1f}%" if edge is not None and edge.now is not None else "not known"),
+            "a recent burst the edge's rate over its rate() window does not show yet, or a "
+            "metrics pipeline without the app's series; see the not-responding runbook",
+            evidence, source="logs")]
+    return []
+
+
+def _log_minutes(report: LogReport) -> int:
+    first, last = report.window
+    return int(round((last - first).total_seconds() / 60)) if first is not None and last is not None else 0
+
+
+def log_findings(data: MonitoringData, report: LogReport | None) -> list[Finding]:
+    """The recent-logs findings: the fetch itself, then the signals, each pointing at the
+    runbook that handles it (monitoring handles none itself)."""
+    return applogs.recent_findings(data.logs, report, "monitoring")
 
 
 # --------------------------------------------------------------------------- charts

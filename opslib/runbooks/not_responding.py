@@ -11,6 +11,11 @@ The diagnosis separates the causes the seed's remediation treats differently (re
   the proxy answers **502**;
 * a **recovered blip** — 5xx at the edge earlier in the window (e.g. during a deploy) but
   none now and every probe answers: not an incident, nothing to do.
+
+The app's recent logs (``fly logs -a app``) add what the proxy and the app said: ``[PC01]
+instance refused connection`` names the port the proxy connects to (``internal_port``), and
+the app's own ``listening on …`` line names where it listens; the two disagreeing is a port
+mismatch (or a bind to 127.0.0.1), told apart from a crash by exit lines.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ from ..session import Session, iso, parse_time
 from ..sources import prometheus as prom
 from ..sources.fly import FlyMachines, checks_frame, exit_event, machines_frame
 from ..sources.http import ProbeResult, probe
+from . import logs as applogs
+from ..logs import LogReport
 from .health import assess_probes, probes_frame
 
 RANGE_QUERIES = ("edge_5xx_by_status", "request_rate")
@@ -53,6 +60,7 @@ class NotRespondingData:
     metrics: dict[str, prom.QueryResult | SourceError] = field(default_factory=dict)
     endpoint: str = ""
     skipped: list[NotConfigured] = field(default_factory=list)
+    logs: applogs.LogFetch | None = None
 
 
 def _probes(session: Session, target: Target, n: int, timeout: float,
@@ -88,8 +96,11 @@ def _metrics(session: Session, target: Target, data: NotRespondingData) -> None:
 
 def collect(session: Session, target: Target, *, probes: int = 5, timeout: float = 5.0,
             window: str = "1h", step: str = "1m", rate: str = "5m",
-            promql: dict[str, str] | None = None) -> NotRespondingData:
-    """Probe /health, list machines and read the edge's 5xx, concurrently.
+            promql: dict[str, str] | None = None,
+            log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> NotRespondingData:
+    """Probe /health, list machines, read the edge's 5xx and the recent logs, concurrently
+    (``log_window_minutes`` of 0 reads no logs).
 
     Raises:
         UsageError: a bad window, step, rate or promql override (before any call is made).
@@ -97,12 +108,19 @@ def collect(session: Session, target: Target, *, probes: int = 5, timeout: float
     qs = queries(target.app, rate=rate, window=window, overrides=promql)
     prom.aligned_range(session.now(), window, step)
     data = NotRespondingData(window, step, qs)
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(_probes, session, target, probes, timeout, data),
                    pool.submit(_machines, session, target, data),
                    pool.submit(_metrics, session, target, data)]
+        logs_future = (pool.submit(applogs.fetch, session, target,
+                                   window_minutes=log_window_minutes, max_pages=log_max_pages)
+                       if log_window_minutes > 0 else None)
         for f in futures:
             f.result()
+        if logs_future is not None:
+            data.logs = logs_future.result()
+            if data.logs.skipped is not None:
+                data.skipped.append(data.logs.skipped)
     return data
 
 
@@ -389,6 +407,95 @@ def _deploys_near(machines: list[dict] | None, first: datetime, last: datetime) 
                 if first - DEPLOY_NEAR <= t <= last + DEPLOY_NEAR:
                     out.append(f"{m.get('id', '')} {ev.get('type')} at {t:%H:%M}")
     return sorted(set(out))
+
+
+# --------------------------------------------------------------------------- logs
+# "Server listening on http://0.0.0.0:3000", "Listening on 127.0.0.1:8080", uvicorn's
+# "Uvicorn running on http://127.0.0.1:8000", Go's "listening at [::]:8080"
+_LISTEN = re.compile(r"(?:listening|running) (?:on|at) (?:https?://)?"
+                     r"(\[[0-9a-f:]*\]|[\w.-]+):(\d{2,5})\b", re.I)
+_PC01_PORT = re.compile(r"\[PC0[12]\] instance refused connection\. is your app listening on "
+                        r"[^\s:]+:(\d+)", re.I)
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+LISTEN_COLUMNS = ["machine", "time", "host", "port", "line"]
+
+
+def listening_table(fetched: applogs.LogFetch | None) -> pd.DataFrame:
+    """Each machine's latest "listening on host:port" line in the logs (the app's own
+    startup line), the address it really serves."""
+    rows: dict[str, dict] = {}
+    for e in (fetched.entries if fetched is not None else []):
+        if e.get("provider") not in ("app", ""):
+            continue
+        m = _LISTEN.search(e.get("message", ""))
+        if m:
+            rows[e.get("instance", "")] = {"machine": e.get("instance", ""),
+                                           "time": e.get("timestamp"), "host": m.group(1),
+                                           "port": int(m.group(2)),
+                                           "line": e.get("message", "").strip()[:160]}
+    return pd.DataFrame(list(rows.values()), columns=LISTEN_COLUMNS)
+
+
+def proxy_ports(fetched: applogs.LogFetch | None) -> list[int]:
+    """The ports the proxy says it tried in its PC01/PC02 lines (the service's internal_port)."""
+    ports = {int(m.group(1)) for e in (fetched.entries if fetched is not None else [])
+             if (m := _PC01_PORT.search(e.get("message", "")))}
+    return sorted(ports)
+
+
+def assess_logs(diag: Diagnosis, data: NotRespondingData,
+                report: LogReport | None) -> list[Finding]:
+    """The logs' word on the cause: PC01 (the proxy could not connect to the internal port)
+    against the app's own "listening on" line — another port is a port mismatch, 127.0.0.1
+    a bind to localhost; exits with a non-zero code are a crash, not a port problem."""
+    if report is None:
+        return []
+    out: list[Finding] = []
+    pc01 = report.signal("proxy_pc01")
+    listening = listening_table(data.logs)
+    ports = proxy_ports(data.logs)
+    crashes = applogs.raised(report, ("app_exit_nonzero", "crash_loop", "vm_exited_abruptly",
+                                      "restart_limit", "oom_kill"))
+    if pc01 is not None and len(listening):
+        wrong_port = listening[~listening["port"].isin(ports)] if ports else listening.iloc[0:0]
+        local = listening[listening["host"].str.lower().isin(LOCAL_HOSTS)]
+        want = ", ".join(str(p) for p in ports) or "internal_port"
+        evidence = applogs.signal_evidence(pc01, 1) + [
+            f"{r.machine} at {r.time}: {r.line}" for r in listening.itertuples()]
+        if len(local):
+            out.append(Finding(
+                "nr-logs-listens-on-localhost", "critical",
+                f"the app listens on {local.iloc[0]['host']}:{local.iloc[0]['port']}: the proxy "
+                f"cannot reach it ({pc01['count']}x PC01)",
+                "a server bound to 127.0.0.1 only accepts connections from inside the machine; "
+                "Fly's proxy connects over the machine's network. Bind to 0.0.0.0 (or ::), e.g. "
+                "HOST=0.0.0.0, then deploy. A restart does not change it.", evidence,
+                source="logs"))
+        elif len(wrong_port):
+            r = wrong_port.iloc[0]
+            out.append(Finding(
+                "nr-logs-port-mismatch", "critical",
+                f"port mismatch: the proxy connects to port {want}, the app listens on "
+                f"{r['port']} ({pc01['count']}x PC01)",
+                f"the app's own startup line says it listens on {r['host']}:{r['port']}, while "
+                f"the proxy tries the service's internal_port ({want}) and is refused. Set "
+                f"`internal_port = {r['port']}` in fly.toml (or make the app listen on {want}, "
+                "e.g. PORT), deploy — or roll back the release that changed it (rollback "
+                "runbook). A restart does not change the port.", evidence, source="logs"))
+    if crashes and diag.kind in ("crashing", "checks-failing", "partial", "not-listening"):
+        out.append(Finding(
+            "nr-logs-crashes", "critical" if diag.kind == "crashing" else "warning",
+            "the logs show the app exiting: " + ", ".join(
+                f"{s['id']} x{s['count']}" for s in crashes),
+            "a process that exits is a crash, not a port problem: read the lines just before "
+            "each exit (`fly logs -a …`); an OOM kill → the memory runbook.",
+            [line for s in crashes for line in applogs.signal_evidence(s, 1)], source="logs"))
+    return out
+
+
+def log_findings(data: NotRespondingData, report: LogReport | None) -> list[Finding]:
+    """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
+    return applogs.recent_findings(data.logs, report, "not-responding")
 
 
 # --------------------------------------------------------------------------- plan

@@ -10,12 +10,23 @@ import httpx
 
 from ...errors import SourceUnavailable
 from ...session import iso
-from ..world import APP, ENV, REF_NOW, World, ago, json_response, machine
+from ..world import APP, ENV, IMAGE, REF_NOW, World, ago, json_response, machine
+from . import _applogs as applogs
 
 REF = ENV["SUPABASE_PROJECT_REF"]
 WEB_IP, WEB_IP2, OPS_IP = "203.0.113.10", "203.0.113.11", "198.51.100.7"
 MACHINES = [machine("148ed193b95089", name="silent-sun-1234", region="iad"),
             machine("3d8d9e1fe67e89", name="misty-river-5678", region="ams")]
+HOMES = [(m["id"], m["region"]) for m in MACHINES]
+NOW_S = REF_NOW.timestamp()
+LOG_START = NOW_S - 30 * 60
+
+
+def _traffic(seed: int, scripted: list | None = None, *, end: float = NOW_S - 20) -> list:
+    """The last 30 min of the app's ordinary logs, plus the scenario's own lines."""
+    return applogs.background(HOMES, start=LOG_START, end=end, seed=seed) + (scripted or [])
+
+_every = applogs.every
 
 
 def pg_rows(columns: list[str], rows: list[list[Any]]) -> dict[str, Any]:
@@ -134,7 +145,7 @@ def _database_world(breakdown: list[list], idle: list[list], long: list[list],
 def _database_collect(session, target):  # noqa: ANN001
     from ...runbooks import database
 
-    return database.collect(session, target, long_query_s=60.0)
+    return database.collect(session, target, long_query_s=60.0, log_window_minutes=30)
 
 
 def _platform_rows(postgrest_idle: int) -> list[list]:
@@ -153,6 +164,7 @@ def database_healthy() -> tuple[World, Callable[..., Any]]:
     idle = [[5120, "postgres", "web", WEB_IP2, "idle in transaction", ts(ago(seconds=2.4)), 2.4,
              2.1, "SELECT id FROM carts WHERE user_id = $1 FOR UPDATE"]]
     w = _database_world(breakdown, idle, [], [], "1min")
+    applogs.serve(w, _traffic(51))
     w.route("supabase-status", "GET", "/api/v2/summary.json", _static(statuspage(
         "minor", "Minor Service Outage", degraded={"Edge Functions": "degraded_performance"},
         incidents=[incident("Elevated Edge Function cold starts in eu-central-1", "minor",
@@ -180,6 +192,18 @@ def database_connection_leak() -> tuple[World, Callable[..., Any]]:
                [4211, [4104], "postgres", "web", "Lock", "transactionid", 71.0,
                 "UPDATE jobs SET status = 'cancelled' WHERE id = $1", "idle in transaction", "worker"]]
     w = _database_world(breakdown, idle, long, blocked, "0")
+    # the worker's claims pile up from 36 min ago; the last 12 min every new connection of
+    # the web app is refused (Postgres 15 wording) and its request fails with a 500
+    refused = "error: remaining connection slots are reserved for non-replication superuser connections"
+    web = [("148ed193b95089", "iad"), ("3d8d9e1fe67e89", "ams")]
+    lines = _every(NOW_S - 12 * 60, NOW_S - 25, 14.0, lambda k: (
+        "app", *web[k % 2], "info", refused if k % 4 else "error: sorry, too many clients already"))
+    lines += [(t + 0.05, "app", mid, region, "info",
+               applogs.access(500, f"/api/projects/{4100 + int(t) % 97}/tasks?limit=50", 30004.2))
+              for t, _, mid, region, _, _ in list(lines)]
+    lines += _every(LOG_START + 40, NOW_S - 60, 95.0, lambda k: (
+        "app", *web[k % 2], "info", f"worker: claimed job {88120 + k} (send-digest-email)"))
+    applogs.serve(w, _traffic(53, lines))
     w.route("supabase-status", "GET", "/api/v2/summary.json", _static(statuspage()))
     _supabase_api(w)
     return w, _database_collect
@@ -192,6 +216,19 @@ def database_supabase_outage() -> tuple[World, Callable[..., Any]]:
         target="aws-0-us-east-1.pooler.supabase.com:6543", kind="timeout",
         hint="the database did not answer in time"))
     w.route("fly-machines", "GET", f"/v1/apps/{APP}/machines", _static(MACHINES))
+    # 25 min ago the database went away: open connections drop, then Supavisor has no server
+    # connection to hand out and every request that needs the database fails
+    down = NOW_S - 25 * 60
+    lines = [(down + 1.5 + i, "app", mid, region, "info", "Error: Connection terminated unexpectedly")
+             for i, (mid, region) in enumerate(HOMES) for _ in range(3)]
+    lines += _every(down + 8, NOW_S - 25, 16.0, lambda k: (
+        "app", *HOMES[k % 2], "info",
+        "PostgresError: (ECHECKOUTTIMEOUT) unable to check out connection from the pool after "
+        "5000ms in transaction mode"))
+    lines += [(t + 0.05, "app", mid, region, "info",
+               applogs.access(503, "/api/projects/7731/tasks?limit=50", 5012.9))
+              for t, _, mid, region, _, m in list(lines) if "ECHECKOUT" in m]
+    applogs.serve(w, _traffic(57, lines))
     w.route("supabase-status", "GET", "/api/v2/summary.json", _static(statuspage(
         "major", "Partial System Outage",
         degraded={"Database": "major_outage", "Connection Pooler": "partial_outage"},
@@ -247,9 +284,10 @@ def _secrets(*names: str) -> dict:
 
 def _auth_world(*, app_skew: float = 0.0, secrets: tuple[str, ...] = (
         "DATABASE_URL", "SENTRY_DSN", "SUPABASE_ANON_KEY", "SUPABASE_URL"),
-        bans: list[str] | None = None) -> World:
+        bans: list[str] | None = None, logs: list | None = None) -> World:
     w = World(configured={"FLY_API_TOKEN", "SUPABASE_URL", "SUPABASE_ANON_KEY",
                           "SUPABASE_ACCESS_TOKEN"}, environ=ENV)
+    applogs.serve(w, logs if logs is not None else _traffic(61))
     w.answer("keyfacts", "environment", "SUPABASE_ANON_KEY", ANON_FACTS)
     w.answer("env", "environment", "project_ref", REF)
     w.answer("env", "environment", "SUPABASE_URL", ENV["SUPABASE_URL"])
@@ -270,19 +308,54 @@ def _auth_world(*, app_skew: float = 0.0, secrets: tuple[str, ...] = (
 def _auth_collect(session, target):  # noqa: ANN001
     from ...runbooks import auth
 
-    return auth.collect(session, target)
+    return auth.collect(session, target, log_window_minutes=30)
+
+
+PGRST303 = ('PostgREST error PGRST303: {"code":"PGRST303","details":null,"hint":null,'
+            '"message":"JWT issued at future"}')
+NO_KEY = ('supabase: GET https://demoref.supabase.co/auth/v1/user failed: 401 '
+          '{"message":"No API key found in request"}')
+SUPABASE_CHATTER = ("supabase.co/auth", "signed in via", "JWT created successfully")
+
+
+def _skew_logs() -> list:
+    """Machine iad's clock runs 2 min ahead: the tokens it signs are refused by PostgREST as
+    issued in the future for the last 14 min, and its users get 401s."""
+    a = HOMES[0]
+    lines = _every(NOW_S - 14 * 60, NOW_S - 25, 11.0, lambda k: ("app", *a, "info", PGRST303))
+    lines += [(t + 0.02, "app", mid, region, "info",
+               applogs.access(401, f"/rest/v1/projects?select=*&org_id=eq.{301 + k % 40}", 8.4))
+              for k, (t, _, mid, region, _, _) in enumerate(list(lines))]
+    return _traffic(63, lines)
+
+
+def _missing_key_logs() -> list:
+    """The app was re-created 20 min ago without SUPABASE_ANON_KEY: since its restart every
+    call to Supabase Auth goes out without a key and sign-ins fail."""
+    redeploy = NOW_S - 20 * 60
+    before = [e for e in _traffic(67, end=redeploy)]
+    after = [e for e in applogs.background(HOMES, start=redeploy + 12, end=NOW_S - 20, seed=69)
+             if not any(c in e[5] for c in SUPABASE_CHATTER)]
+    lines = []
+    for i, (mid, region) in enumerate(HOMES):
+        lines += applogs.at(redeploy + i * 30, applogs.boot(mid, region, IMAGE))
+    lines += _every(redeploy + 20, NOW_S - 25, 17.0, lambda k: ("app", *HOMES[k % 2], "info", NO_KEY))
+    lines += [(t + 0.02, "app", mid, region, "info",
+               applogs.access(401, "/api/session", 61.7, method="POST"))
+              for t, _, mid, region, _, m in list(lines) if m == NO_KEY]
+    return before + after + lines
 
 
 SCENARIOS["auth"] = {
     "healthy": ("Auth healthy, clocks in step, SUPABASE_URL and SUPABASE_ANON_KEY set, no bans",
                 lambda: (_auth_world(), _auth_collect)),
     "clock-skew": ("users see 'JWT issued at future': the app's clock is 2 min ahead of "
-                   "Supabase's; Auth itself is healthy", lambda: (_auth_world(app_skew=120.0),
-                                                                   _auth_collect)),
+                   "Supabase's; Auth itself is healthy",
+                   lambda: (_auth_world(app_skew=120.0, logs=_skew_logs()), _auth_collect)),
     "missing-secret": ("SUPABASE_ANON_KEY is missing from the app's Fly secrets (app "
                        "re-created); the local key passes Auth health",
-                       lambda: (_auth_world(secrets=("DATABASE_URL", "SENTRY_DSN", "SUPABASE_URL")),
-                                _auth_collect)),
+                       lambda: (_auth_world(secrets=("DATABASE_URL", "SENTRY_DSN", "SUPABASE_URL"),
+                                            logs=_missing_key_logs()), _auth_collect)),
 }
 
 

@@ -7,8 +7,9 @@ from typing import Any, Callable
 
 from ...promql import queries
 from ..prom import add_prometheus, instance_labels
-from ..world import APP, ENV, REF_NOW, World, ago, json_response, machine, ms
+from ..world import APP, ENV, IMAGE, REF_NOW, World, ago, json_response, machine, ms
 from ...session import iso
+from . import _applogs as applogs
 
 A, B = "148ed193b95089", "3d8d9e1fe67e89"
 NOW_S = REF_NOW.timestamp()
@@ -45,7 +46,46 @@ def launch_event(at: datetime) -> dict:
 def _memory_collect(session, target):  # noqa: ANN001
     from ...runbooks import memory
 
-    return memory.collect(session, target, window=WINDOW, step=STEP)
+    return memory.collect(session, target, window=WINDOW, step=STEP, log_window_minutes=30)
+
+
+MACHINES_AB = [(A, "iad"), (B, "ams")]
+
+
+def oom_script(mid: str, region: str, exit_at: datetime, *, anon_rss_kb: int,
+               total_vm_kb: int, uptime_s: float) -> list[applogs.Entry]:
+    """An OOM kill as the kernel, Fly's init, flyd and the proxy print it, then the restart.
+    ``exit_at`` is the exit event's time: the kernel line comes a moment before it."""
+    t = exit_at.timestamp()
+    kernel = (f"[{uptime_s:12.6f}] Out of memory: Killed process 314 (node) "
+              f"total-vm:{total_vm_kb}kB, anon-rss:{anon_rss_kb}kB, file-rss:0kB, "
+              "shmem-rss:0kB, UID:1000 pgtables:1344kB oom_score_adj:0")
+    lines = [
+        (-0.4, "app", mid, region, "info", kernel),
+        (-0.2, "app", mid, region, "info",
+         " INFO Main child exited with signal (with signal 'SIGKILL', core dumped? false)"),
+        (-0.2, "app", mid, region, "info", " INFO Process appears to have been OOM killed!"),
+        (-0.1, "app", mid, region, "info", " INFO Starting clean up."),
+        (0.0, "app", mid, region, "info",
+         f"[{uptime_s + 0.17:12.6f}] reboot: Restarting system"),
+        (0.4, "runner", mid, region, "info",
+         "machine restart policy set to 'on-failure', restarting"),
+    ]
+    lines += [(0.6 + k * 0.45, "proxy", mid, region, "error", applogs.proxy_pc01())
+              for k in range(4)]
+    lines += [(dt + 1.0, *rest) for dt, *rest in applogs.boot(mid, region, IMAGE)]
+    return applogs.at(t, lines)
+
+
+def _logs(w: World, seed: int, scripted: list[applogs.Entry],
+          slices: list[datetime] = ()) -> None:
+    """Ordinary traffic in the last 30 min and around each past event, plus scripted lines."""
+    now = REF_NOW.timestamp()
+    entries = applogs.background(MACHINES_AB, start=now - 30 * 60, end=now - 20, seed=seed)
+    for i, t in enumerate(slices):
+        entries += applogs.background(MACHINES_AB, start=t.timestamp() - 150,
+                                      end=t.timestamp() + 90, seed=seed + 1 + i)
+    applogs.serve(w, entries + scripted)
 
 
 def _routes(w: World, machines: list[dict]) -> None:
@@ -88,6 +128,11 @@ def memory_oom() -> tuple[World, Callable[..., Any]]:
     w = World(configured={"FLY_API_TOKEN", "DATABASE_URL"}, environ=ENV)
     _routes(w, machines)
     total = 231_735_296.0
+    # the leak held ~99% of 256 MB when the kernel killed node (mem_total 226,304 kB)
+    _logs(w, 31, oom_script(A, "iad", oom1, anon_rss_kb=219_764, total_vm_kb=1_204_412,
+                            uptime_s=21_612.4) +
+          oom_script(A, "iad", oom2, anon_rss_kb=221_380, total_vm_kb=1_211_020,
+                     uptime_s=7_910.8), slices=[oom1, oom2])
     add_prometheus(w, queries(APP, window=WINDOW), {
         "memory_pct": [(instance_labels(A, "iad"), a_mem), (instance_labels(B, "ams"), b_mem)],
         "memory_used_incl_cache_pct": [(instance_labels(A, "iad"), a_cache),
@@ -110,6 +155,7 @@ def memory_page_cache() -> tuple[World, Callable[..., Any]]:
     w = World(configured={"FLY_API_TOKEN", "DATABASE_URL"}, environ=ENV)
     _routes(w, machines)
     total = 480_247_808.0
+    _logs(w, 37, [])
     add_prometheus(w, queries(APP, window=WINDOW), {
         "memory_pct": [(instance_labels(A, "iad"), lambda t: 44 + wobble(t, 2.0, 3600)),
                        (instance_labels(B, "ams"), lambda t: 47 + wobble(t, 1.5, 4200, 2.0))],

@@ -6,7 +6,8 @@ from typing import Any, Callable
 from ...promql import queries
 from ..prom import add_prometheus, instance_labels
 from ..world import APP, ENV, REF_NOW, World
-from .memory import A, B, wobble
+from . import _applogs as applogs
+from .memory import A, B, MACHINES_AB, wobble
 
 NOW_S = REF_NOW.timestamp()
 WINDOW, STEP = "6h", "2m"
@@ -15,7 +16,27 @@ WINDOW, STEP = "6h", "2m"
 def _collect(session, target):  # noqa: ANN001
     from ...runbooks import monitoring
 
-    return monitoring.collect(session, target, window=WINDOW, step=STEP)
+    return monitoring.collect(session, target, window=WINDOW, step=STEP, log_window_minutes=30)
+
+
+def _logs(seed: int, scripted: list | None = None) -> list:
+    return applogs.background(MACHINES_AB, start=NOW_S - 30 * 60, end=NOW_S - 20,
+                              seed=seed) + (scripted or [])
+
+
+def _struggling() -> list:
+    """Machine iad, short of memory, answers ever more slowly and some requests time out in
+    the app (503 after its 2.5 s upstream timeout): denser towards now."""
+    out, t, k = [], NOW_S - 30 * 60 + 40, 0
+    while t < NOW_S - 20:
+        out.append((t, "app", A, "iad", "info",
+                    applogs.access(503, f"/api/projects/{5200 + k * 37 % 900}/tasks?limit=50",
+                                   2500.0 + (k * 53) % 400)))
+        out.append((t + 0.4, "app", A, "iad", "info",
+                    applogs.access(200, f"/api/projects/{5200 + k * 41 % 900}", 1800.0 + (k * 71) % 900)))
+        t += 200.0 - 120.0 * (t - (NOW_S - 30 * 60)) / 1800
+        k += 1
+    return out
 
 
 def level(base: float, amp: float, period_s: float, phase: float = 0.0) -> Callable[[float], float]:
@@ -45,8 +66,9 @@ def _connections(connections: int, active: int) -> dict:
             "rows": [[connections, active, 60, 3]]}
 
 
-def _world(series: dict, connections: dict) -> World:
+def _world(series: dict, connections: dict, log_entries: list) -> World:
     w = World(configured={"FLY_API_TOKEN", "DATABASE_URL"}, environ=ENV)
+    applogs.serve(w, log_entries)
     add_prometheus(w, queries(APP, window=WINDOW), series)
     w.answer("pg", "postgres", "monitoring.connections", connections)
     return w
@@ -64,7 +86,7 @@ def monitoring_normal() -> tuple[World, Callable[..., Any]]:
                        (instance_labels(B, "ams"), level(51, 3, 6600, 2.0))],
         "cpu_pct": _by_instance(level(24, 6, 2700), level(21, 5, 3100, 1.5)),
         "concurrency": _by_instance(level(6, 2, 2400), level(5, 2, 2000, 1.0)),
-    }, _connections(17, 3)), _collect
+    }, _connections(17, 3), _logs(71)), _collect
 
 
 def monitoring_incident() -> tuple[World, Callable[..., Any]]:
@@ -75,7 +97,7 @@ def monitoring_incident() -> tuple[World, Callable[..., Any]]:
                        (instance_labels(B, "ams"), level(52, 3, 6600, 2.0))],
         "cpu_pct": _by_instance(ramp(level(26, 6, 2700), 64, 90, 5), level(23, 5, 3100, 1.5)),
         "concurrency": _by_instance(ramp(level(6, 2, 2400), 19, 80, 2), level(5, 2, 2000, 1.0)),
-    }, _connections(41, 9)), _collect
+    }, _connections(41, 9), _logs(73, _struggling())), _collect
 
 
 SCENARIOS = {
