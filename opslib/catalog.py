@@ -193,7 +193,7 @@ def validate(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
             problems.append(f"parameter {name!r}: {exc}")
     if problems:
         raise UsageError("; ".join(problems) + "\n" + runbook.usage(),
-                         hint=f"pass parameters as -p name=value (make: params=\"name=value\")")
+                         hint="pass parameters as -p name=value (make: params=\"name=value\")")
     return values
 
 

@@ -23,7 +23,7 @@ from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
 from ..findings import Finding, classify
 from ..session import Session
 from ..sources import postgres as pgq
-from ..sources.fly import FlyMachines, machines_frame
+from ..sources.fly import list_app_machines, machines_frame
 from .health import release_version  # noqa: F401  (the notebook's header Version)
 from ..sources.postgres import Postgres
 from ..sources.status import StatusPage, component_indicator, supabase_status
@@ -143,16 +143,9 @@ def _management(session: Session, target: Target, data: DatabaseData) -> None:
 
 
 def _machines(session: Session, target: Target, data: DatabaseData) -> None:
-    token = target.env("FLY_API_TOKEN")
-    if not session.configured("FLY_API_TOKEN", bool(token)):
-        data.skipped.append(NotConfigured("Fly Machines API", "FLY_API_TOKEN",
-                                          hint="needed to plan the app restart"))
-        return
-    try:
-        data.machines = FlyMachines(session, target.app, token=token,
-                                    base_url=target.env("FLY_FLAPS_BASE_URL")).list_machines()
-    except SourceError as exc:
-        data.machines_error = exc
+    data.machines, data.machines_error, skipped = list_app_machines(session, target, hint="needed to plan the app restart")
+    if skipped is not None:
+        data.skipped.append(skipped)
 
 
 def collect(session: Session, target: Target, *, long_query_s: float = 60.0,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -18,7 +17,7 @@ from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import Finding, classify
 from ..session import Session, parse_time
-from ..sources.fly import FlyMachines, checks_frame, machines_frame
+from ..sources.fly import list_app_machines, checks_frame, machines_frame
 from ..sources.http import ProbeResult, probe
 from ..sources.postgres import Postgres
 
@@ -37,16 +36,9 @@ class HealthData:
 
 
 def _machines(session: Session, target: Target, data: HealthData) -> None:
-    token = target.env("FLY_API_TOKEN")
-    if not session.configured("FLY_API_TOKEN", bool(token)):
-        data.skipped.append(NotConfigured("Fly Machines API", "FLY_API_TOKEN",
-                                          hint="create one with `fly tokens create readonly`"))
-        return
-    try:
-        data.machines = FlyMachines(session, target.app, token=token,
-                                    base_url=target.env("FLY_FLAPS_BASE_URL")).list_machines()
-    except SourceError as exc:
-        data.machines_error = exc
+    data.machines, data.machines_error, skipped = list_app_machines(session, target)
+    if skipped is not None:
+        data.skipped.append(skipped)
 
 
 def _database(session: Session, target: Target, data: HealthData) -> None:

@@ -37,7 +37,7 @@ from ..findings import Finding, classify, escalation
 from ..promql import QuerySet, queries
 from ..session import Session, iso, parse_time
 from ..sources import prometheus as prom
-from ..sources.fly import FlyMachines, checks_frame, exit_event, machines_frame
+from ..sources.fly import list_app_machines, checks_frame, exit_event, machines_frame
 from ..sources.http import ProbeResult, probe
 from . import logs as applogs
 from ..logs import LogReport
@@ -71,16 +71,9 @@ def _probes(session: Session, target: Target, n: int, timeout: float,
 
 
 def _machines(session: Session, target: Target, data: NotRespondingData) -> None:
-    token = target.env("FLY_API_TOKEN")
-    if not session.configured("FLY_API_TOKEN", bool(token)):
-        data.skipped.append(NotConfigured("Fly Machines API", "FLY_API_TOKEN",
-                                          hint="create one with `fly tokens create readonly`"))
-        return
-    try:
-        data.machines = FlyMachines(session, target.app, token=token,
-                                    base_url=target.env("FLY_FLAPS_BASE_URL")).list_machines()
-    except SourceError as exc:
-        data.machines_error = exc
+    data.machines, data.machines_error, skipped = list_app_machines(session, target)
+    if skipped is not None:
+        data.skipped.append(skipped)
 
 
 def _metrics(session: Session, target: Target, data: NotRespondingData) -> None:

@@ -20,6 +20,7 @@ from ..session import Session, iso, parse_time
 from .http import call, call_json
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Target
     from ..context import Run
 
 SYSTEM = "fly-machines"
@@ -180,6 +181,24 @@ def _protocol(fly: FlyMachines, op: str, body: Any, expected: str) -> SourceErro
     return SourceProtocolError(f"{SYSTEM}: {op} answered {str(body)[:120]!r}; {expected}",
                                system=SYSTEM, target=str(fly.client.base_url),
                                hint="the endpoint is not the Machines API; check FLY_FLAPS_BASE_URL")
+
+
+def list_app_machines(session: Session, target: "Target", *,
+                      hint: str = "create one with `fly tokens create readonly`"
+                      ) -> tuple[list[dict[str, Any]] | None, SourceError | None,
+                                 NotConfigured | None]:
+    """The target app's machines, as ``(machines, error, skipped)``: exactly one is set.
+
+    Whether ``FLY_API_TOKEN`` was set is recorded, so a replay skips when the live run did.
+    """
+    token = target.env("FLY_API_TOKEN")
+    if not session.configured("FLY_API_TOKEN", bool(token)):
+        return None, None, NotConfigured("Fly Machines API", "FLY_API_TOKEN", hint=hint)
+    try:
+        return FlyMachines(session, target.app, token=token,
+                           base_url=target.env("FLY_FLAPS_BASE_URL")).list_machines(), None, None
+    except SourceError as exc:
+        return None, exc, None
 
 
 def machines_client(run: "Run") -> FlyMachines:
