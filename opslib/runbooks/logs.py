@@ -62,6 +62,15 @@ def fetch(session: Session, target: Target, *, window_minutes: float = DEFAULT_W
     return out
 
 
+def fetch_into(session: Session, target: Target, data: Any, *,
+               window_minutes: float = DEFAULT_WINDOW_MIN,
+               max_pages: int = DEFAULT_MAX_PAGES) -> None:
+    """``fetch`` for a runbook's ``collect``: sets ``data.logs``; a skip joins ``data.skipped``."""
+    data.logs = fetch(session, target, window_minutes=window_minutes, max_pages=max_pages)
+    if data.logs.skipped is not None:
+        data.skipped.append(data.logs.skipped)
+
+
 def analyze(fetched: LogFetch) -> LogReport:
     """Run the log engine on fetched entries (the logs-API layout)."""
     return _analyze_entries(fetched.entries, fmt="api")

@@ -113,15 +113,12 @@ def collect(session: Session, target: Target, *, window: str = "6h", step: str =
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = [pool.submit(_metrics, session, target, data),
                    pool.submit(_connections, session, target, data)]
-        logs_future = (pool.submit(applogs.fetch, session, target,
-                                   window_minutes=log_window_minutes, max_pages=log_max_pages)
-                       if log_window_minutes > 0 else None)
+        if log_window_minutes > 0:
+            futures.append(pool.submit(applogs.fetch_into, session, target, data,
+                                       window_minutes=log_window_minutes,
+                                       max_pages=log_max_pages))
         for f in futures:
             f.result()
-        if logs_future is not None:
-            data.logs = logs_future.result()
-            if data.logs.skipped is not None:
-                data.skipped.append(data.logs.skipped)
     return data
 
 

@@ -105,15 +105,12 @@ def collect(session: Session, target: Target, *, probes: int = 5, timeout: float
         futures = [pool.submit(_probes, session, target, probes, timeout, data),
                    pool.submit(_machines, session, target, data),
                    pool.submit(_metrics, session, target, data)]
-        logs_future = (pool.submit(applogs.fetch, session, target,
-                                   window_minutes=log_window_minutes, max_pages=log_max_pages)
-                       if log_window_minutes > 0 else None)
+        if log_window_minutes > 0:
+            futures.append(pool.submit(applogs.fetch_into, session, target, data,
+                                       window_minutes=log_window_minutes,
+                                       max_pages=log_max_pages))
         for f in futures:
             f.result()
-        if logs_future is not None:
-            data.logs = logs_future.result()
-            if data.logs.skipped is not None:
-                data.skipped.append(data.logs.skipped)
     return data
 
 
