@@ -4,8 +4,9 @@
 
 Generates realistic logs deterministically into bench/out/ (git-ignored; reused when the
 same size and seed were generated before), then for each file runs, interleaved and
-repeated, ``LC_ALL=C grep -ciE 'error|exception|failed' FILE`` and the full analysis
-(`opslib.logs.analyze` + JSON summary + findings) in a child process. Prints median wall
+repeated, ``LC_ALL=C grep -ciE 'error|exception|failed' FILE`` and the full analysis as a
+user runs it, ``python -m opslib logs FILE --json`` (categories, signals, per-minute series,
+templates, findings; start-up and exit included). Prints median wall
 times, the analysis/grep ratio, throughput in MB/s, and the analysis child's own peak RSS
 (from ``os.wait4``'s rusage for that child, the per-child form of RUSAGE_CHILDREN).
 Target from issue 4: ratio <= 3 at 1 GB and peak RSS <= 512 MiB.
@@ -26,15 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-CHILD = """
-import json, sys
-from opslib.logs import analyze, findings_from_logs
-r = analyze(sys.argv[1])
-d = r.to_dict()
-f = findings_from_logs(r)
-print(json.dumps({"lines": r.lines_read, "errors": r.categories["errors"], "signals": len(r.signals),
-                  "findings": len(f), "json_bytes": len(json.dumps(d))}))
-"""
 
 
 def parse_size(text: str) -> int:
@@ -98,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeat):
                 g, out, _, gc = timed(["grep", "-ciE", "error|exception|failed", str(path)], env)
                 grep_count = int(out.strip())
-                a, out, kib, ac = timed([sys.executable, "-c", CHILD, str(path)], child_env)
-                ana_count = json.loads(out)["errors"]
+                a, out, kib, ac = timed([sys.executable, "-m", "opslib", "logs", str(path), "--json"], child_env)
+                ana_count = json.loads(out)["categories"]["errors"]
                 greps.append(g)
                 anas.append(a)
                 ratios.append(a / g)

@@ -7,8 +7,10 @@ usage or configuration (nothing written), 3 severity reached ``--fail-on``.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import OpsError, UsageError
 
@@ -152,3 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def exit_now(status: int) -> NoReturn:
+    """End a ``python -m`` command with ``status``.
+
+    Nothing is left to collect when a command ends, but the interpreter's last cycle
+    collection still walks every object; after the log engine has loaded numba's compiler
+    tables that walk alone adds ~0.3 s to each command. Freezing skips it (files and
+    streams are still closed and flushed as usual).
+    """
+    gc.freeze()
+    sys.exit(status)

@@ -192,7 +192,7 @@ def _days_from_civil(y, m, d):
     return era * 146097 + doe - 719468
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def parse_ts(buf, p, e):
     """RFC3339-ish timestamp at ``p``: returns (epoch_ms, end) or (-1, p)."""
     if e - p < 19:
@@ -259,7 +259,7 @@ def _hash_range(buf, s, e):
     return h
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def intern(keys, used, pos_s, pos_e, h, s, e):
     """Small open-addressing table: returns the id for hash ``h`` (-1 when full).
 
@@ -286,7 +286,7 @@ def intern(keys, used, pos_s, pos_e, h, s, e):
     return -1
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def _level_code(buf, s, e):
     n = e - s
     if n <= 0:
@@ -305,7 +305,7 @@ def _level_code(buf, s, e):
     return L_OTHER
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def _provider_code(buf, s, e):
     n = e - s
     c = buf[s] if n > 0 else 0

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
+import threading
 from collections import Counter
 from datetime import datetime, timedelta, UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from . import signals as S
-from .engine import MEASURES, ChunkResult, SigAcc, Worker, run
+from .engine import MEASURES, ChunkResult, SigAcc, Worker, load_kernels, run
 from .report import ERROR_RATE_CRITICAL, ERROR_RATE_WARNING, SEVERITY_RANK, LogReport, _iso, proxy_meaning
 from .sources import FORMATS, open_source
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.I)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -82,6 +87,8 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
     anchor_day_ms = int(datetime(anchor.year, anchor.month, anchor.day, tzinfo=UTC).timestamp() * 1000)
     src = open_source(source)
     try:
+        load_kernels()
+        _import_pandas_meanwhile()
         results, pool, used_fmt = run(src.stream, src.entries, fmt, since_ms, until_ms, examples,
                                       anchor_day_ms, workers=workers, problems=src.problems)
     finally:
@@ -91,8 +98,26 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
     return report
 
 
+def _import_pandas_meanwhile() -> None:
+    """Start importing pandas in a thread: it takes ~0.3 s and is needed only for the report,
+    so on a large input it runs on the cores' spare time while the kernels (which release the
+    GIL) work. `_assemble`'s own ``import pandas`` waits for it, or raises its error.
+    """
+    if "pandas" not in sys.modules:
+        threading.Thread(target=_quiet_import, args=("pandas",), name="import-pandas").start()
+
+
+def _quiet_import(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - the main thread's import raises it where it matters
+        pass
+
+
 def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker], examples: int,
               top_templates: int, anchor_day_ms: int, anchored: bool) -> LogReport:
+    import pandas as pd
+
     lines = sum(r.lines for r in results)
     parsed = sum(r.parsed for r in results)
     filtered = sum(r.filtered_out for r in results)
@@ -206,6 +231,7 @@ def _signal_dict(sid: str, acc: SigAcc, error_rate: float) -> dict[str, Any]:
 
 
 def _per_minute(results: list[ChunkResult]) -> pd.DataFrame:
+    import pandas as pd
     keys = [r.minute_keys for r in results if r.minute_keys is not None]
     if not keys:
         return pd.DataFrame(columns=list(MEASURES), index=pd.DatetimeIndex([], tz="UTC", name="minute"), dtype="int64")
@@ -223,6 +249,7 @@ def _per_minute(results: list[ChunkResult]) -> pd.DataFrame:
 
 
 def _with_signal_columns(df: pd.DataFrame, signals: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
     df = df.copy()
     for s in signals:
         col = pd.Series(0, index=df.index, dtype="int64")
@@ -235,6 +262,7 @@ def _with_signal_columns(df: pd.DataFrame, signals: list[dict[str, Any]]) -> pd.
 
 
 def _by_name(parts: list[dict[str, np.ndarray]], name: str) -> pd.DataFrame:
+    import pandas as pd
     tot: dict[str, np.ndarray] = {}
     for p in parts:
         for k, v in p.items():
@@ -247,6 +275,7 @@ def _by_name(parts: list[dict[str, np.ndarray]], name: str) -> pd.DataFrame:
 
 
 def _instance_minute(results: list[ChunkResult]) -> pd.DataFrame:
+    import pandas as pd
     rows = [(m, inst, v[0], v[1]) for r in results for (m, inst, v) in r.inst_minute]
     df = pd.DataFrame(rows, columns=["minute", "instance", "lines", "errors"])
     if df.empty:
@@ -257,6 +286,7 @@ def _instance_minute(results: list[ChunkResult]) -> pd.DataFrame:
 
 
 def _templates(pool: list[Worker], lines: int, top: int) -> tuple[pd.DataFrame, int]:
+    import pandas as pd
     merged: dict[int, list[Any]] = {}
     other = 0
     for w in pool:
@@ -278,6 +308,7 @@ def _templates(pool: list[Worker], lines: int, top: int) -> tuple[pd.DataFrame, 
 
 def _spikes(per_minute: pd.DataFrame, min_minutes: int = 10) -> pd.DataFrame:
     """Minutes where a series is far above its own median over the window."""
+    import pandas as pd
     rows = []
     if len(per_minute) >= min_minutes:
         for col in per_minute.columns:

@@ -23,6 +23,7 @@ import os
 import queue
 import re
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -451,6 +452,21 @@ def _parse_any_ts(value: Any) -> int | None:
 
 
 # --- the driver ------------------------------------------------------------------------------
+_kernels_loaded = threading.Lock()
+_kernels_ready = False
+
+
+def load_kernels() -> None:
+    """Load the compiled kernels now (numba's first call sets up its compiler and reads the
+    on-disk cache, ~0.3 s), so that nothing is imported once the analysis threads run."""
+    global _kernels_ready
+    with _kernels_loaded:
+        if not _kernels_ready:
+            # a writable buffer, as files are read into: same compiled signature
+            Worker("fly-text", None, None, 0, 0).process(0, bytearray(b"x\n"))
+            _kernels_ready = True
+
+
 def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int | None,
         examples: int, anchor_day_ms: int, workers: int | None = None,
         chunk_bytes: int | None = None, problems: list[str] | None = None,
@@ -467,7 +483,10 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
     mode = {"fly-text": "fly-text", "ndjson": "ndjson", "bare": "bare"}.get(fmt, "ndjson")
     nworkers = workers or max(1, min(2, os.cpu_count() or 1))
     pool = [Worker(mode, since_ms, until_ms, examples, anchor_day_ms) for _ in range(nworkers)]
-    execs = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"logs-{k}") for k in range(nworkers)]
+    idle: queue.SimpleQueue[Worker] = queue.SimpleQueue()
+    for w in pool:
+        idle.put(w)
+    executor = ThreadPoolExecutor(max_workers=nworkers, thread_name_prefix="logs")
     futures: list[Future[ChunkResult]] = []
     results: list[ChunkResult] = []
 
@@ -488,6 +507,16 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
         if isinstance(buf, bytearray):
             spare.put(buf)  # the worker is done with it: the reader may fill it again
 
+    def process(idx: int, data: bytes | memoryview) -> ChunkResult:
+        # whichever thread is free takes the next block (the cores of a shared machine do not
+        # run at the same speed). Tasks start in block order, so each Worker still sees its
+        # blocks in stream order, and merging by (block, line) keeps the result the same.
+        w = idle.get()
+        try:
+            return w.process(idx, data)
+        finally:
+            idle.put(w)
+
     def blocks() -> Iterator[bytes | memoryview]:
         if entries is not None:
             yield from entries_as_ndjson(entries, chunk_bytes)
@@ -502,11 +531,8 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
     sys.setswitchinterval(0.0005)
     try:
         for idx, data in enumerate(blocks()):
-            # fixed round-robin, not "whoever is free": each worker then sees its blocks in
-            # stream order, so the first example of a template or signal is the same every run
-            w = idx % nworkers
             in_use.append(data.obj if isinstance(data, memoryview) else None)
-            futures.append(execs[w].submit(pool[w].process, idx, data))
+            futures.append(executor.submit(process, idx, data))
             del data  # no reference may outlive the block once it goes back to the spares
             # bounded look-ahead keeps memory flat: one block queued per worker
             while len(futures) - len(results) > nworkers:
@@ -514,7 +540,6 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
         while len(results) < len(futures):
             collect()
     finally:
-        for ex in execs:
-            ex.shutdown(wait=True, cancel_futures=True)
+        executor.shutdown(wait=True, cancel_futures=True)
         sys.setswitchinterval(old_interval)
     return results, pool, fmt

@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .proxy_codes import PROXY_CODES
+
+if TYPE_CHECKING:  # pandas is imported while the kernels run (see analysis.analyze)
+    import pandas as pd
 
 CATEGORY_DEFINITIONS = {
     "errors": "error|exception|failed",
@@ -37,11 +39,11 @@ ERROR_RATE_CRITICAL = 0.05
 
 
 def _iso(ts: Any) -> str | None:
-    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
+    if ts is None or ts != ts:  # None, NaN, NaT
         return None
-    if isinstance(ts, pd.Timestamp):
-        ts = ts.to_pydatetime()
-    if isinstance(ts, datetime):
+    if isinstance(ts, datetime):  # pandas' Timestamp is one too
+        if hasattr(ts, "to_pydatetime"):
+            ts = ts.to_pydatetime()
         return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -90,7 +92,7 @@ class LogReport:
         def records(df: pd.DataFrame, index_name: str) -> list[dict[str, Any]]:
             out = []
             for idx, row in df.iterrows():
-                rec: dict[str, Any] = {index_name: _iso(idx) if isinstance(idx, pd.Timestamp) else idx}
+                rec: dict[str, Any] = {index_name: _iso(idx) if isinstance(idx, datetime) else idx}
                 for k, v in row.items():
                     rec[str(k)] = _jsonable(v)
                 out.append(rec)
@@ -204,7 +206,7 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, (np.floating, float)):
         f = float(v)
         return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(v, pd.Timestamp):
+    if isinstance(v, datetime):
         return _iso(v)
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}

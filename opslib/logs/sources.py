@@ -93,6 +93,9 @@ class _Peek(io.RawIOBase):
             b[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
+        readinto = getattr(self._rest, "readinto", None)
+        if readinto is not None:  # straight into the caller's buffer: no copy through a bytes
+            return readinto(b) or 0
         data = self._rest.read(len(b))
         n = len(data)
         b[:n] = data
