@@ -78,6 +78,58 @@ def test_categories_equal_ascii_case_insensitive_grep(data: bytes, fmt: str) -> 
         assert r.categories[name] == sum(1 for ln in lines if rx.search(ln)), name
 
 
+# Every field of the shipper's record and of a `fly logs` line, filled with pieces that hold
+# (or almost hold) keywords: the fast parsers leave plain fields (timestamps, hex machine
+# ids, three-letter regions, known providers) out of the keyword scan, and must still count
+# exactly what grep counts on the whole line.
+FIELD = st.lists(st.sampled_from(["a", "e", "f", "0", "1", "4", "401", "40", "auth", "Auth", "query", "error", "rror",
+                                  "fail", "app", "runner", "proxy", "health", "iad", "r", "x", "-", "."]),
+                 min_size=1, max_size=4).map("".join)
+TIMESTAMP = st.sampled_from(["2024-05-28T12:00:00.401Z", "2024-05-28T12:00:00.123456789Z", "2401-05-28T12:00:00Z",
+                             "2024-05-28T12:00:00Z", "2024-05-28T12:00:00Zauth", "not a time"])
+INSTANCE = st.one_of(st.sampled_from(["148ed193b95089", "5683606c", "148ed401b95089", "148ED193B95089"]), FIELD)
+REGION = st.one_of(st.sampled_from(["iad", "ord", "401", "auth", "db"]), FIELD)
+
+
+@st.composite
+def record(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    prov, inst, name, region, host, level = (draw(x) for x in (FIELD, INSTANCE, FIELD, REGION, FIELD, FIELD))
+    msg, ts = draw(FIELD), draw(TIMESTAMP)
+    ship = (f'{{"event":{{"provider":"{prov}"}},"fly":{{"app":{{"instance":"{inst}","name":"{name}"}},'
+            f'"region":"{region}"}},"host":"{host}","log":{{"level":"{level}"}},"message":"{msg}",'
+            f'"timestamp":"{ts}"}}')
+    text = f"{ts} {prov}[{inst}] {region} [{level}] {msg}"
+    return ship.encode(), text.encode()
+
+
+@SETTINGS
+@given(records=st.lists(record(), min_size=1, max_size=20))
+def test_categories_equal_grep_when_keywords_sit_in_any_field(records: list[tuple[bytes, bytes]]) -> None:
+    for fmt, lines in (("ndjson", [r[0] for r in records]), ("fly-text", [r[1] for r in records])):
+        r = analyze(io.BytesIO(b"\n".join(lines) + b"\n"), fmt=fmt)
+        for name, pattern in GREPS.items():
+            rx = re.compile(pattern, re.I)
+            assert r.categories[name] == sum(1 for ln in lines if rx.search(ln)), (fmt, name)
+
+
+def test_keywords_in_plain_looking_fields_are_counted() -> None:
+    fields = [  # (timestamp, provider, instance, region): each hides "auth" or "401", but the last
+        ("2024-05-28T12:00:00Z", "app", "148ed193b95089", "auth"),
+        ("2024-05-28T12:00:00Z", "rauthx", "148ed193b95089", "iad"),
+        ("2024-05-28T12:00:00.401Z", "app", "148ed193b95089", "iad"),
+        ("2024-05-28T12:00:00Z", "app", "148ed401b95089", "iad"),
+        ("2024-05-28T12:00:00Z", "app", "148ed193b95089", "401"),
+        ("2024-05-28T12:00:00Z", "app", "148ed193b95089", "iad"),
+    ]
+    text = "".join(f"{t} {p}[{i}] {r} [info] hello\n" for t, p, i, r in fields)
+    ship = "".join(f'{{"event":{{"provider":"{p}"}},"fly":{{"app":{{"instance":"{i}","name":"web"}},"region":"{r}"}},'
+                   f'"host":"h","log":{{"level":"info"}},"message":"hello","timestamp":"{t}"}}\n' for t, p, i, r in fields)
+    for fmt, data in (("fly-text", text), ("ndjson", ship)):
+        r = analyze(io.BytesIO(data.encode()), fmt=fmt)
+        assert r.parsed == len(fields), fmt
+        assert r.categories["auth"] == len(fields) - 1, fmt
+
+
 printable_msg = st.text(alphabet=st.sampled_from(list("abcXYZ019 -_./:[]()\"'=,")), max_size=40)
 
 

@@ -9,6 +9,8 @@ flags, template slots); turning them into strings, signals and DataFrames is the
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from numba import njit
 
@@ -71,6 +73,10 @@ def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, 
     for i, (kw, _a) in enumerate(keywords):
         if len(kw) < 3 or kw != kw.lower() or (kw[0] & 31) == 0:
             raise ValueError(f"keyword must be lowercase, at least 3 bytes, not start with ' @`: {kw!r}")
+        # `parse_text` does not scan a prefix that can hold no keyword but "401" (timestamp,
+        # known provider, hex machine id, region of three letters)
+        if kw != b"401" and (len(kw) <= 3 or re.fullmatch(rb"[0-9a-f]+|[0-9tz:.,+ -]+", kw)):
+            raise ValueError(f"keyword {kw!r} could hide in a timestamp, machine id or region, which are not scanned")
         by_tri.setdefault(_key3(kw), []).append(i)
     size = 1 << 15
     pairs = sorted((key, i) for key, lst in by_tri.items() for i in lst)
@@ -305,17 +311,27 @@ def _level_code(buf, s, e):
     return L_OTHER
 
 
+_APP, _RUNNER, _PROXY, _HEALTH = (np.frombuffer(w, dtype=np.uint8).copy() for w in (b"app", b"runner", b"proxy", b"health"))
+
+
+@njit(inline="always")
+def _same(buf, s, word):
+    for j in range(word.shape[0]):
+        if buf[s + j] != word[j]:
+            return False
+    return True
+
+
 @njit(inline="always")
 def _provider_code(buf, s, e):
     n = e - s
-    c = buf[s] if n > 0 else 0
-    if n == 3 and c == 97 and buf[s + 1] == 112 and buf[s + 2] == 112:
+    if n == 3 and _same(buf, s, _APP):
         return P_APP
-    if n == 6 and c == 114:
+    if n == 6 and _same(buf, s, _RUNNER):
         return P_RUNNER
-    if n == 5 and c == 112:
+    if n == 5 and _same(buf, s, _PROXY):
         return P_PROXY
-    if n == 6 and c == 104:
+    if n == 6 and _same(buf, s, _HEALTH):
         return P_HEALTH
     return P_OTHER
 
@@ -466,6 +482,8 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             c2 = c1
             c1 = c
         rh = FNV_OFF
+        if r1 - r0 > 3:
+            plain = False  # real regions have three letters; a longer word could be a keyword
         for k in range(r0, r1):
             c = buf[k]
             rh = (rh ^ np.uint64(c)) * FNV_PRIME
