@@ -452,7 +452,7 @@ def _parse_any_ts(value: Any) -> int | None:
 
 
 # --- the driver ------------------------------------------------------------------------------
-_kernels_loaded = threading.Lock()
+_kernels_lock = threading.Lock()
 _kernels_ready = False
 
 
@@ -460,7 +460,7 @@ def load_kernels() -> None:
     """Load the compiled kernels now (numba's first call sets up its compiler and reads the
     on-disk cache, ~0.3 s), so that nothing is imported once the analysis threads run."""
     global _kernels_ready
-    with _kernels_loaded:
+    with _kernels_lock:
         if not _kernels_ready:
             # a writable buffer, as files are read into: same compiled signature
             Worker("fly-text", None, None, 0, 0).process(0, bytearray(b"x\n"))
