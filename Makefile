@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
+KERNELS := $(VENV)/.kernels
 
 # make run / triage variables (see `make help`)
 issue ?=
@@ -61,30 +62,33 @@ $(READY): requirements.txt
 	$(PY) -m ipykernel install --sys-prefix --name opslib --display-name "Python (opslib)" >/dev/null
 	@# the kernel (and JupyterLab) import opslib from this checkout
 	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/opslib-checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
-	@# compile the log engine's kernels once, into numba's cache (not in users' runs)
+	@touch $@
+
+# compile the log engine's kernels into numba's cache once per version of them (not in users' runs)
+$(KERNELS): $(READY) opslib/logs/_kernel.py
 	$(PY) -c 'import opslib.logs; opslib.logs.warm()'
 	@touch $@
 
-setup: $(READY) ## Create .venv, install pinned requirements, register the 'opslib' kernel
+setup: $(KERNELS) ## Create .venv, install pinned requirements, register the 'opslib' kernel
 
-run: $(READY) ## Run a runbook: make run issue=health [app=… target=… params="k=v" …]
+run: $(KERNELS) ## Run a runbook: make run issue=health [app=… target=… params="k=v" …]
 	@test -n "$(issue)" || { echo "error: say which runbook, e.g. make run issue=health (make list shows all)" >&2; exit 2; }
 	$(PY) -m opslib run $(call q,$(issue)) $(RUN_FLAGS)
 
-list: $(READY) ## List every runbook with its parameters
+list: $(KERNELS) ## List every runbook with its parameters
 	@$(PY) -m opslib list
 
-verify: $(READY) ## Verify evidence: make verify [path=reports/<incident>/<run>] (default: all of reports/)
+verify: $(KERNELS) ## Verify evidence: make verify [path=reports/<incident>/<run>] (default: all of reports/)
 	$(PY) -m opslib verify $(call q,$(path))
 
-review: $(READY) ## Build the evidence site reports/index.html [replay=reports/<incident>/<run>: check its replay]
+review: $(KERNELS) ## Build the evidence site reports/index.html [replay=reports/<incident>/<run>: check its replay]
 	$(PY) -m opslib review $(if $(replay),--check-replay $(call q,$(replay)))
 
-compare: $(READY) ## Compare two runs: make compare a=reports/<incident>/<run> b=reports/<incident>/<run>
+compare: $(KERNELS) ## Compare two runs: make compare a=reports/<incident>/<run> b=reports/<incident>/<run>
 	@test -n "$(a)" -a -n "$(b)" || { echo "error: say which runs, e.g. make compare a=reports/INC/RUN_A b=reports/INC/RUN_B" >&2; exit 2; }
 	$(PY) -m opslib compare $(call q,$(a)) $(call q,$(b))
 
-triage: $(READY) ## Run every read-only runbook into one incident: make triage [app=… incident=… jobs=N]
+triage: $(KERNELS) ## Run every read-only runbook into one incident: make triage [app=… incident=… jobs=N]
 	$(PY) -m opslib triage $(if $(app),--app $(call q,$(app))) \
 		$(if $(app_url),--app-url $(call q,$(app_url))) \
 		$(if $(incident),--incident $(call q,$(incident))) \
@@ -94,10 +98,10 @@ triage: $(READY) ## Run every read-only runbook into one incident: make triage [
 		$(if $(timeout),--timeout $(call q,$(timeout))) \
 		$(if $(jobs),--jobs $(call q,$(jobs)))
 
-lab: $(READY) ## Open JupyterLab on notebooks/ with the opslib kernel
+lab: $(KERNELS) ## Open JupyterLab on notebooks/ with the opslib kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
-test: $(READY) ## Run the test suite (installs PostgreSQL and Chromium if missing)
+test: $(KERNELS) ## Run the test suite (installs PostgreSQL and Chromium if missing)
 	@tests/system-deps.sh
 	$(PY) -m pytest $(if $(CI),-p no:cacheprovider,) -q tests
 

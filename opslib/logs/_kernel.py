@@ -12,7 +12,88 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+# --- raw byte access ---------------------------------------------------------------------
+# numba indexes arrays with a check for negative indices (Python's wrap-around) on every
+# access, which costs a branch per byte and keeps loops scalar. The kernels compute their
+# offsets inside [0, len) themselves, so they read bytes through these instead.
+
+
+def _is_bytes(arr: types.Type) -> bool:
+    return isinstance(arr, types.Array) and arr.dtype == types.uint8 and arr.ndim == 1 and arr.layout == "C"
+
+
+@intrinsic
+def at(typingctx, arr, idx):
+    """``arr[idx]`` of a contiguous uint8 array, without the wrap-around (``0 <= idx < len``)."""
+    if not (_is_bytes(arr) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.int64)
+        return builder.load(builder.gep(ary.data, [i], inbounds=True))
+
+    return types.uint8(arr, idx), codegen
+
+
+@intrinsic
+def load_u64(typingctx, arr, idx):
+    """Eight bytes of a contiguous uint8 array from ``idx`` as one little-endian word
+    (unaligned; ``0 <= idx <= len - 8``)."""
+    if not (_is_bytes(arr) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.int64)
+        p = builder.bitcast(builder.gep(ary.data, [i], inbounds=True), ir.IntType(64).as_pointer())
+        return builder.load(p, align=1)
+
+    return types.uint64(arr, idx), codegen
+
+
+@intrinsic
+def ctz(typingctx, x):
+    """Trailing zero bits of a non-zero uint64."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return types.uint64(x), codegen
+
+
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_QUOTES = np.uint64(0x2222222222222222)
+_BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
+
+
+@njit(inline="always")
+def _find_quote_or_backslash(buf, q, e):
+    """First ``"`` or backslash in [q, e), or e. Eight bytes per step: a byte of ``x ^ c``
+    is zero where ``x`` holds ``c``, and ``(y - ones) & ~y & high`` marks the lowest zero
+    byte of ``y`` exactly."""
+    while q + 8 <= e:
+        x = load_u64(buf, q)
+        y1 = x ^ _QUOTES
+        y2 = x ^ _BACKSLASHES
+        z = ((y1 - _ONES) & ~y1 | (y2 - _ONES) & ~y2) & _HIGH
+        if z != 0:
+            return q + np.int64(ctz(z) >> np.uint64(3))
+        q += 8
+    while q < e:
+        c = at(buf, q)
+        if c == 34 or c == 92:
+            return q
+        q += 1
+    return e
+
 
 # --- flag bits (per line) -----------------------------------------------------------------
 F_ERR = 1  # seed grep: error|exception|failed
@@ -63,7 +144,7 @@ def _key3(kw: bytes) -> int:
 
 
 def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, ...]:
-    """Compile (lowercase keyword, action) pairs into arrays indexed by a rolling key.
+    """Compile (lowercase keyword, action) pairs into arrays indexed by a three-byte key.
 
     The key keeps 5 bits of each of the first three bytes, so one lookup per byte rules out
     almost every position; candidates are checked against their exact first three bytes,
@@ -71,8 +152,8 @@ def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, 
     """
     by_tri: dict[int, list[int]] = {}
     for i, (kw, _a) in enumerate(keywords):
-        if len(kw) < 3 or kw != kw.lower() or (kw[0] & 31) == 0:
-            raise ValueError(f"keyword must be lowercase, at least 3 bytes, not start with ' @`: {kw!r}")
+        if len(kw) < 3 or kw != kw.lower():
+            raise ValueError(f"keyword must be lowercase and at least 3 bytes: {kw!r}")
         # `parse_text` does not scan a prefix that can hold no keyword but "401" (timestamp,
         # known provider, hex machine id, region of three letters)
         if kw != b"401" and (len(kw) <= 3 or re.fullmatch(rb"[0-9a-f]+|[0-9tz:.,+ -]+", kw)):
@@ -107,12 +188,12 @@ def strip_ansi(buf):
     j = 0
     i = 0
     while i < n:
-        b = buf[i]
-        if b == 27 and i + 1 < n and buf[i + 1] == 91:
+        b = at(buf, i)
+        if b == 27 and i + 1 < n and at(buf, i + 1) == 91:
             k = i + 2
-            while k < n and ((buf[k] >= 48 and buf[k] <= 57) or buf[k] == 59):
+            while k < n and ((at(buf, k) >= 48 and at(buf, k) <= 57) or at(buf, k) == 59):
                 k += 1
-            if k < n and buf[k] == 109:
+            if k < n and at(buf, k) == 109:
                 i = k + 1
                 continue
         out[j] = b
@@ -137,15 +218,13 @@ def split_lines(buf, words, ls, le):
     # a separate branch-free loop that LLVM vectorises: counting ESC costs almost nothing
     esc = 0
     for i in range(n):
-        esc += buf[i] == 27
-    ones = np.uint64(0x0101010101010101)
-    high = np.uint64(0x8080808080808080)
+        esc += at(buf, i) == 27
     nl = np.uint64(0x0A0A0A0A0A0A0A0A)
     nw = words.shape[0]
     for j in range(nw + 1):
         if j < nw:
             x = words[j] ^ nl
-            if (x - ones) & ~x & high == 0:
+            if (x - _ONES) & ~x & _HIGH == 0:
                 continue
             lo = j * 8
             hi = lo + 8
@@ -153,11 +232,11 @@ def split_lines(buf, words, ls, le):
             lo = nw * 8  # the bytes after the last whole word
             hi = n
         for i in range(lo, hi):
-            if buf[i] == 10:
+            if at(buf, i) == 10:
                 if k >= cap:
                     return -1, esc
                 e = i
-                if e > s and buf[e - 1] == 13:
+                if e > s and at(buf, e - 1) == 13:
                     e -= 1
                 ls[k] = s
                 le[k] = e
@@ -167,7 +246,7 @@ def split_lines(buf, words, ls, le):
         if k >= cap:
             return -1, esc
         e = n
-        if buf[e - 1] == 13:
+        if at(buf, e - 1) == 13:
             e -= 1
         ls[k] = s
         le[k] = e
@@ -179,7 +258,7 @@ def split_lines(buf, words, ls, le):
 def _digits(buf, p, k):
     v = 0
     for j in range(k):
-        c = buf[p + j]
+        c = at(buf, p + j)
         if c < 48 or c > 57:
             return -1
         v = v * 10 + (c - 48)
@@ -204,26 +283,26 @@ def parse_ts(buf, p, e):
     if e - p < 19:
         return -1, p
     y = _digits(buf, p, 4)
-    if y < 0 or buf[p + 4] != 45 or buf[p + 7] != 45:
+    if y < 0 or at(buf, p + 4) != 45 or at(buf, p + 7) != 45:
         return -1, p
     mo = _digits(buf, p + 5, 2)
     d = _digits(buf, p + 8, 2)
-    sep = buf[p + 10]
+    sep = at(buf, p + 10)
     if mo < 1 or mo > 12 or d < 1 or d > 31 or (sep != 84 and sep != 32 and sep != 116):
         return -1, p
     hh = _digits(buf, p + 11, 2)
     mi = _digits(buf, p + 14, 2)
     ss = _digits(buf, p + 17, 2)
-    if hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 60 or buf[p + 13] != 58 or buf[p + 16] != 58:
+    if hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 60 or at(buf, p + 13) != 58 or at(buf, p + 16) != 58:
         return -1, p
     q = p + 19
     ms = 0
-    if q < e and (buf[q] == 46 or buf[q] == 44):
+    if q < e and (at(buf, q) == 46 or at(buf, q) == 44):
         q += 1
         nd = 0
-        while q < e and buf[q] >= 48 and buf[q] <= 57:
+        while q < e and at(buf, q) >= 48 and at(buf, q) <= 57:
             if nd < 3:
-                ms = ms * 10 + (buf[q] - 48)
+                ms = ms * 10 + (at(buf, q) - 48)
             nd += 1
             q += 1
         if nd == 0:
@@ -232,15 +311,15 @@ def parse_ts(buf, p, e):
             ms *= 10
             nd += 1
     off = 0
-    if q < e and (buf[q] == 90 or buf[q] == 122):
+    if q < e and (at(buf, q) == 90 or at(buf, q) == 122):
         q += 1
-    elif q + 5 < e + 1 and q < e and (buf[q] == 43 or buf[q] == 45):
+    elif q + 5 < e + 1 and q < e and (at(buf, q) == 43 or at(buf, q) == 45):
         oh = _digits(buf, q + 1, 2) if q + 3 <= e else -1
         if oh < 0:
             return -1, p
         om = 0
         r = q + 3
-        if r < e and buf[r] == 58:
+        if r < e and at(buf, r) == 58:
             r += 1
         if r + 2 <= e:
             om = _digits(buf, r, 2)
@@ -249,7 +328,7 @@ def parse_ts(buf, p, e):
             else:
                 r += 2
         off = (oh * 60 + om) * 60
-        if buf[q] == 45:
+        if at(buf, q) == 45:
             off = -off
         q = r
     days = _days_from_civil(y, mo, d)
@@ -261,7 +340,7 @@ def parse_ts(buf, p, e):
 def _hash_range(buf, s, e):
     h = FNV_OFF
     for i in range(s, e):
-        h = (h ^ np.uint64(buf[i])) * FNV_PRIME
+        h = (h ^ np.uint64(at(buf, i))) * FNV_PRIME
     return h
 
 
@@ -297,7 +376,7 @@ def _level_code(buf, s, e):
     n = e - s
     if n <= 0:
         return L_NONE
-    c = buf[s] | 32
+    c = at(buf, s) | 32
     if c == 105:  # info
         return L_INFO
     if c == 101:  # error / err
@@ -317,7 +396,7 @@ _APP, _RUNNER, _PROXY, _HEALTH = (np.frombuffer(w, dtype=np.uint8).copy() for w 
 @njit(inline="always")
 def _same(buf, s, word):
     for j in range(word.shape[0]):
-        if buf[s + j] != word[j]:
+        if at(buf, s + j) != word[j]:
             return False
     return True
 
@@ -339,14 +418,14 @@ def _provider_code(buf, s, e):
 @njit(inline="always")
 def _skip_value(buf, q, e):
     """Skip a field value (quoted with escapes, or up to the next space)."""
-    if q < e and buf[q] == 34:
+    if q < e and at(buf, q) == 34:
         q += 1
-        while q < e and buf[q] != 34:
-            if buf[q] == 92:
+        while q < e and at(buf, q) != 34:
+            if at(buf, q) == 92:
                 q += 1
             q += 1
         return min(q + 1, e)
-    while q < e and buf[q] != 32:
+    while q < e and at(buf, q) != 32:
         q += 1
     return q
 
@@ -381,42 +460,42 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
         em_s = -1
         em_e = -1
         # error.message="…" written before the timestamp (render.LogEntry quirk)
-        if e - p > 15 and buf[p] == 101 and buf[p + 5] == 46 and buf[p + 13] == 61 and buf[p + 14] == 34:
+        if e - p > 15 and at(buf, p) == 101 and at(buf, p + 5) == 46 and at(buf, p + 13) == 61 and at(buf, p + 14) == 34:
             q = p + 15
             em_s = q
-            while q < e and buf[q] != 34:
-                if buf[q] == 92:
+            while q < e and at(buf, q) != 34:
+                if at(buf, q) == 92:
                     q += 1
                 q += 1
             em_e = min(q, e)
             p = q + 1
-            while p < e and buf[p] == 32:
+            while p < e and at(buf, p) == 32:
                 p += 1
         t, q = parse_ts(buf, p, e)
-        if t < 0 or q >= e or buf[q] != 32:
+        if t < 0 or q >= e or at(buf, q) != 32:
             fl[i] = F_SLOW
             continue
         ts_end = q
         q += 1
         # token 2: provider[instance] or bare instance
         a = q
-        while q < e and buf[q] != 32 and buf[q] != 91:
+        while q < e and at(buf, q) != 32 and at(buf, q) != 91:
             q += 1
         if q >= e:
             fl[i] = F_SLOW
             continue
-        if buf[q] == 91:
+        if at(buf, q) == 91:
             pv = _provider_code(buf, a, q)
             q += 1
             b = q
-            while q < e and buf[q] != 93:
+            while q < e and at(buf, q) != 93:
                 q += 1
             if q >= e or q == b:
                 fl[i] = F_SLOW
                 continue
             ie = q
             q += 1
-            if q >= e or buf[q] != 32:
+            if q >= e or at(buf, q) != 32:
                 fl[i] = F_SLOW
                 continue
         else:
@@ -429,44 +508,44 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
         q += 1
         # region
         r0 = q
-        while q < e and buf[q] != 32:
+        while q < e and at(buf, q) != 32:
             q += 1
         if q >= e or q - r0 < 2 or q - r0 > 8:
             fl[i] = F_SLOW
             continue
         r1 = q
         q += 1
-        if q >= e or buf[q] != 91:
+        if q >= e or at(buf, q) != 91:
             fl[i] = F_SLOW
             continue
         q += 1
         l0 = q
-        while q < e and buf[q] != 93 and q - l0 < 12:
+        while q < e and at(buf, q) != 93 and q - l0 < 12:
             q += 1
-        if q >= e or buf[q] != 93:
+        if q >= e or at(buf, q) != 93:
             fl[i] = F_SLOW
             continue
         lv = _level_code(buf, l0, q)
         q += 1
         # optional fields before the message
-        if q < e and buf[q] == 32:
+        if q < e and at(buf, q) == 32:
             q += 1
         status = 0
         while q + 6 < e and (
-            (buf[q] == 114 and (buf[q + 1] == 101)) or (buf[q] == 101 and buf[q + 1] == 114 and buf[q + 5] == 46)
+            (at(buf, q) == 114 and (at(buf, q + 1) == 101)) or (at(buf, q) == 101 and at(buf, q + 1) == 114 and at(buf, q + 5) == 46)
         ):
             k = q
-            while k < e and buf[k] != 61 and buf[k] != 32:
+            while k < e and at(buf, k) != 61 and at(buf, k) != 32:
                 k += 1
-            if k >= e or buf[k] != 61 or k - q < 8:
+            if k >= e or at(buf, k) != 61 or k - q < 8:
                 break
             # response.status=NNN
-            if k - q == 15 and buf[q + 2] == 115 and buf[q + 9] == 115:
+            if k - q == 15 and at(buf, q + 2) == 115 and at(buf, q + 9) == 115:
                 v = _digits(buf, k + 1, 3) if k + 4 <= e else -1
                 if v >= 100 and v <= 599:
                     status = v
             q = _skip_value(buf, k + 1, e)
-            while q < e and buf[q] == 32:
+            while q < e and at(buf, q) == 32:
                 q += 1
         # hash the id and region, noting on the way whether they are plain (hex id, letters
         # region, no "401"): then no keyword can hide before the level
@@ -475,7 +554,7 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
         c1 = 0
         c2 = 0
         for k in range(b, ie):
-            c = buf[k]
+            c = at(buf, k)
             ih = (ih ^ np.uint64(c)) * FNV_PRIME
             if not ((c >= 48 and c <= 57) or (c >= 97 and c <= 102)) or (c == 49 and c1 == 48 and c2 == 52):
                 plain = False
@@ -485,7 +564,7 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
         if r1 - r0 > 3:
             plain = False  # real regions have three letters; a longer word could be a keyword
         for k in range(r0, r1):
-            c = buf[k]
+            c = at(buf, k)
             rh = (rh ^ np.uint64(c)) * FNV_PRIME
             if (c | 32) < 97 or (c | 32) > 122:
                 plain = False
@@ -503,10 +582,10 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             # Before the level, a keyword can only be the digits 401: in the timestamp's year
             # or fraction (the other digit groups are two wide), or in the id (checked above).
             # Without one, the scan starts at the level, or after the timestamp.
-            ts401 = (buf[p] == 52 and buf[p + 1] == 48 and buf[p + 2] == 49) or \
-                (buf[p + 1] == 52 and buf[p + 2] == 48 and buf[p + 3] == 49)
+            ts401 = (at(buf, p) == 52 and at(buf, p + 1) == 48 and at(buf, p + 2) == 49) or \
+                (at(buf, p + 1) == 52 and at(buf, p + 2) == 48 and at(buf, p + 3) == 49)
             for k in range(p + 19, ts_end - 2):
-                if buf[k] == 52 and buf[k + 1] == 48 and buf[k + 2] == 49:
+                if at(buf, k) == 52 and at(buf, k + 1) == 48 and at(buf, k + 2) == 49:
                     ts401 = True
                     break
             if not ts401:
@@ -521,26 +600,26 @@ def _match_key(buf, q, e, key):
     if q + k + 2 > e:
         return -1
     for j in range(k):
-        if (buf[q + 1 + j] | 32) != key[j]:
+        if (at(buf, q + 1 + j) | 32) != key[j]:
             return -1
     r = q + 1 + k
-    if buf[r] != 34:
+    if at(buf, r) != 34:
         return -1
     r += 1
-    while r < e and buf[r] == 32:
+    while r < e and at(buf, r) == 32:
         r += 1
-    if r >= e or buf[r] != 58:
+    if r >= e or at(buf, r) != 58:
         return -1
     r += 1
-    while r < e and buf[r] == 32:
+    while r < e and at(buf, r) == 32:
         r += 1
     return r
 
 
 @njit(inline="always")
 def _string_end(buf, q, e):
-    while q < e and buf[q] != 34:
-        if buf[q] == 92:
+    while q < e and at(buf, q) != 34:
+        if at(buf, q) == 92:
             q += 1
         q += 1
     return q
@@ -553,6 +632,16 @@ _SHIP_PARTS = (b'{"event":{"provider":"', b'"},"fly":{"app":{"instance":"', b'",
 _SHIP_BYTES = np.frombuffer(b"".join(_SHIP_PARTS), dtype=np.uint8).copy()
 _SHIP_OFF = np.cumsum([0] + [len(x) for x in _SHIP_PARTS]).astype(np.int64)
 _SHIP_MESSAGE = 6  # the value after this literal may hold escapes
+_SHIP_LEN = np.array([len(x) for x in _SHIP_PARTS], dtype=np.int64)
+# each literal as little-endian words with the mask of the bytes they hold: compared eight
+# bytes at a time
+_SHIP_WORDS = np.zeros((len(_SHIP_PARTS), 4), dtype=np.uint64)
+_SHIP_MASKS = np.zeros((len(_SHIP_PARTS), 4), dtype=np.uint64)
+for _i, _part in enumerate(_SHIP_PARTS):
+    for _k in range(0, len(_part), 8):
+        _SHIP_WORDS[_i, _k // 8] = int.from_bytes(_part[_k : _k + 8], "little")
+        _SHIP_MASKS[_i, _k // 8] = (1 << (8 * len(_part[_k : _k + 8]))) - 1
+_SHIP_NWORDS = (_SHIP_LEN + 7) // 8
 
 
 @njit(nogil=True, cache=True)
@@ -566,6 +655,7 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
     in the shipper's exact shape take a literal-matching fast path first.
     """
     n = ls.shape[0]
+    nbuf = buf.shape[0]
     vs = np.zeros(8, dtype=np.int64)
     ve = np.zeros(8, dtype=np.int64)
     for i in range(n):
@@ -588,37 +678,35 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
         q = s
         ok = True
         for step in range(9):
-            o0 = _SHIP_OFF[step]
-            o1 = _SHIP_OFF[step + 1]
-            if q + (o1 - o0) > e:
+            ln = _SHIP_LEN[step]
+            if q + ln > e:
                 ok = False
                 break
-            for j in range(o1 - o0):
-                if buf[q + j] != _SHIP_BYTES[o0 + j]:
-                    ok = False
-                    break
+            if q + 32 <= nbuf:  # whole words may be read (the masks ignore what follows)
+                for k in range(_SHIP_NWORDS[step]):
+                    if (load_u64(buf, q + 8 * k) & _SHIP_MASKS[step, k]) != _SHIP_WORDS[step, k]:
+                        ok = False
+                        break
+            else:
+                o0 = _SHIP_OFF[step]
+                for j in range(ln):
+                    if at(buf, q + j) != _SHIP_BYTES[o0 + j]:
+                        ok = False
+                        break
             if not ok:
                 break
-            q += o1 - o0
+            q += ln
             if step == 8:
                 ok = q == e
                 break
             v0 = q
+            q = _find_quote_or_backslash(buf, q, e)
             if step == _SHIP_MESSAGE:
-                while q < e:
-                    if buf[q] == 34:
-                        k = q - 1
-                        while buf[k] == 92:
-                            k -= 1
-                        if (q - 1 - k) % 2 == 0:
-                            break
-                    q += 1
-            else:
-                while q < e and buf[q] != 34 and buf[q] != 92:
-                    q += 1
-                if q < e and buf[q] == 92:
-                    ok = False
-                    break
+                while q < e and at(buf, q) == 92:  # an escape: skip it and the byte it escapes
+                    q = _find_quote_or_backslash(buf, q + 2, e)
+            elif q < e and at(buf, q) == 92:
+                ok = False  # escapes only in the message; elsewhere the generic path decodes
+                break
             if q >= e:
                 ok = False
                 break
@@ -641,9 +729,9 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
                 ke[i * SPANS + k] = ve[k]
             continue
         p = s
-        while p < e and buf[p] == 32:
+        while p < e and at(buf, p) == 32:
             p += 1
-        if p >= e or buf[p] != 123:
+        if p >= e or at(buf, p) != 123:
             fl[i] = F_SLOW
             continue
         m0 = -1
@@ -655,10 +743,10 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
         rid = -1
         q = p + 1
         while q < e:
-            if buf[q] != 34:
+            if at(buf, q) != 34:
                 q += 1
                 continue
-            c = buf[q + 1] | 32 if q + 1 < e else 0
+            c = at(buf, q + 1) | 32 if q + 1 < e else 0
             v = -1
             which = 0
             if c == 116:
@@ -683,7 +771,7 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
                 # skip this string entirely (key or value)
                 q = _string_end(buf, q + 1, e) + 1
                 continue
-            if v < e and buf[v] == 34:
+            if v < e and at(buf, v) == 34:
                 a = v + 1
                 z = _string_end(buf, a, e)
                 if which == 1:
@@ -708,8 +796,8 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
                     a = v
                     val = np.int64(0)
                     nd = 0
-                    while a < e and buf[a] >= 48 and buf[a] <= 57 and nd < 19:
-                        val = val * 10 + (buf[a] - 48)
+                    while a < e and at(buf, a) >= 48 and at(buf, a) <= 57 and nd < 19:
+                        val = val * 10 + (at(buf, a) - 48)
                         nd += 1
                         a += 1
                     if nd >= 9:
@@ -740,17 +828,17 @@ def _status_after_method(buf, q, e):
     """After ``METHOD `` (at q): path token, then the first 3-digit token within 6 tokens."""
     if q >= e:
         return 0
-    c = buf[q]
+    c = at(buf, q)
     if c != 47 and c != 104 and c != 42:  # '/', 'http', '*'
         return 0
     ntok = 0
     while q < e and ntok < 7:
-        while q < e and buf[q] != 32:
+        while q < e and at(buf, q) != 32:
             q += 1
-        while q < e and buf[q] == 32:
+        while q < e and at(buf, q) == 32:
             q += 1
         ntok += 1
-        if q + 3 <= e and (q + 3 == e or buf[q + 3] == 32 or buf[q + 3] == 44):
+        if q + 3 <= e and (q + 3 == e or at(buf, q + 3) == 32 or at(buf, q + 3) == 44):
             v = _digits(buf, q, 3)
             if v >= 100 and v <= 599:
                 return v
@@ -761,12 +849,12 @@ def _status_after_method(buf, q, e):
 def _status_after_key(buf, q, e):
     """After ``status`` keyword match ending at q: ``":NNN``, ``=NNN``, ``: NNN``."""
     k = 0
-    while q < e and k < 3 and (buf[q] == 34 or buf[q] == 58 or buf[q] == 61 or buf[q] == 32):
+    while q < e and k < 3 and (at(buf, q) == 34 or at(buf, q) == 58 or at(buf, q) == 61 or at(buf, q) == 32):
         q += 1
         k += 1
     if k == 0 or q + 3 > e:
         return 0
-    if q + 3 < e and buf[q + 3] >= 48 and buf[q + 3] <= 57:
+    if q + 3 < e and at(buf, q + 3) >= 48 and at(buf, q + 3) <= 57:
         return 0
     v = _digits(buf, q, 3)
     if v >= 100 and v <= 599:
@@ -780,15 +868,18 @@ def _code_like(buf, comb, a, b):
     if b - a > 10:
         return False
     k = a
-    while k < b and (comb[buf[k]] >> 5) & 4:
+    while k < b and (comb[at(buf, k)] >> 5) & 4:
         k += 1
     if k - a < 2 or k == b:
         return False
     while k < b:
-        if not ((comb[buf[k]] >> 5) & 2):
+        if not ((comb[at(buf, k)] >> 5) & 2):
             return False
         k += 1
     return True
+
+
+_HIT_WINDOW = 4096  # positions whose key hit the table, checked in batches of at most this
 
 
 @njit(nogil=True, cache=True)
@@ -797,57 +888,66 @@ def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw
 
     The spans cover every byte of the raw line that can hold a keyword (the parsers leave
     out only JSON literals and timestamps, which cannot), so the categories are exactly
-    what grep counts on the whole line. A rolling key of 5 bits per byte over the last three
-    bytes looks up ``has`` (32 KiB, in L1); a hit is checked against the exact first four
-    bytes of each keyword filed there, then byte by byte. Sets category bits in ``fl``,
-    fills ``st`` where still 0 and writes the candidate-family mask to ``cand``.
+    what grep counts on the whole line. A key of 5 bits from each of the three bytes ending
+    at a position looks up ``has`` (32 KiB, in L1). That first loop has no branch: it writes
+    every position and advances its count by the table's 0 or 1, so the ~2 % of positions
+    that hit cost no mispredicted jump and the heavy checks below stay out of the hot loop.
+    A hit is then checked against the exact first four bytes of each keyword filed under
+    its key, then byte by byte. Sets category bits in ``fl``, fills ``st`` where still 0 and
+    writes the candidate-family mask to ``cand``.
     """
     n = kn.shape[0]
+    hits = np.empty(_HIT_WINDOW, dtype=np.int64)
     for i in range(n):
         acts = np.int64(0)
         status = np.int64(st[i])
         for sp in range(kn[i]):
             s = ks[i * SPANS + sp]
             e = ke[i * SPANS + sp]
-            key = np.int64(0)
-            # keys before the third byte are zero-padded; no keyword starts with a class-0
-            # byte (checked when the table is built), so such keys never reach before s
-            for p in range(s, e):
-                key = ((key << 5) | np.int64(buf[np.uint64(p)] & 31)) & 32767  # == (lowercase & 31)
-                if not has[key]:
-                    continue
-                q = p - 2
-                if q < s:
-                    continue
-                w3 = (np.int64(lower[buf[np.uint64(q)]]) << 16) | (np.int64(lower[buf[np.uint64(q + 1)]]) << 8) \
-                    | np.int64(lower[buf[np.uint64(p)]])
-                w4 = (w3 << 8) | np.int64(lower[buf[np.uint64(p + 1)]]) if p + 1 < e else np.int64(-1)
-                w3t = (1 << 32) | w3
-                for j in range(bg_start[key], bg_start[key + 1]):
-                    kid = kw_ids[j]
-                    hd = kw_head[kid]
-                    if hd != w4 and hd != w3t:
-                        continue
-                    a = kw_act[kid]
-                    if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
-                        continue  # everything this keyword could add is known already
-                    kl = kw_len[kid]
-                    if q + kl > e:
-                        continue
-                    ko = kw_off[kid]
-                    ok = True
-                    for u in range(4, kl):
-                        if lower[buf[np.uint64(q + u)]] != kw_bytes[ko + u]:
-                            ok = False
-                            break
-                    if not ok:
-                        continue
-                    acts |= a
-                    if status == 0:
-                        if a & A_STATUS_METHOD:
-                            status = _status_after_method(buf, q + kl, e)
-                        elif a & A_STATUS_KEY:
-                            status = _status_after_key(buf, q + kl, e)
+            w0 = s + 2  # a keyword starts at p - 2 >= s
+            while w0 < e:
+                w1 = min(e, w0 + _HIT_WINDOW)
+                nh = 0
+                for p in range(w0, w1):
+                    key = ((np.int64(at(buf, p - 2)) & 31) << 10) | ((np.int64(at(buf, p - 1)) & 31) << 5) \
+                        | (np.int64(at(buf, p)) & 31)  # == (lowercase & 31)
+                    hits[nh] = p
+                    nh += has[key]
+                w0 = w1
+                for h in range(nh):
+                    p = hits[h]
+                    q = p - 2
+                    key = ((np.int64(at(buf, q)) & 31) << 10) | ((np.int64(at(buf, q + 1)) & 31) << 5) \
+                        | (np.int64(at(buf, p)) & 31)
+                    w3 = (np.int64(lower[at(buf, q)]) << 16) | (np.int64(lower[at(buf, q + 1)]) << 8) \
+                        | np.int64(lower[at(buf, p)])
+                    w4 = (w3 << 8) | np.int64(lower[at(buf, p + 1)]) if p + 1 < e else np.int64(-1)
+                    w3t = (1 << 32) | w3
+                    for j in range(bg_start[key], bg_start[key + 1]):
+                        kid = kw_ids[j]
+                        hd = kw_head[kid]
+                        if hd != w4 and hd != w3t:
+                            continue
+                        a = kw_act[kid]
+                        if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
+                            continue  # everything this keyword could add is known already
+                        kl = kw_len[kid]
+                        if q + kl > e:
+                            continue
+                        ko = kw_off[kid]
+                        ok = True
+                        for u in range(4, kl):
+                            if lower[at(buf, q + u)] != kw_bytes[ko + u]:
+                                ok = False
+                                break
+                        if not ok:
+                            continue
+                        acts |= a
+                        if status == 0:
+                            if a & A_STATUS_METHOD:
+                                status = _status_after_method(buf, q + kl, e)
+                            elif a & A_STATUS_KEY:
+                                status = _status_after_key(buf, q + kl, e)
         fl[i] |= np.uint16(acts & 7)
         cand[i] = acts >> 8
         st[i] = status
@@ -873,7 +973,7 @@ def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl
         th = np.uint64(0)
         has_digit = np.uint8(0)
         for p in range(m0, m1):
-            c = buf[np.uint64(p)]
+            c = at(buf, p)
             k = comb[c] >> 5
             if k:
                 if not in_tok:
