@@ -346,9 +346,10 @@ _WARM_SAMPLES: tuple[tuple[bytes | list, str], ...] = (
 
 
 def warm() -> None:
-    """Compile the engine's kernels into numba's on-disk cache (``make setup`` calls this).
+    """Compile the engine's kernels into numba's on-disk cache (``make setup`` calls this, and
+    again when ``_kernel.py`` changes).
 
-    Compiling costs ~15-25 s and, while LLVM works, more memory than any analysis; doing it
+    Compiling costs ~45-60 s and, while LLVM works, more memory than any analysis; doing it
     once at set-up keeps both out of users' runs.
     """
     for sample, fmt in _WARM_SAMPLES:
