@@ -133,8 +133,17 @@ def test_keywords_in_plain_looking_fields_are_counted() -> None:
 printable_msg = st.text(alphabet=st.sampled_from(list("abcXYZ019 -_./:[]()\"'=,")), max_size=40)
 
 
+# long tokens (the kernel reads tokens eight bytes at a time), capitals, digits and
+# non-ASCII letters (separators, as in the Python rule)
+long_token_msg = st.lists(
+    st.text(alphabet=st.sampled_from(list("aZ09_.-")), min_size=1, max_size=20)
+    | st.sampled_from(["PC01", "PGRST303", "E1234567890", " ", " - ", "é", "ß/", ":"]),
+    max_size=12,
+).map("".join)
+
+
 @SETTINGS
-@given(msgs=st.lists(printable_msg, min_size=1, max_size=40))
+@given(msgs=st.lists(printable_msg | long_token_msg, min_size=1, max_size=40))
 def test_template_text_is_the_one_counted(msgs: list[str]) -> None:
     msgs = [m for m in msgs if "\n" not in m and "\r" not in m]
     data = "".join(m + "\n" for m in msgs).encode()
@@ -142,6 +151,18 @@ def test_template_text_is_the_one_counted(msgs: list[str]) -> None:
     want = Counter(mask_template(m) for m in msgs)
     got = dict(zip(r.templates["template"], r.templates["count"], strict=True))
     assert got == dict(want)
+
+
+def test_templates_tell_apart_tokens_that_differ_past_eight_bytes() -> None:
+    # the kernel reads a token a word of eight bytes at a time: each word must count
+    msgs = ["refused_by_peer x", "refused_by_host x", "abcdefgh x", "abcdefghi x", "abcdefgh", "abcdefgh.",
+            "ABCDEFGHIJKLMNOP q", "ABCDEFGHIJKLMNOQ q", "ABCDEFGHIJKLMNOPQ q", "digits123456789abc y",
+            "digits987 y", "caf\u00e9-bar z", "caf\u00e9-baz z"] * 2
+    data = "".join(m + "\n" for m in msgs).encode()
+    r = analyze(io.BytesIO(data), fmt="bare", top_templates=100)
+    got = dict(zip(r.templates["template"], r.templates["count"], strict=True))
+    assert got == dict(Counter(mask_template(m) for m in msgs))
+    assert len(got) == 12  # only the two digit tokens share a template
 
 
 @pytest.mark.skipif(shutil.which("grep") is None, reason="needs grep")
