@@ -69,7 +69,7 @@ $(KERNELS): $(READY) opslib/logs/_kernel.py
 	$(PY) -c 'import opslib.logs; opslib.logs.warm()'
 	@touch $@
 
-setup: $(KERNELS) ## Create .venv, install pinned requirements, register the 'opslib' kernel
+setup: $(KERNELS) ## Create .venv, install pinned requirements, register the 'opslib' kernel, compile the log engine
 
 run: $(KERNELS) ## Run a runbook: make run issue=health [app=… target=… params="k=v" …]
 	@test -n "$(issue)" || { echo "error: say which runbook, e.g. make run issue=health (make list shows all)" >&2; exit 2; }
