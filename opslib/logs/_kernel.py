@@ -203,13 +203,12 @@ def strip_ansi(buf):
 
 
 @njit(nogil=True, cache=True)
-def split_lines(buf, words, ls, le):
+def split_lines(buf, ls, le):
     """Fill ``ls``/``le`` with line start/end offsets (end excludes ``\\n`` and a trailing
     ``\\r``). Returns (line count or -1 when the arrays are too small, ESC bytes seen).
 
-    ``words`` is ``buf``'s first ``len // 8 * 8`` bytes viewed as uint64: eight bytes are
-    tested for a newline at once (the zero-byte bit trick), so lines cost per newline, not
-    per byte.
+    Eight bytes are tested for a newline at once (the zero-byte bit trick), so lines cost
+    per newline, not per byte.
     """
     n = buf.shape[0]
     cap = ls.shape[0]
@@ -220,10 +219,10 @@ def split_lines(buf, words, ls, le):
     for i in range(n):
         esc += at(buf, i) == 27
     nl = np.uint64(0x0A0A0A0A0A0A0A0A)
-    nw = words.shape[0]
+    nw = n // 8
     for j in range(nw + 1):
         if j < nw:
-            x = words[j] ^ nl
+            x = load_u64(buf, j * 8) ^ nl
             if (x - _ONES) & ~x & _HIGH == 0:
                 continue
             lo = j * 8
@@ -1177,7 +1176,7 @@ MODE_TEXT, MODE_NDJSON, MODE_BARE = 0, 1, 2
 
 
 @njit(nogil=True, cache=True)
-def stage_a(buf, words, mode, check_esc, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
+def stage_a(buf, mode, check_esc, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
             k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
     """Split and parse one chunk in a single call (one GIL hand-off instead of several).
 
@@ -1185,7 +1184,7 @@ def stage_a(buf, words, mode, check_esc, ls, le, inst_keys, inst_used, inst_s, i
     0 with ESC > 0 (when ``check_esc``) when colours must be stripped first; the caller then
     retries.
     """
-    n, esc = split_lines(buf, words, ls, le)
+    n, esc = split_lines(buf, ls, le)
     if n < 0 or (check_esc and esc > 0):
         return (n if n < 0 else 0), esc
     lsn = ls[:n]

@@ -215,8 +215,7 @@ class Worker:
         while True:
             A = self.arrays
             ks, ke = self.spans
-            words = buf[: buf.shape[0] // 8 * 8].view(np.uint64)
-            n, esc = K.stage_a(buf, words, mode, check_esc, A["ls"], A["le"], self.ik, self.iu, self.is_, self.ie, self.rk, self.ru,
+            n, esc = K.stage_a(buf, mode, check_esc, A["ls"], A["le"], self.ik, self.iu, self.is_, self.ie, self.rk, self.ru,
                                self.rs, self.re, *_JSON_KEYS, A["ts"], A["prov"], A["inst"], A["reg"], A["lvl"],
                                A["ms"], A["me"], A["st"], A["fl"], ks, ke, A["kn"])
             if n < 0:
