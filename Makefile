@@ -40,7 +40,7 @@ RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
 	$(if $(timeout),--timeout $(call q,$(timeout)))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run list verify lab test review compare triage clean
+.PHONY: help setup run list verify lab test test-fast review compare triage clean
 
 help: ## Show this help
 	@echo "Executable runbook notebooks. Usage: make <target> [var=value ...]"
@@ -65,8 +65,8 @@ $(READY): requirements.txt
 	@touch $@
 
 # compile the log engine's kernels into numba's cache once per version of them (not in users' runs)
-$(KERNELS): $(READY) opslib/logs/_kernel.py
-	$(PY) -c 'import opslib.logs; opslib.logs.warm()'
+$(KERNELS): $(READY) opslib/logscan/_kernel.py
+	$(PY) -c 'import opslib.logscan; opslib.logscan.warm()'
 	@touch $@
 
 setup: $(KERNELS) ## Create .venv, install pinned requirements, register the 'opslib' kernel, compile the log engine
@@ -101,9 +101,13 @@ triage: $(KERNELS) ## Run every read-only runbook into one incident: make triage
 lab: $(KERNELS) ## Open JupyterLab on notebooks/ with the opslib kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
-test: $(KERNELS) ## Run the test suite (installs PostgreSQL and Chromium if missing)
+test: $(KERNELS) ## Run the whole test suite (installs PostgreSQL and Chromium if missing)
 	@tests/system-deps.sh
 	$(PY) -m pytest $(if $(CI),-p no:cacheprovider,) -q tests
+
+test-fast: $(KERNELS) ## The quick loop: every test but papermill, browser and large-input ones
+	@tests/system-deps.sh
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean: ## Remove the virtual environment (reports/ is left alone)
 	rm -rf $(VENV)

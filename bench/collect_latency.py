@@ -37,10 +37,11 @@ import trustme  # noqa: E402
 
 from opslib.config import Target  # noqa: E402
 from opslib.demo.world import exit_events, machine  # noqa: E402
-from opslib.findings import THRESHOLDS  # noqa: E402
+from opslib.thresholds import THRESHOLDS  # noqa: E402
 from opslib.runbooks import deploy, health, tls  # noqa: E402
 from opslib.runbooks._fly import probes as probe_chain  # noqa: E402
-from opslib.session import Session, iso  # noqa: E402
+from opslib.session import Session  # noqa: E402
+from opslib.times import iso
 from opslib.sources.fly import FlyMachines, events_frame  # noqa: E402
 from opslib.sources.fly_platform import FlyPlatform, logs_frame  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402

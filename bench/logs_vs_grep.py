@@ -41,7 +41,7 @@ def parse_size(text: str) -> int:
 
 def ensure_file(fmt: str, size: int, seed: int) -> Path:
     """Generate (once) a log file of about ``size`` bytes."""
-    from opslib.logs import synth
+    from opslib.logscan import synth
 
     ext = "log" if fmt == "text" else "ndjson"
     path = OUT / f"fly-{fmt}-{size >> 20}M-seed{seed}.{ext}"
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, LC_ALL="C")
     child_env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     # warm the compiled-kernel cache so the first timed run does not include compilation
-    subprocess.run([sys.executable, "-c", "from opslib.logs import analyze; analyze([{'message': 'x'}])"],
+    subprocess.run([sys.executable, "-c", "from opslib.logscan import analyze; analyze([{'message': 'x'}])"],
                    env=child_env, check=True)
     rows = []
     for size in sizes:

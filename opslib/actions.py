@@ -24,7 +24,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import OpsError, SourceError
+from .errors import ApplyRefused, OpsError, SourceError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import Run
@@ -74,10 +74,6 @@ def plan_digest(runbook: str, app: str, actions: list[Action]) -> str:
                       "api": a.api} for a in actions]},
         sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:DIGEST_LEN]
-
-
-class ApplyRefused(OpsError):
-    """The confirmation does not match the current plan: nothing was changed."""
 
 
 def apply_plan(run: "Run", actions: list[Action], *, apply: bool, confirm: str) -> dict[str, Any]:

@@ -128,10 +128,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    try:
-        from .logs.cli import main as logs_main
-    except ImportError:
-        raise UsageError("the log analysis engine is not installed in this checkout") from None
+    from .logscan.cli import main as logs_main
+
     return logs_main(args.rest)
 
 

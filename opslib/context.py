@@ -24,9 +24,12 @@ from .catalog import REPO_ROOT, get_runbook
 from .config import DEMO_APP, Target, env, parse_target, resolve_app_url
 from .errors import NotConfigured, UsageError
 from .evidence import atomic_write_json
-from .findings import FINDINGS_SCHEMA, Finding, escalation, rank, thresholds, worst
+from .findings import FINDINGS_SCHEMA, Finding, rank, worst
+from .thresholds import thresholds
+from .escalation import escalation
 from .redact import Redactor
-from .session import Session, iso
+from .session import Session
+from .times import iso
 
 DEMO_CAPTURES = Path(__file__).resolve().parent / "demo" / "captures"
 RUN_DIR_ENV = "OPSLIB_RUN_DIR"

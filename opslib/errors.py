@@ -5,17 +5,31 @@
     ├── NotConfigured             a source needs an environment variable that is not set
     ├── ReplayMissError           a replay capture does not hold the request asked for
     ├── EvidenceError             an evidence folder cannot be read or written
+    ├── ApplyRefused              a plan cannot be applied here (not a live target)
     └── SourceError               a call to an outside system failed (carries system, target)
         ├── SourceUnavailable     timeout, refused, DNS, TLS, reset: nothing usable came back
         ├── SourceAuthError       401/403: the token is missing, wrong or lacks permission
         ├── SourceNotFound        404: the app / machine / project does not exist
         ├── SourceRateLimited     429 after the allowed retries
-        └── SourceProtocolError   the answer was not what the platform documents (bad JSON…)
+        ├── SourceProtocolError   the answer was not what the platform documents (bad JSON…)
+        └── PrometheusQueryError  Prometheus answered its error envelope (kind: errorType)
 
 An unhealthy service is data, not an exception: an HTTP 503 from the app under diagnosis is a
 result. These errors are for calls that could not produce a usable answer.
+
+Every error survives a ``pickle`` round trip (papermill and multiprocessing carry exceptions
+between processes): the state is the instance's attributes, not the constructor's arguments.
 """
 from __future__ import annotations
+
+from typing import Any
+
+
+def _rebuild(cls: type, args: tuple, state: dict[str, Any]) -> "OpsError":
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
 
 
 class OpsError(Exception):
@@ -31,6 +45,9 @@ class OpsError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
     def _render_traceback_(self) -> list[str]:
         """In a notebook, show the message and hint, not a Python traceback."""
@@ -56,6 +73,10 @@ class ReplayMissError(OpsError):
 
 class EvidenceError(OpsError):
     """An evidence folder or file cannot be read or written as required."""
+
+
+class ApplyRefused(OpsError):
+    """A plan cannot be applied here (e.g. not a live target): nothing was changed."""
 
 
 class SourceError(OpsError):
@@ -116,10 +137,16 @@ class SourceProtocolError(SourceError):
     kind = "protocol"
 
 
+class PrometheusQueryError(SourceError):
+    """The server answered with the Prometheus error envelope; ``kind`` is its ``errorType``."""
+
+    kind = "query"
+
+
 SOURCE_ERRORS = {
     cls.__name__: cls
     for cls in (SourceError, SourceUnavailable, SourceAuthError, SourceNotFound,
-                SourceRateLimited, SourceProtocolError)
+                SourceRateLimited, SourceProtocolError, PrometheusQueryError)
 }
 
 

@@ -1,4 +1,4 @@
-"""Findings, severities, the seed's thresholds, and escalation.
+"""Findings and severities: what a run found, and the findings.json contract.
 
 ``findings.json`` (schema 1) is the contract CI parses::
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from .errors import UsageError
 
 FINDINGS_SCHEMA = 1
 SEVERITIES = ("info", "ok", "unknown", "warning", "critical")
@@ -35,52 +34,6 @@ def worst(severities: Iterable[str]) -> str:
     """The run's severity: the worst finding, ``ok`` when nothing (but info) was found."""
     ranked = [s for s in severities if s != "info"]
     return max(ranked, key=rank) if ranked else "ok"
-
-
-# --------------------------------------------------------------------------- thresholds
-# The seed's "Key Metrics to Monitor" table, the one place these numbers live.
-THRESHOLDS: dict[str, tuple[float, float]] = {
-    "response_time_ms": (500, 2000),
-    "error_rate_pct": (1, 5),
-    "memory_pct": (70, 90),
-    "cpu_pct": (70, 90),
-    "connections_pct": (80, 95),
-}
-THRESHOLD_LABELS = {
-    "response_time_ms": "Response time",
-    "error_rate_pct": "Error rate",
-    "memory_pct": "Memory usage",
-    "cpu_pct": "CPU usage",
-    "connections_pct": "Active connections (of pool)",
-}
-
-
-def thresholds(overrides: dict[str, Any] | None = None) -> dict[str, tuple[float, float]]:
-    """The seed's thresholds with per-run overrides ``{"memory_pct": [60, 85]}`` applied."""
-    out = dict(THRESHOLDS)
-    for key, value in (overrides or {}).items():
-        if key not in THRESHOLDS:
-            raise UsageError(f"unknown threshold {key!r}; known: {', '.join(THRESHOLDS)}")
-        try:
-            warn, crit = (float(v) for v in value)
-        except (TypeError, ValueError):
-            raise UsageError(f"threshold {key!r} must be [warning, critical], got {value!r}") from None
-        if warn > crit:
-            raise UsageError(f"threshold {key!r}: warning {warn} is above critical {crit}")
-        out[key] = (warn, crit)
-    return out
-
-
-def classify(value: float | None, limits: tuple[float, float]) -> str:
-    """``ok``/``warning``/``critical`` for a value against (warning, critical); > is breach."""
-    if value is None or value != value:
-        return "unknown"
-    warn, crit = limits
-    if value > crit:
-        return "critical"
-    if value > warn:
-        return "warning"
-    return "ok"
 
 
 # --------------------------------------------------------------------------- findings
@@ -107,34 +60,3 @@ class Finding:
         if not self.source:
             d.pop("source")
         return d
-
-
-# --------------------------------------------------------------------------- escalation
-# The seed's Escalation Procedures.
-TEAMS = {0: "none", 1: "On-Call Engineer", 2: "Platform Team", 3: "Security Team"}
-
-
-def escalation(findings: Iterable[Finding], *, persisted_after_restart: bool = False) -> dict:
-    """Escalation level from findings, following the seed's Escalation Procedures.
-
-    L1 on-call handles restarts, basic troubleshooting and rollbacks; escalate to L2 platform
-    for Supabase or Fly.io platform issues, database problems, infrastructure changes or when
-    the issue persists after a restart; L3 security immediately for a suspected breach,
-    unauthorised access or data exposure.
-    """
-    findings = list(findings)
-    actionable = [f for f in findings if rank(f.severity) >= rank("warning")]
-    top = max((f for f in findings if f.escalate), key=lambda f: f.escalate, default=None)
-    if top is not None and top.escalate >= 2:
-        return {"level": top.escalate, "team": TEAMS[top.escalate],
-                "reason": top.escalate_reason or top.title}
-    if persisted_after_restart and actionable:
-        return {"level": 2, "team": TEAMS[2], "reason": "issue persists after restart"}
-    if actionable:
-        worst_f = max(actionable, key=lambda f: rank(f.severity))
-        return {"level": 1, "team": TEAMS[1],
-                "reason": f"{worst_f.severity}: {worst_f.title} — follow this runbook's remediation"}
-    if any(f.severity == "unknown" for f in findings):
-        return {"level": 1, "team": TEAMS[1],
-                "reason": "some checks could not run; on-call to confirm by hand"}
-    return {"level": 0, "team": TEAMS[0], "reason": "no findings need action"}

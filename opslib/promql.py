@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .errors import UsageError
+from .times import parse_duration
 
 QUERIES: dict[str, str] = {
     # memory in use, % of the machine's RAM: what is *not available* (page cache is available)
@@ -67,21 +68,6 @@ NO_DATA_HINTS: dict[str, str] = {
 }
 
 _PLACEHOLDERS = ("{app}", "{rate}", "{window}")
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus duration such as ``90s``, ``5m``, ``6h`` or ``1d``.
-
-    Raises:
-        UsageError: the text is not one number and one unit.
-    """
-    m = _DURATION.match(str(text).strip())
-    if not m or int(m.group(1)) == 0:
-        raise UsageError(f"duration {text!r} must be a positive number and a unit "
-                         "(ms, s, m, h, d, w), e.g. 5m or 6h")
-    return int(m.group(1)) * _UNIT_S[m.group(2)]
 
 
 def promql_string(value: str) -> str:

@@ -31,10 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import __version__
 from .catalog import REPO_ROOT, Runbook, get_runbook, validate
@@ -43,7 +44,7 @@ from .errors import UsageError
 from .evidence import MANIFEST, atomic_write_bytes, atomic_write_json, atomic_write_text, write_manifest
 from .findings import FINDINGS_SCHEMA, rank
 from .redact import Redactor
-from .session import iso
+from .times import iso
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SEVERITY = 0, 1, 2, 3
 FAIL_ON = ("never", "warning", "critical")
@@ -249,6 +250,43 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         pass
 
 
+# Who executes the notebook: None is papermill in a child process with a kernel (what users
+# get). The test suite sets an in-process executor for the runs whose subject is the
+# runbook's analysis rather than papermill (tests/inprocess.py); it is a context variable, so
+# threads (triage) and everything outside that context use papermill.
+NotebookExecutor = Callable[[dict[str, Any], dict[str, str]], int]
+notebook_executor: ContextVar[NotebookExecutor | None] = ContextVar("opslib_notebook_executor",
+                                                                    default=None)
+
+
+def _execute_in_child(job_path: Path, child_env: dict[str, str], staging: Path, timeout: float,
+                      note: Callable[[str], None]) -> tuple[bool, int | None]:
+    """Run ``opslib._execute`` on the job, killing it and its kernel past the deadline.
+
+    Returns (killed, return code).
+    """
+    deadline = time.monotonic() + timeout + KILL_GRACE_S
+    with open(staging / ".child.log", "wb") as errfh:
+        proc = subprocess.Popen([sys.executable, "-m", "opslib._execute", str(job_path)],
+                                stdout=errfh, stderr=subprocess.STDOUT, env=child_env,
+                                cwd=str(staging), start_new_session=True)
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    note(f"deadline of {timeout:.0f}s (+{KILL_GRACE_S:.0f}s grace) passed; "
+                         "killing the execution and its kernel")
+                    _kill_tree(proc)
+                    return True, proc.returncode
+                time.sleep(0.05)
+        except BaseException:
+            # Interrupted (Ctrl-C, CI cancelling): stop the kernel, and leave no unredacted
+            # staging files behind.
+            _kill_tree(proc)
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return False, proc.returncode
+
+
 def execute(prep: Prepared) -> RunOutcome:
     """Execute a prepared run and pack its evidence; see the module docstring."""
     req, rb = prep.request, prep.runbook
@@ -273,30 +311,13 @@ def execute(prep: Prepared) -> RunOutcome:
                      MPLBACKEND="module://matplotlib_inline.backend_inline",
                      PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT),
                                                               os.environ.get("PYTHONPATH")])))
-    child_log = staging / ".child.log"
-    deadline = time.monotonic() + req.timeout + KILL_GRACE_S
-    killed = False
-    with open(child_log, "wb") as errfh:
-        proc = subprocess.Popen([sys.executable, "-m", "opslib._execute", str(job_path)],
-                                stdout=errfh, stderr=subprocess.STDOUT, env=child_env,
-                                cwd=str(staging), start_new_session=True)
-        try:
-            while proc.poll() is None:
-                if time.monotonic() > deadline:
-                    note(f"deadline of {req.timeout:.0f}s (+{KILL_GRACE_S:.0f}s grace) passed; "
-                         "killing the execution and its kernel")
-                    _kill_tree(proc)
-                    killed = True
-                    break
-                time.sleep(0.05)
-        except BaseException:
-            # Interrupted (Ctrl-C, CI cancelling): stop the kernel, and leave no unredacted
-            # staging files behind.
-            _kill_tree(proc)
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    executor = notebook_executor.get()
+    if executor is None:
+        killed, returncode = _execute_in_child(job_path, child_env, staging, req.timeout, note)
+    else:
+        killed, returncode = False, executor(job, child_env)
     result = _read_json(staging / ".exec.json") or {}
-    status, error = derive_status(result, killed=killed, returncode=proc.returncode,
+    status, error = derive_status(result, killed=killed, returncode=returncode,
                                   findings=_read_json(staging / "findings.json"))
     note(f"execution ended: status={status}" + (f" ({error.get('ename')}: {error.get('evalue')})"
                                                  if error else ""))
@@ -323,6 +344,7 @@ def execute(prep: Prepared) -> RunOutcome:
                     "target": rb.name, "outcome": status,
                     "duration_ms": round((finished - started).total_seconds() * 1000, 1)}):
             fh.write(json.dumps(ev) + "\n")
+    child_log = staging / ".child.log"
     child_text = child_log.read_text(encoding="utf-8", errors="replace") if child_log.exists() else ""
     run_log = "\n".join(log) + "\n--- execution log ---\n" + child_text
     atomic_write_text(staging / "run.log", redactor.text(run_log))

@@ -28,7 +28,7 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
@@ -38,42 +38,10 @@ import httpx
 from .errors import ReplayMissError, SourceError, source_error_from_dict
 from .evidence import atomic_write_json, dumps
 from .redact import Redactor
+from .times import iso, parse_time, utcnow
 
 MODES = ("live", "record", "replay")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(value: str | int | float | None) -> datetime | None:
-    """RFC 3339 string or epoch (s or ms) → aware UTC datetime; None when absent/unparseable."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, timezone.utc)
-    text = str(value).strip()
-    if text.isdigit():
-        return parse_time(int(text))
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    # Python 3.11 accepts at most microseconds; Fly prints nanoseconds.
-    if "." in text:
-        head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        tz = rest[len(digits):]
-        text = f"{head}.{digits[:6]}{tz}"
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def request_key(source: str, method: str, url: httpx.URL) -> str:

@@ -60,3 +60,16 @@ def pg():
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers that follow from what a test uses: the real PostgreSQL, the browser, papermill."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "pg" in fixtures:
+            item.add_marker(pytest.mark.postgres)
+        if "browser" in fixtures:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("notebook"):
+            item.add_marker(pytest.mark.slow)

@@ -14,11 +14,12 @@ from typing import Iterator
 import pytest
 
 from opslib.config import Target
-from opslib.findings import escalation
+from opslib.escalation import escalation
 from opslib.runbooks import auth
 from opslib.session import Session
 from opslib.sources.supabase import key_facts
-from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
+from tests.conftest import clean_env, findings, only_run, run_dirs
+from tests.inprocess import opslib_run
 from tests.servers import LocalHTTPServer, Reply
 from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.fly_secrets import FlySecretsStandIn
@@ -59,7 +60,7 @@ def by_id(f: dict) -> dict[str, dict]:
                  "title": "app and Supabase clocks agree (+0.0 s)", "actions": []}),
 ])
 def test_demo_scenarios(reports, scenario, expect):
-    proc = opslib_cli("run", "auth", "--scenario", scenario,
+    proc = opslib_run("run", "auth", "--scenario", scenario,
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = only_run(reports)
@@ -152,7 +153,7 @@ def test_live_skew_and_gated_secrets_set(reports):
 
         env_a = _env(reports, gateway, fly, api)
         env_b = _env(reports, gateway, fly, api, SUPABASE_ANON_KEY=NEW_ANON)
-        assert opslib_cli(*base, "--incident", "a", env=env_a).returncode == 0
+        assert opslib_run(*base, "--incident", "a", env=env_a).returncode == 0
         plan = latest()
         found = by_id(plan)
         assert found["clock-skew"]["severity"] == "critical"
@@ -176,24 +177,24 @@ def test_live_skew_and_gated_secrets_set(reports):
         assert api.mutations == []
         digest_a = plan["plan_digest"]
         first = max(run_dirs(reports), key=lambda p: p.stat().st_mtime_ns)
-        proc = opslib_cli("run", "auth", "--target", f"replay:{first}", "--incident", "replayed",
+        proc = opslib_run("run", "auth", "--target", f"replay:{first}", "--incident", "replayed",
                           env=clean_env(OPSLIB_REPORTS=str(reports)))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         replayed = findings(next(p for p in run_dirs(reports) if p.parent.name == "replayed"))
         assert (replayed["findings"], replayed["actions"]) == (plan["findings"], plan["actions"])
         assert replayed["plan_digest"] == digest_a
 
-        assert opslib_cli(*base, "--incident", "b", env=env_b).returncode == 0
+        assert opslib_run(*base, "--incident", "b", env=env_b).returncode == 0
         digest_b = latest()["plan_digest"]
         assert digest_b != digest_a  # a changed value changes the plan
 
         # The confirmed plan was made from value A; the environment now holds B: refused.
-        proc = opslib_cli(*base, "--incident", "c", "--apply", "--confirm", digest_a, env=env_b)
+        proc = opslib_run(*base, "--incident", "c", "--apply", "--confirm", digest_a, env=env_b)
         assert proc.returncode == 1
         assert latest()["apply"]["outcome"] == "refused"
         assert fly.mutations == [] and fly.received == []
 
-        proc = opslib_cli(*base, "--incident", "d", "--apply", "--confirm", digest_a, env=env_a)
+        proc = opslib_run(*base, "--incident", "d", "--apply", "--confirm", digest_a, env=env_a)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         applied = latest()
         assert applied["apply"]["outcome"] == "applied"
@@ -312,7 +313,7 @@ def test_no_secret_reaches_the_run_folder(reports):
                    DATABASE_URL=f"postgresql://postgres:{CANARY_PW}@127.0.0.1:5/postgres")
         fly.token = fly.logs.token = CANARY_FLY
         api.token = CANARY_SBP
-        proc = opslib_cli("run", "auth", "--app", "live-app", "--app-url", app.url, env=env)
+        proc = opslib_run("run", "auth", "--app", "live-app", "--app-url", app.url, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         run = only_run(reports)
         f = findings(run)

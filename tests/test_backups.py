@@ -10,10 +10,12 @@ import psycopg
 import pytest
 
 from opslib.config import Target
-from opslib.findings import escalation
+from opslib.escalation import escalation
 from opslib.runbooks import backups
-from opslib.session import Session, iso
-from tests.conftest import clean_env, findings, only_run, opslib_cli
+from opslib.session import Session
+from opslib.times import iso
+from tests.conftest import clean_env, findings, only_run
+from tests.inprocess import opslib_run
 from tests.servers import PG_BIN, PostgresServer
 from tests.standins.supabase import SupabaseManagementStandIn
 
@@ -26,7 +28,7 @@ def by_id(f: dict) -> dict[str, dict]:
 
 
 def test_demo_stale_backups(reports):
-    proc = opslib_cli("run", "backups", "--scenario", "stale",
+    proc = opslib_run("run", "backups", "--scenario", "stale",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = only_run(reports)
@@ -44,7 +46,7 @@ def test_demo_stale_backups(reports):
 
 
 def test_demo_healthy_backups(reports):
-    proc = opslib_cli("run", "backups", "--scenario", "healthy",
+    proc = opslib_run("run", "backups", "--scenario", "healthy",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     f = findings(only_run(reports))
@@ -88,7 +90,7 @@ def test_unknown_project_is_a_finding_and_evidence_is_saved(reports):
     with SupabaseManagementStandIn(SB_TOKEN, {REF: {"backups": _body(hours_ago=[])}}) as api:
         env = clean_env(OPSLIB_REPORTS=str(reports), SUPABASE_ACCESS_TOKEN=SB_TOKEN,
                         SUPABASE_PROJECT_REF="nosuchprojectrefxxxx", SUPABASE_API_BASE_URL=api.url)
-        proc = opslib_cli("run", "backups", "--app", "live-app", env=env)
+        proc = opslib_run("run", "backups", "--app", "live-app", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = only_run(reports)
     found = by_id(findings(run))
@@ -96,7 +98,7 @@ def test_unknown_project_is_a_finding_and_evidence_is_saved(reports):
     assert found["backups-unknown"]["title"] == "could not list backups: project not found"
     assert "check SUPABASE_PROJECT_REF" in found["backups-unknown"]["detail"]
     assert "skipped-postgres" in found
-    assert opslib_cli("verify", str(run)).returncode == 0
+    assert opslib_run("verify", str(run)).returncode == 0
 
 
 def test_no_backup_and_no_pitr_is_critical():

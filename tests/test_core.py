@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from opslib import catalog, evidence, runner
 from opslib.errors import UsageError
-from opslib.findings import Finding, escalation, thresholds, worst
+from opslib.findings import Finding, worst
+from opslib.thresholds import thresholds
+from opslib.escalation import escalation
 from opslib.redact import MASK, Redactor
 
 
@@ -170,3 +172,45 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     evidence.atomic_write_json(tmp_path / "x.json", {"a": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 2}
+
+
+def _all_opslib_exceptions() -> list[type]:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import opslib
+
+    for info in pkgutil.walk_packages(opslib.__path__, "opslib."):
+        if not info.name.endswith(("__main__", "_execute")):
+            importlib.import_module(info.name)
+    seen, todo = set(), [Exception]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                todo.append(sub)
+    return sorted((c for c in seen if c.__module__.startswith("opslib")), key=lambda c: c.__name__)
+
+
+def test_every_opslib_exception_lives_in_errors_and_survives_pickle():
+    import inspect
+    import pickle
+
+    from opslib import errors
+
+    classes = _all_opslib_exceptions()
+    assert len(classes) >= 10
+    assert [c.__name__ for c in classes if c.__module__ != "opslib.errors"] == []
+    for cls in classes:
+        params = inspect.signature(cls.__init__).parameters
+        if "source" in params:  # NotConfigured
+            err = cls("Fly Machines API", "FLY_API_TOKEN", hint="create a token")
+        elif "system" in params:
+            err = cls("boom", system="fly-machines", target="https://x", status=503, hint="wait")
+        else:
+            err = cls("boom", hint="do this")
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is cls and str(back) == str(err) and back.args == err.args
+        assert vars(back) == vars(err), cls.__name__
+    assert errors.SOURCE_ERRORS["PrometheusQueryError"] is errors.PrometheusQueryError

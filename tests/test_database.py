@@ -12,10 +12,11 @@ import pytest
 
 from opslib.config import Target
 from opslib.demo.scenarios.data import POOLER, _project, _services, statuspage
-from opslib.findings import THRESHOLDS
+from opslib.thresholds import THRESHOLDS
 from opslib.runbooks import database
 from opslib.session import Session
-from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
+from tests.conftest import clean_env, findings, only_run, run_dirs
+from tests.inprocess import opslib_run
 from tests.servers import PostgresServer, free_port
 from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.fly_machines import FlyMachinesStandIn
@@ -37,7 +38,7 @@ def by_id(f: dict) -> dict[str, dict]:
 
 # ----------------------------------------------------------------------------- demo target
 def test_demo_connection_leak(reports):
-    proc = opslib_cli("run", "database", "--scenario", "connection-leak",
+    proc = opslib_run("run", "database", "--scenario", "connection-leak",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = only_run(reports)
@@ -75,7 +76,7 @@ def test_demo_connection_leak(reports):
 
 
 def test_demo_healthy_does_not_cry_wolf(reports):
-    proc = opslib_cli("run", "database", "--scenario", "healthy",
+    proc = opslib_run("run", "database", "--scenario", "healthy",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     f = findings(only_run(reports))
@@ -94,7 +95,7 @@ def test_demo_healthy_does_not_cry_wolf(reports):
 
 
 def test_demo_supabase_outage_escalates_to_level_2(reports):
-    proc = opslib_cli("run", "database", "--scenario", "supabase-outage",
+    proc = opslib_run("run", "database", "--scenario", "supabase-outage",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     f = findings(only_run(reports))
@@ -211,7 +212,7 @@ def test_gated_termination_against_real_postgres(reports, pressured):
         worker_pids = sorted(c.info.backend_pid for c in conns["worker"])
         others = sorted(c.info.backend_pid for c in conns["web"] + conns["admin"])
 
-        assert opslib_cli(*base, "--incident", "plan", env=env).returncode == 0
+        assert opslib_run(*base, "--incident", "plan", env=env).returncode == 0
         plan = latest()
         found = by_id(plan)
         # 19 held + the runbook's own connection: every slot of max_connections=20.
@@ -232,7 +233,7 @@ def test_gated_termination_against_real_postgres(reports, pressured):
         digest = plan["plan_digest"]
         assert fly.mutations == [] and api.mutations == []
 
-        proc = opslib_cli(*base, "--incident", "refused", "--apply", "--confirm", "0" * 16, env=env)
+        proc = opslib_run(*base, "--incident", "refused", "--apply", "--confirm", "0" * 16, env=env)
         assert proc.returncode == 1, proc.stdout
         assert latest()["apply"]["outcome"] == "refused"
         now = alive(pressured)
@@ -240,7 +241,7 @@ def test_gated_termination_against_real_postgres(reports, pressured):
         assert {now[p] for p in worker_pids} == {("worker", "idle in transaction")}
         assert fly.mutations == []
 
-        proc = opslib_cli(*base, "--incident", "applied", "--apply", "--confirm", digest, env=env)
+        proc = opslib_run(*base, "--incident", "applied", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         applied = latest()
         assert applied["apply"]["outcome"] == "applied"
@@ -255,7 +256,7 @@ def test_gated_termination_against_real_postgres(reports, pressured):
         timeline = (run / "timeline.jsonl").read_text()
         assert timeline.count("applied pg.terminate") == 12
 
-        proc = opslib_cli(*base, "--incident", "stale", "--apply", "--confirm", digest, env=env)
+        proc = opslib_run(*base, "--incident", "stale", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 1
         assert latest()["apply"]["outcome"] == "refused"
         assert len(fly.mutations) == 2
@@ -265,7 +266,7 @@ def test_live_bad_inputs_become_findings_and_evidence_is_saved(reports, pressure
     with standins(visible=[]) as (fly, status, api):
         env = _env(reports, pressured.dsn(password="not-the-password"), fly, status, api,
                    SUPABASE_STATUS_URL=f"http://127.0.0.1:{free_port()}")
-        proc = opslib_cli("run", "database", "--app", "live-app", env=env)
+        proc = opslib_run("run", "database", "--app", "live-app", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         run = only_run(reports)
         f = findings(run)
@@ -279,11 +280,11 @@ def test_live_bad_inputs_become_findings_and_evidence_is_saved(reports, pressure
         assert found["supabase-status-unknown"]["severity"] == "unknown"
         assert "refused" in found["supabase-status-unknown"]["detail"]
         assert f["actions"] == []
-        assert opslib_cli("verify", str(run)).returncode == 0
+        assert opslib_run("verify", str(run)).returncode == 0
         assert (run / "raw" / "pg").is_dir() and (run / "database.html").exists()
         assert not [p for p in run.rglob("*") if p.is_file() and b"not-the-password" in p.read_bytes()]
     # Replayed without any server or secret: the same findings.
-    proc = opslib_cli("run", "database", "--target", f"replay:{run}", "--incident", "replayed",
+    proc = opslib_run("run", "database", "--target", f"replay:{run}", "--incident", "replayed",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     replayed = next(p for p in run_dirs(reports) if p.parent.name == "replayed")
@@ -342,7 +343,7 @@ def test_no_secret_reaches_the_run_folder(reports, pressured):
             env = _env(reports, pressured.dsn(user="canary", password=pw), fly, status, api,
                        FLY_API_TOKEN=fly_token, SUPABASE_ACCESS_TOKEN=sb_token,
                        SUPABASE_ANON_KEY="CanaryAnonKeyValue-0042")
-            proc = opslib_cli("run", "database", "--app", "live-app", env=env)
+            proc = opslib_run("run", "database", "--app", "live-app", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         run = only_run(reports)
         found = by_id(findings(run))

@@ -13,10 +13,12 @@ import trustme
 
 from opslib.config import Target
 from opslib.demo.world import machine
-from opslib.session import Session, iso
+from opslib.session import Session
+from opslib.times import iso
 from opslib.runbooks import rollback, scale_down, tls
-from opslib.findings import THRESHOLDS
-from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
+from opslib.thresholds import THRESHOLDS
+from tests.conftest import clean_env, findings, only_run, run_dirs
+from tests.inprocess import opslib_run
 from tests.servers import LocalHTTPServer, Reply
 from tests.standins.fly_api import FlyApiStandIn, rest_release
 from tests.standins.fly_machines import FlyMachinesStandIn, new_certificate
@@ -76,7 +78,7 @@ def test_demo_scenario(reports, runbook, scenario, params, severity, level, key,
     args = ["run", runbook, "--scenario", scenario]
     for p in params:
         args += ["-p", p]
-    proc = opslib_cli(*args, env=clean_env(OPSLIB_REPORTS=str(reports)))
+    proc = opslib_run(*args, env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = only_run(reports)
     f = findings(run)
@@ -161,7 +163,7 @@ def test_live_deploy_healthy_then_replayed(reports):
                                                   datetime.now(timezone.utc).isoformat()})) as app:
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
                         FLY_FLAPS_BASE_URL=fly.url, FLY_API_BASE_URL=api.url)
-        proc = opslib_cli("run", "deploy", "--app", APP, "--app-url", app.url, "-p", "probes=2",
+        proc = opslib_run("run", "deploy", "--app", APP, "--app-url", app.url, "-p", "probes=2",
                           env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         run = only_run(reports)
@@ -172,7 +174,7 @@ def test_live_deploy_healthy_then_replayed(reports):
         assert fly.mutations == [] and api.mutations == []
         for path in run.rglob("*"):
             assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
-    proc = opslib_cli("run", "deploy", "--target", f"replay:{run}", "--incident", "replayed",
+    proc = opslib_run("run", "deploy", "--target", f"replay:{run}", "--incident", "replayed",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     replayed = next(p for p in run_dirs(reports) if p.parent.name == "replayed")
@@ -188,7 +190,7 @@ def test_live_bad_input_is_a_finding_with_evidence(reports, case):
         app_name, token = ("no-such-app", TOKEN) if case == "missing-app" else (APP, FOREIGN)
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=token,
                         FLY_FLAPS_BASE_URL=fly.url, FLY_API_BASE_URL=api.url)
-        proc = opslib_cli("run", "deploy", "--app", app_name, "--app-url", app.url,
+        proc = opslib_run("run", "deploy", "--app", app_name, "--app-url", app.url,
                           "-p", "probes=1", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = only_run(reports)
@@ -207,7 +209,7 @@ def test_live_bad_input_is_a_finding_with_evidence(reports, case):
     recorded = [json.loads(p.read_text()) for p in (run / "raw" / "http").glob("*.json")]
     assert status in {r["response"]["status"] for r in recorded if r["source"] == "fly-machines"}
     assert (run / "EVIDENCE_MANIFEST.json").exists()
-    assert opslib_cli("verify", str(run)).returncode == 0
+    assert opslib_run("verify", str(run)).returncode == 0
 
 
 # ----------------------------------------------------------------------------- live: rollback
@@ -219,7 +221,7 @@ def test_rollback_is_gated_then_applied_and_verified(reports):
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
                         FLY_FLAPS_BASE_URL=fly.url, FLY_API_BASE_URL=api.url)
         base = ("run", "rollback", "--app", APP, "--app-url", app.url, "-p", "probes=2")
-        assert opslib_cli(*base, "--incident", "r1", env=env).returncode == 0
+        assert opslib_run(*base, "--incident", "r1", env=env).returncode == 0
         plan = findings(latest(reports))
         digest = plan["plan_digest"]
         assert [(a["kind"], a["params"]) for a in plan["actions"]] == [
@@ -227,12 +229,12 @@ def test_rollback_is_gated_then_applied_and_verified(reports):
             for m in sorted(fleet, key=lambda m: (m["region"], m["id"]))]
         assert fly.mutations == [] and api.mutations == []
 
-        proc = opslib_cli(*base, "--incident", "r2", "--apply", "--confirm", "f" * 16, env=env)
+        proc = opslib_run(*base, "--incident", "r2", "--apply", "--confirm", "f" * 16, env=env)
         assert proc.returncode == 1
         assert findings(latest(reports))["apply"]["outcome"] == "refused"
         assert fly.mutations == []
 
-        proc = opslib_cli(*base, "--incident", "r3", "--apply", "--confirm", digest, env=env)
+        proc = opslib_run(*base, "--incident", "r3", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         applied = findings(latest(reports))
         assert [a["status"] for a in applied["actions"]] == ["applied", "applied"]
@@ -247,7 +249,7 @@ def test_rollback_is_gated_then_applied_and_verified(reports):
         assert ids(applied)["rollback-verified"] == "ok"
 
         # The same digest again: every machine is on the old image now, the plan is stale.
-        proc = opslib_cli(*base, "--incident", "r4", "--apply", "--confirm", digest, env=env)
+        proc = opslib_run(*base, "--incident", "r4", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 1
         assert len(fly.mutations) == 2
 
@@ -260,18 +262,18 @@ def test_scale_down_and_back_is_gated_and_restores_the_recorded_machines(reports
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
                         FLY_FLAPS_BASE_URL=fly.url)
         down = ("run", "scale-down", "--app", APP, "--app-url", "http://127.0.0.1:9")
-        assert opslib_cli(*down, "--incident", "s1", env=env).returncode == 0
+        assert opslib_run(*down, "--incident", "s1", env=env).returncode == 0
         plan = findings(latest(reports))
         started = [m["id"] for m in fleet[:2]]
         assert [(a["kind"], a["params"]["machine_id"]) for a in plan["actions"]] == [
             ("machine.stop", mid) for mid in started]
         assert plan["escalation"]["level"] == 2
 
-        assert opslib_cli(*down, "--incident", "s2", "--apply", "--confirm", "0" * 16,
+        assert opslib_run(*down, "--incident", "s2", "--apply", "--confirm", "0" * 16,
                           env=env).returncode == 1
         assert fly.mutations == []
 
-        assert opslib_cli(*down, "--incident", "s3", "--apply", "--confirm",
+        assert opslib_run(*down, "--incident", "s3", "--apply", "--confirm",
                           plan["plan_digest"], env=env).returncode == 0
         down_run = latest(reports)
         assert [(r.method, r.path) for r in fly.mutations] == [
@@ -280,7 +282,7 @@ def test_scale_down_and_back_is_gated_and_restores_the_recorded_machines(reports
 
         up = ("run", "scale-down", "--app", APP, "--app-url", "http://127.0.0.1:9",
               "-p", "direction=up", "-p", f"restore_from={down_run}")
-        assert opslib_cli(*up, "--incident", "s4", env=env).returncode == 0
+        assert opslib_run(*up, "--incident", "s4", env=env).returncode == 0
         restore = findings(latest(reports))
         # exactly the machines that were running, not the third one that was already stopped
         assert [(a["kind"], a["params"]["machine_id"]) for a in restore["actions"]] == [
@@ -288,7 +290,7 @@ def test_scale_down_and_back_is_gated_and_restores_the_recorded_machines(reports
         assert "scale-record" in ids(restore)
         assert len(fly.mutations) == 2
 
-        assert opslib_cli(*up, "--incident", "s5", "--apply", "--confirm",
+        assert opslib_run(*up, "--incident", "s5", "--apply", "--confirm",
                           restore["plan_digest"], env=env).returncode == 0
         assert [(r.method, r.path) for r in fly.mutations[2:]] == [
             ("POST", f"/v1/apps/{APP}/machines/{mid}/start") for mid in started]
@@ -323,7 +325,7 @@ def test_tls_live_plans_readd_and_check_and_applies_exactly_them(reports, ca):
                         FLY_FLAPS_BASE_URL=fly.url, SSL_CERT_FILE=cafile)
         base = ("run", "tls", "--app", APP, "--app-url", f"https://{fine}",
                 "-p", "connect_host=127.0.0.1", "-p", f"port={server.port}")
-        assert opslib_cli(*base, "--incident", "t1", env=env).returncode == 0
+        assert opslib_run(*base, "--incident", "t1", env=env).returncode == 0
         plan = findings(latest(reports))
         found = ids(plan)
         assert found[f"tls-expired-{broken}"] == "critical"
@@ -336,11 +338,11 @@ def test_tls_live_plans_readd_and_check_and_applies_exactly_them(reports, ca):
         assert fly.mutations == []
         assert set(server.served_names) >= {broken, pending, fine}  # SNI was sent
 
-        assert opslib_cli(*base, "--incident", "t2", "--apply", "--confirm", "a" * 16,
+        assert opslib_run(*base, "--incident", "t2", "--apply", "--confirm", "a" * 16,
                           env=env).returncode == 1
         assert fly.mutations == []
 
-        assert opslib_cli(*base, "--incident", "t3", "--apply", "--confirm",
+        assert opslib_run(*base, "--incident", "t3", "--apply", "--confirm",
                           plan["plan_digest"], env=env).returncode == 0
         applied = findings(latest(reports))
         assert {a["status"] for a in applied["actions"]} == {"applied"}

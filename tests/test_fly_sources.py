@@ -11,7 +11,8 @@ import pytest
 from opslib.demo.world import exit_events, machine
 from opslib.errors import (NotConfigured, SourceAuthError, SourceError, SourceNotFound,
                            SourceProtocolError, SourceRateLimited, SourceUnavailable)
-from opslib.session import Session, iso
+from opslib.session import Session
+from opslib.times import iso
 from opslib.sources import http as http_source
 from opslib.sources.fly import FlyMachines, certificates_frame, events_frame, merge_patch
 from opslib.sources.fly_platform import RELEASES_QUERY, FlyPlatform, logs_frame, releases_frame

@@ -11,10 +11,11 @@ import nbformat
 import pytest
 
 from opslib.config import Target
-from opslib.findings import THRESHOLDS
+from opslib.thresholds import THRESHOLDS
 from opslib.runbooks import health
 from opslib.session import Session
 from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
+from tests.inprocess import opslib_run
 from tests.servers import LocalHTTPServer, Reply, free_port
 from tests.standins.fly_machines import FlyMachinesStandIn
 
@@ -26,6 +27,7 @@ def ids(f: dict) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- demo target
+@pytest.mark.notebook
 def test_demo_healthy_through_make_contract(reports):
     proc = opslib_cli("run", "health", env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
@@ -48,7 +50,7 @@ def test_demo_healthy_through_make_contract(reports):
 
 
 def test_demo_degraded_finds_what_is_wrong(reports):
-    proc = opslib_cli("run", "health", "--scenario", "degraded", "--fail-on", "critical",
+    proc = opslib_run("run", "health", "--scenario", "degraded", "--fail-on", "critical",
                       env=clean_env(OPSLIB_REPORTS=str(reports), OPS_ON_CALL="ops@example.com"))
     assert proc.returncode == 3, proc.stderr
     f = findings(only_run(reports))
@@ -68,6 +70,7 @@ def test_demo_degraded_finds_what_is_wrong(reports):
     assert "ops@example.com" in nb_text
 
 
+@pytest.mark.slow
 def test_demo_captures_are_up_to_date():
     """The bundled captures are exactly what the generator makes (deterministic)."""
     import subprocess
@@ -78,6 +81,7 @@ def test_demo_captures_are_up_to_date():
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.notebook
 def test_replay_of_a_demo_run_gives_the_same_findings(reports):
     env = clean_env(OPSLIB_REPORTS=str(reports))
     assert opslib_cli("run", "health", "--scenario", "degraded", "--incident", "a", env=env).returncode == 0
@@ -108,7 +112,7 @@ def test_live_healthy_against_real_servers(reports, pg):
             FlyMachinesStandIn(TOKEN, {"live-app": _machines()}) as fly:
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
                         FLY_FLAPS_BASE_URL=fly.url, DATABASE_URL=pg.dsn())
-        proc = opslib_cli("run", "health", "--app", "live-app", "--app-url", app.url,
+        proc = opslib_run("run", "health", "--app", "live-app", "--app-url", app.url,
                           "-p", "probes=3", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         run = only_run(reports)
@@ -130,7 +134,7 @@ def test_live_healthy_against_real_servers(reports, pg):
         for ev in timeline:
             assert {"ts", "source", "operation", "target", "outcome"} <= ev.keys()
     # Replay without any server or secret: same findings.
-    proc = opslib_cli("run", "health", "--target", f"replay:{run}", "--incident", "replayed",
+    proc = opslib_run("run", "health", "--target", f"replay:{run}", "--incident", "replayed",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     replayed = next(p for p in run_dirs(reports) if p.parent.name == "replayed")
@@ -143,7 +147,7 @@ def test_live_failures_become_findings(reports, pg):
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
                         FLY_FLAPS_BASE_URL=fly.url,
                         DATABASE_URL=f"postgresql://postgres:x@127.0.0.1:{free_port()}/postgres")
-        proc = opslib_cli("run", "health", "--app", "live-app", "--app-url", app.url,
+        proc = opslib_run("run", "health", "--app", "live-app", "--app-url", app.url,
                           "-p", "probes=2", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         f = findings(only_run(reports))
@@ -161,7 +165,7 @@ def test_live_failures_become_findings(reports, pg):
 
 def test_live_without_configuration_skips_visibly(reports):
     with LocalHTTPServer(lambda r: Reply(200, _ok_body())) as app:
-        proc = opslib_cli("run", "health", "--app-url", app.url, "-p", "probes=1",
+        proc = opslib_run("run", "health", "--app-url", app.url, "-p", "probes=1",
                           env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     run = only_run(reports)
@@ -221,6 +225,7 @@ def test_slow_probe_is_judged_by_thresholds():
 
 
 # ----------------------------------------------------------------------------- gated remediation
+@pytest.mark.notebook
 def test_remediation_is_gated_by_the_plan_digest(reports):
     """Against the Fly Machines API STAND-IN: zero mutating requests without a matching
     confirmation, exactly the planned ones with it, and a stale plan refused."""
@@ -271,7 +276,7 @@ def test_remediation_is_gated_by_the_plan_digest(reports):
 
 
 def test_apply_is_refused_on_the_demo_target(reports):
-    proc = opslib_cli("run", "health", "--apply", "--confirm", "abc",
+    proc = opslib_run("run", "health", "--apply", "--confirm", "abc",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 2 and "live target only" in proc.stderr
     assert not reports.exists()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from opslib.logs import FORMATS, analyze
-from opslib.logs.analysis import summarize_counts
+from opslib.logscan import FORMATS, analyze
+from opslib.logscan.analysis import summarize_counts
 from tests.test_logs_samples import (
     A,
     B,
@@ -197,7 +197,7 @@ def test_gzip_file_path_and_stdin(tmp_path: Path) -> None:
         r = analyze(src)
         assert summarize_counts(r) == summarize_counts(ref) and r.lines_read == ref.lines_read
     out = subprocess.run(
-        [sys.executable, "-c", "import json,sys; from opslib.logs import analyze; "
+        [sys.executable, "-c", "import json,sys; from opslib.logscan import analyze; "
          "r = analyze('-'); print(json.dumps([r.lines_read, r.format, len(r.signals)]))"],
         input=gzip.compress(raw), capture_output=True, check=True, cwd=ROOT,
     )
@@ -205,7 +205,7 @@ def test_gzip_file_path_and_stdin(tmp_path: Path) -> None:
 
 
 def test_long_lines_and_lines_across_chunk_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
-    from opslib.logs import engine
+    from opslib.logscan import engine
 
     monkeypatch.setattr(engine, "CHUNK_BYTES", 1000)
     long_msg = "x" * 5000 + " Out of memory: Killed process 7 (java)"
@@ -266,7 +266,7 @@ def test_empty_input() -> None:
 @pytest.mark.parametrize("fmt", ["fly-text", "ndjson"])
 def test_report_does_not_depend_on_chunking_or_threads(fmt: str, monkeypatch: pytest.MonkeyPatch,
                                                        tmp_path: Path) -> None:
-    from opslib.logs import engine, synth
+    from opslib.logscan import engine, synth
 
     path = synth.write(tmp_path / f"gen.{fmt}", fmt, 1_500_000, seed=5)
     whole = analyze(path).to_dict()
@@ -278,7 +278,7 @@ def test_report_does_not_depend_on_chunking_or_threads(fmt: str, monkeypatch: py
 
 
 def test_a_line_without_end_does_not_grow_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from opslib.logs import engine
+    from opslib.logscan import engine
 
     monkeypatch.setattr(engine, "CHUNK_BYTES", 10_000)
     data = b"error " * 20_000 + b"\n" + fly_text(E(1, "app", A, "iad", "info", "after")).encode() + b"\n"

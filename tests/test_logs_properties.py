@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opslib.logs import analyze, synth
-from opslib.logs.engine import mask_template
+from opslib.logscan import analyze, synth
+from opslib.logscan.engine import mask_template
 
 GREPS = {"errors": rb"error|exception|failed", "auth": rb"auth|unauthorized|401",
          "database": rb"database|connection|query"}

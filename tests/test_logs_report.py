@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from opslib.logs import analyze, charts
-from opslib.logs.cli import main
-from opslib.logs.engine import mask_template
+from opslib.logscan import analyze, charts
+from opslib.logscan.cli import main
+from opslib.logscan.engine import mask_template
 from tests.test_logs_samples import A, B, E, fly_text, incident, signal_entries
 
 ENTRIES = incident() + signal_entries()

@@ -6,8 +6,9 @@ import gzip
 import json
 from datetime import datetime, timedelta, timezone
 
-from opslib.logs import synth
+from opslib.logscan import synth
 from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
+from tests.inprocess import opslib_run
 from tests.standins.fly_api import FlyApiStandIn, log_attrs
 
 TOKEN = "fo1_LogsReadToken_abcdefghijklmnopqrstuvwxyz0123456"
@@ -18,7 +19,7 @@ def by_id(f: dict) -> dict[str, dict]:
 
 
 def test_demo_incident_is_found_in_ordinary_traffic(reports):
-    proc = opslib_cli("run", "logs", env=clean_env(OPSLIB_REPORTS=str(reports)))
+    proc = opslib_run("run", "logs", env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     run = only_run(reports)
     f = findings(run)
@@ -39,7 +40,7 @@ def test_demo_incident_is_found_in_ordinary_traffic(reports):
 
 
 def test_demo_quiet_traffic_does_not_cry_wolf(reports):
-    proc = opslib_cli("run", "logs", "--scenario", "quiet", "--fail-on", "warning",
+    proc = opslib_run("run", "logs", "--scenario", "quiet", "--fail-on", "warning",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout
     f = findings(only_run(reports))
@@ -73,7 +74,7 @@ def test_live_logs_against_the_fly_api_stand_in_and_replay(reports):
     now = datetime.now(timezone.utc)
     with FlyApiStandIn(TOKEN, {"live-app": {"logs": _live_logs(now)}}, page_size=100) as api:
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN, FLY_API_BASE_URL=api.url)
-        proc = opslib_cli("run", "logs", "--app", "live-app", "-p", "window_minutes=10", env=env)
+        proc = opslib_run("run", "logs", "--app", "live-app", "-p", "window_minutes=10", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         run = only_run(reports)
         f = findings(run)
@@ -85,7 +86,7 @@ def test_live_logs_against_the_fly_api_stand_in_and_replay(reports):
                                               for r in api.requests)
         assert api.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
         assert api.mutations == []
-    proc = opslib_cli("run", "logs", "--target", f"replay:{run}", "--incident", "again",
+    proc = opslib_run("run", "logs", "--target", f"replay:{run}", "--incident", "again",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     replayed = next(p for p in run_dirs(reports) if p.parent.name == "again")
@@ -96,7 +97,7 @@ def test_live_logs_bad_token_is_a_finding_not_a_traceback(reports):
     with FlyApiStandIn(TOKEN, {"live-app": {"logs": []}}) as api:
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN="fo1_WrongToken_abcdefghijklmnopqrstuvwxyz0123456789",
                         FLY_API_BASE_URL=api.url)
-        proc = opslib_cli("run", "logs", "--app", "live-app", env=env)
+        proc = opslib_run("run", "logs", "--app", "live-app", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
     failed = by_id(f)["logs-fetch-failed"]

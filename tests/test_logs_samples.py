@@ -279,7 +279,7 @@ def test_renderers_produce_the_documented_layouts() -> None:
 
 
 def test_every_signal_has_a_sample_and_samples_are_distinct() -> None:
-    from opslib.logs import SIGNALS
+    from opslib.logscan import SIGNALS
 
     for sid in SIGNAL_MESSAGES:
         assert sid in SIGNALS, sid

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from opslib.logs import synth
+from opslib.logscan import synth
 
 ROOT = Path(__file__).resolve().parent.parent
 CEILING_MIB = 512
@@ -17,7 +19,7 @@ CEILING_MIB = 512
 # large test process would be measured instead of the analysis.
 CHILD = """
 import json, sys
-from opslib.logs import analyze, findings_from_logs
+from opslib.logscan import analyze, findings_from_logs
 r = analyze(sys.argv[1])
 res = {"lines": r.lines_read, "parsed": r.parsed, "unparsed": r.unparsed,
        "errors": r.categories["errors"], "signals": sorted(s["id"] for s in r.signals),
@@ -28,6 +30,7 @@ print(json.dumps(res))
 """
 
 
+@pytest.mark.slow
 def test_100mb_file_under_memory_ceiling(tmp_path: Path) -> None:
     path = synth.write(tmp_path / "fly-100mb.log", "fly-text", 100 * 1024 * 1024, seed=11)
     size = path.stat().st_size
@@ -36,7 +39,7 @@ def test_100mb_file_under_memory_ceiling(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     # The kernels compile once into numba's cache (make setup does it); compiling is not the
     # analysis, and LLVM's peak would be measured here if this run had to do it.
-    subprocess.run([sys.executable, "-c", "import opslib.logs; opslib.logs.warm()"],
+    subprocess.run([sys.executable, "-c", "import opslib.logscan; opslib.logscan.warm()"],
                    env=env, check=True, timeout=300)
     proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]

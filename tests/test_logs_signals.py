@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from opslib.logs import SIGNALS, analyze, findings_from_logs
-from opslib.logs.analysis import summarize_counts
+from opslib.logscan import SIGNALS, analyze, findings_from_logs
+from opslib.logscan.analysis import summarize_counts
 from tests.test_logs_samples import (
     A,
     B,

@@ -9,11 +9,13 @@ import pytest
 
 from opslib.config import Target
 from opslib.demo.world import machine
-from opslib.findings import thresholds
+from opslib.thresholds import thresholds
 from opslib.promql import queries
 from opslib.runbooks import memory
-from opslib.session import Session, iso
-from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
+from opslib.session import Session
+from opslib.times import iso
+from tests.conftest import clean_env, findings, only_run, run_dirs
+from tests.inprocess import opslib_run
 from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.fly_machines import FlyMachinesStandIn
 from tests.standins.prometheus import PrometheusStandIn
@@ -28,7 +30,7 @@ def ids(f: dict) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- demo target
 def test_demo_oom_finds_the_leak_and_plans_the_seed_resize(reports):
-    proc = opslib_cli("run", "memory", env=clean_env(OPSLIB_REPORTS=str(reports)))
+    proc = opslib_run("run", "memory", env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     run = only_run(reports)
     f = findings(run)
@@ -74,7 +76,7 @@ def test_demo_oom_finds_the_leak_and_plans_the_seed_resize(reports):
 
 
 def test_demo_page_cache_does_not_cry_wolf(reports):
-    proc = opslib_cli("run", "memory", "--scenario", "page-cache", "--fail-on", "warning",
+    proc = opslib_run("run", "memory", "--scenario", "page-cache", "--fail-on", "warning",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
@@ -157,7 +159,7 @@ def test_live_against_stand_ins_then_replay(reports):
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
                         FLY_FLAPS_BASE_URL=fly.url, FLY_PROMETHEUS_URL=prom.base,
                         FLY_API_BASE_URL=api.url)
-        proc = opslib_cli("run", "memory", "--app", "live-app", "--incident", "live", env=env)
+        proc = opslib_run("run", "memory", "--app", "live-app", "--incident", "live", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         run = only_run(reports)
         f = findings(run)
@@ -189,7 +191,7 @@ def test_live_against_stand_ins_then_replay(reports):
     for path in run.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
-    proc = opslib_cli("run", "memory", "--target", f"replay:{run}", "--incident", "replayed",
+    proc = opslib_run("run", "memory", "--target", f"replay:{run}", "--incident", "replayed",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     replayed = next(p for p in run_dirs(reports) if p.parent.name == "replayed")
@@ -205,7 +207,7 @@ def test_live_bad_input_gives_findings_and_keeps_evidence(reports):
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
                         FLY_FLAPS_BASE_URL=fly.url, FLY_PROMETHEUS_URL=prom.base,
                         FLY_API_BASE_URL=api.url)
-        proc = opslib_cli("run", "memory", "--app", "no-such-app", env=env)
+        proc = opslib_run("run", "memory", "--app", "no-such-app", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = only_run(reports)
     f = findings(run)
@@ -241,20 +243,20 @@ def test_resize_is_gated_by_the_plan_digest(reports):
         def latest() -> dict:
             return findings(max(run_dirs(reports), key=lambda p: p.stat().st_mtime_ns))
 
-        assert opslib_cli(*base, "--incident", "p1", env=env).returncode == 0
+        assert opslib_run(*base, "--incident", "p1", env=env).returncode == 0
         plan = latest()
         digest = plan["plan_digest"]
         assert [(a["kind"], a["params"]["machine_id"], a["status"]) for a in plan["actions"]] == [
             ("machine.update", A, "planned"), ("machine.update", B, "planned")]
         assert fly.mutations == []
 
-        proc = opslib_cli(*base, "--incident", "p2", "--apply", "--confirm", "0" * 16, env=env)
+        proc = opslib_run(*base, "--incident", "p2", "--apply", "--confirm", "0" * 16, env=env)
         assert proc.returncode == 1, proc.stdout
         assert latest()["apply"]["outcome"] == "refused"
         assert [a["status"] for a in latest()["actions"]] == ["refused", "refused"]
         assert fly.mutations == [] and prom.mutations == [] and api.mutations == []
 
-        proc = opslib_cli(*base, "--incident", "p3", "--apply", "--confirm", digest, env=env)
+        proc = opslib_run(*base, "--incident", "p3", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         applied = latest()
         assert applied["apply"]["outcome"] == "applied"
@@ -270,7 +272,7 @@ def test_resize_is_gated_by_the_plan_digest(reports):
         assert [m["config"]["guest"]["memory_mb"] for m in apps["live-app"]] == [1024, 1024]
 
         # The same confirmation again: the machines have 1024 MB now, so the plan is stale.
-        proc = opslib_cli(*base, "--incident", "p4", "--apply", "--confirm", digest, env=env)
+        proc = opslib_run(*base, "--incident", "p4", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 1
         assert latest()["apply"]["outcome"] == "refused"
         assert len(fly.mutations) == 2

@@ -6,11 +6,13 @@ import psycopg
 import pytest
 
 from opslib.config import Target
-from opslib.findings import escalation, thresholds
+from opslib.thresholds import thresholds
+from opslib.escalation import escalation
 from opslib.promql import queries
 from opslib.runbooks import monitoring
 from opslib.session import Session
-from tests.conftest import clean_env, findings, only_run, opslib_cli
+from tests.conftest import clean_env, findings, only_run
+from tests.inprocess import opslib_run
 from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.prometheus import PrometheusStandIn
 
@@ -24,7 +26,7 @@ def ids(f: dict) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- demo target
 def test_demo_incident_evaluates_the_seed_table(reports):
-    proc = opslib_cli("run", "monitoring", env=clean_env(OPSLIB_REPORTS=str(reports)))
+    proc = opslib_run("run", "monitoring", env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     run = only_run(reports)
     f = findings(run)
@@ -54,7 +56,7 @@ def test_demo_incident_evaluates_the_seed_table(reports):
 
 
 def test_demo_normal_day_is_all_ok(reports):
-    proc = opslib_cli("run", "monitoring", "--scenario", "normal", "--fail-on", "warning",
+    proc = opslib_run("run", "monitoring", "--scenario", "normal", "--fail-on", "warning",
                       env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
@@ -99,7 +101,7 @@ def test_live_with_missing_metrics_says_no_data_and_keeps_evidence(reports, pg):
         env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
                         FLY_PROMETHEUS_URL=prom.base, DATABASE_URL=pg.dsn(),
                         FLY_API_BASE_URL=api.url)
-        proc = opslib_cli("run", "monitoring", "--app", "live-app", env=env)
+        proc = opslib_run("run", "monitoring", "--app", "live-app", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert len(prom.queries) == 5 and prom.mutations == []
         assert api.requests and api.mutations == []

@@ -10,12 +10,15 @@ import pytest
 
 from opslib.config import Target
 from opslib.demo.world import machine
-from opslib.findings import escalation, thresholds
+from opslib.thresholds import thresholds
+from opslib.escalation import escalation
 from opslib.promql import queries
 from opslib.runbooks import logs
 from opslib.runbooks import not_responding as nr
-from opslib.session import Session, iso
-from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
+from opslib.session import Session
+from opslib.times import iso
+from tests.conftest import clean_env, findings, only_run, run_dirs
+from tests.inprocess import opslib_run
 from tests.servers import LocalHTTPServer, Reply, free_port
 from tests.standins.fly_api import FlyApiStandIn, log_attrs
 from tests.standins.fly_machines import FlyMachinesStandIn
@@ -32,7 +35,7 @@ def ids(f: dict) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- demo target
 def test_demo_all_machines_stopped_is_503_and_plans_starts(reports):
-    proc = opslib_cli("run", "not-responding", env=clean_env(OPSLIB_REPORTS=str(reports)))
+    proc = opslib_run("run", "not-responding", env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stderr
     run = only_run(reports)
     f = findings(run)
@@ -61,7 +64,7 @@ def test_demo_all_machines_stopped_is_503_and_plans_starts(reports):
 
 
 def test_demo_port_mismatch_is_502_persisting_after_restart(reports):
-    proc = opslib_cli("run", "not-responding", "--scenario", "port-mismatch", "--fail-on",
+    proc = opslib_run("run", "not-responding", "--scenario", "port-mismatch", "--fail-on",
                       "critical", env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 3, proc.stderr
     f = findings(only_run(reports))
@@ -91,7 +94,7 @@ def test_demo_port_mismatch_is_502_persisting_after_restart(reports):
 
 
 def test_demo_deploy_blip_does_not_cry_wolf(reports):
-    proc = opslib_cli("run", "not-responding", "--scenario", "deploy-blip", "--fail-on",
+    proc = opslib_run("run", "not-responding", "--scenario", "deploy-blip", "--fail-on",
                       "warning", env=clean_env(OPSLIB_REPORTS=str(reports)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     f = findings(only_run(reports))
@@ -165,7 +168,7 @@ def test_restarts_are_gated_by_the_plan_digest(reports):
         def latest() -> dict:
             return findings(max(run_dirs(reports), key=lambda p: p.stat().st_mtime_ns))
 
-        assert opslib_cli(*base, "--incident", "p1", env=env).returncode == 0
+        assert opslib_run(*base, "--incident", "p1", env=env).returncode == 0
         plan = latest()
         digest = plan["plan_digest"]
         assert ids(plan)["nr-not-listening"] == "critical"
@@ -182,13 +185,13 @@ def test_restarts_are_gated_by_the_plan_digest(reports):
             ("machine.restart", f"fly machine restart {A} -a live-app")]
         assert fly.mutations == []
 
-        proc = opslib_cli(*base, "--incident", "p2", "--apply", "--confirm", "f" * 16, env=env)
+        proc = opslib_run(*base, "--incident", "p2", "--apply", "--confirm", "f" * 16, env=env)
         assert proc.returncode == 1, proc.stdout
         assert latest()["apply"]["outcome"] == "refused"
         assert [a["status"] for a in latest()["actions"]] == ["refused", "refused"]
         assert fly.mutations == [] and prom.mutations == []
 
-        proc = opslib_cli(*base, "--incident", "p3", "--apply", "--confirm", digest, env=env)
+        proc = opslib_run(*base, "--incident", "p3", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         applied = latest()
         assert applied["apply"]["outcome"] == "applied"
@@ -197,7 +200,7 @@ def test_restarts_are_gated_by_the_plan_digest(reports):
             ("POST", f"/v1/apps/live-app/machines/{B}/start"),
             ("POST", f"/v1/apps/live-app/machines/{A}/restart")]
 
-        proc = opslib_cli(*base, "--incident", "p4", "--apply", "--confirm", digest, env=env)
+        proc = opslib_run(*base, "--incident", "p4", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 1
         assert latest()["apply"]["outcome"] == "refused"
         assert len(fly.mutations) == 2

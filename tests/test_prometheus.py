@@ -10,7 +10,7 @@ import pytest
 
 from opslib import promql
 from opslib.config import Target
-from opslib.errors import (NotConfigured, SourceAuthError, SourceNotFound, SourceProtocolError,
+from opslib.errors import (PrometheusQueryError, NotConfigured, SourceAuthError, SourceNotFound, SourceProtocolError,
                            SourceRateLimited, SourceUnavailable, UsageError)
 from opslib.session import Session
 from opslib.sources import prometheus as prom
@@ -167,7 +167,7 @@ def test_unknown_metric_is_an_explicit_no_data_outcome():
 
 def test_bad_query_is_a_typed_bad_data_error_and_not_retried():
     with PrometheusStandIn(TOKEN, FIXTURE) as stand:
-        with pytest.raises(prom.PrometheusQueryError) as info:
+        with pytest.raises(PrometheusQueryError) as info:
             client(stand).query('sum(rate(fly_edge_http_responses_count{app="x"}[5m])', at=NOW,
                                 name="broken")
         assert len(stand.requests) == 1
@@ -184,7 +184,7 @@ def test_execution_error_envelope_is_typed():
             "error": "query processing would load too many samples into memory"}
     with PrometheusStandIn(TOKEN, FIXTURE) as stand:
         stand.fail_next(Reply(422, body))
-        with pytest.raises(prom.PrometheusQueryError) as info:
+        with pytest.raises(PrometheusQueryError) as info:
             client(stand).query(Q["oom_exits"], at=NOW)
     assert info.value.kind == "execution" and "too many samples" in info.value.message
 
@@ -193,7 +193,7 @@ def test_error_envelope_with_http_200_is_still_an_error():
     with PrometheusStandIn(TOKEN, FIXTURE) as stand:
         stand.fail_next(Reply(200, {"status": "error", "errorType": "timeout",
                                     "error": "query timed out in expression evaluation"}))
-        with pytest.raises(prom.PrometheusQueryError) as info:
+        with pytest.raises(PrometheusQueryError) as info:
             client(stand).query(Q["oom_exits"], at=NOW)
     assert info.value.kind == "timeout" and "shorten the window" in info.value.hint
 
@@ -272,7 +272,7 @@ def test_range_many_runs_concurrently_and_keeps_each_outcome():
         out = client(stand).range_many({"memory_pct": Q["memory_pct"], "cpu_pct": Q["cpu_pct"],
                                         "broken": "sum(x"}, now=NOW, window="1h", step="1m")
     assert not out["memory_pct"].empty and out["cpu_pct"].empty
-    assert isinstance(out["broken"], prom.PrometheusQueryError)
+    assert isinstance(out["broken"], PrometheusQueryError)
 
 
 # ----------------------------------------------------------------------------- configuration

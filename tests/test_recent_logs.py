@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 
 from opslib.demo.world import machine
-from opslib.findings import thresholds
+from opslib.thresholds import thresholds
 from opslib.promql import queries
 from opslib.runbooks import auth, database, logs, memory, monitoring
 from opslib.runbooks import not_responding as nr

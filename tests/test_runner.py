@@ -1,15 +1,19 @@
 """The runner's contract: exit codes, nothing written on bad usage, truthful status, evidence."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 import pytest
 
 from tests.conftest import TEST_NOTEBOOKS, clean_env, findings, only_run, opslib_cli, run_dirs
+from tests.inprocess import opslib_run
 
 
 def faulty_env(reports: Path, **extra: str) -> dict[str, str]:
@@ -40,7 +44,7 @@ def test_bad_usage_exits_2_and_writes_nothing(reports, args, message):
     env = faulty_env(reports)
     if args[1] == "health":
         env.pop("OPSLIB_NOTEBOOKS")
-    proc = opslib_cli(*args, env=env)
+    proc = opslib_run(*args, env=env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert not reports.exists(), "bad usage must not write anything"
@@ -48,7 +52,7 @@ def test_bad_usage_exits_2_and_writes_nothing(reports, args, message):
 
 
 def test_unknown_parameter_message_lists_valid_parameters(reports):
-    proc = opslib_cli("run", "faulty", "-p", "nope=1", env=faulty_env(reports))
+    proc = opslib_run("run", "faulty", "-p", "nope=1", env=faulty_env(reports))
     for name in ("fault", "count", "ratio", "verbose", "incident"):
         assert name in proc.stderr
 
@@ -56,26 +60,47 @@ def test_unknown_parameter_message_lists_valid_parameters(reports):
 def test_unwritable_reports_exits_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = opslib_cli("run", "faulty", env=faulty_env(blocker / "reports"))
+    proc = opslib_run("run", "faulty", env=faulty_env(blocker / "reports"))
     assert proc.returncode == 2
     assert "cannot write evidence under" in proc.stderr
     assert blocker.read_text() == "not a folder"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_reports_exits_2(tmp_path):
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    reports.chmod(0o500)
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """Root may write anywhere: as root (CI), act as the user ``nobody`` for the block, as an
+    operator without rights to the folder would."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
     try:
-        proc = opslib_cli("run", "faulty", env=faulty_env(reports))
+        yield
     finally:
-        reports.chmod(0o700)
-    assert proc.returncode == 2
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_read_only_reports_exits_2():
+    base = Path(tempfile.mkdtemp(prefix="opslib-ro-"))
+    base.chmod(0o755)
+    reports = base / "reports"
+    reports.mkdir()
+    reports.chmod(0o555)
+    try:
+        with unprivileged():
+            proc = opslib_run("run", "faulty", env=faulty_env(reports))
+    finally:
+        reports.chmod(0o755)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot write evidence under" in proc.stderr
     assert list(reports.iterdir()) == []
+    shutil.rmtree(base)
 
 
 # ----------------------------------------------------------------------------- success path
+@pytest.mark.notebook
 def test_ok_run_packs_verified_evidence(reports):
     proc = opslib_cli("run", "faulty", "--incident", "inc-1", "-p", "count=3", "-p", "verbose=yes",
                       env=faulty_env(reports))
@@ -108,10 +133,10 @@ def test_ok_run_packs_verified_evidence(reports):
 
 
 def test_fail_on_warning_exits_3(reports):
-    proc = opslib_cli("run", "faulty", "--fail-on", "warning", env=faulty_env(reports))
+    proc = opslib_run("run", "faulty", "--fail-on", "warning", env=faulty_env(reports))
     assert proc.returncode == 3
     assert findings(only_run(reports))["exit_code"] == 3
-    proc = opslib_cli("run", "faulty", "--fail-on", "critical", env=faulty_env(reports))
+    proc = opslib_run("run", "faulty", "--fail-on", "critical", env=faulty_env(reports))
     assert proc.returncode == 0
 
 
@@ -121,6 +146,7 @@ def test_fail_on_warning_exits_3(reports):
     ("kill", "kernel_died"),
     ("exit0", "incomplete"),
 ])
+@pytest.mark.notebook
 def test_failures_save_evidence_with_true_status(reports, fault, status):
     proc = opslib_cli("run", "faulty", "-p", f"fault={fault}", env=faulty_env(reports))
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -139,6 +165,7 @@ def test_failures_save_evidence_with_true_status(reports, fault, status):
         assert f["error"]["ename"] == "RuntimeError" and "injected failure" in f["error"]["evalue"]
 
 
+@pytest.mark.notebook
 def test_cell_past_timeout_is_timeout_not_completed(reports):
     proc = opslib_cli("run", "faulty", "-p", "fault=sleep", "--timeout", "8",
                       env=faulty_env(reports), timeout=120)
@@ -148,6 +175,7 @@ def test_cell_past_timeout_is_timeout_not_completed(reports):
     assert opslib_cli("verify", str(run), env=faulty_env(reports)).returncode == 0
 
 
+@pytest.mark.notebook
 def test_runner_kills_a_stuck_execution_at_the_deadline(reports, monkeypatch):
     """The parent's wall-clock deadline catches what papermill's own timeouts miss."""
     import subprocess
@@ -193,7 +221,7 @@ def test_runner_kills_a_stuck_execution_at_the_deadline(reports, monkeypatch):
 
 # ----------------------------------------------------------------------------- tampering
 def test_verifier_names_every_tampered_file(reports):
-    assert opslib_cli("run", "faulty", env=faulty_env(reports)).returncode == 0
+    assert opslib_run("run", "faulty", env=faulty_env(reports)).returncode == 0
     run = only_run(reports)
     data = bytearray((run / "findings.json").read_bytes())
     data[10] ^= 0x01  # same size, one byte
@@ -201,7 +229,7 @@ def test_verifier_names_every_tampered_file(reports):
     (run / "run.log").unlink()
     (run / "raw" / "extra.txt").write_text("planted")
     (run / "planted-top.txt").write_text("planted")
-    proc = opslib_cli("verify", str(run), env=faulty_env(reports))
+    proc = opslib_run("verify", str(run), env=faulty_env(reports))
     assert proc.returncode == 1
     out = proc.stdout
     assert "modified      findings.json" in out and "expected" in out and "found" in out
@@ -211,7 +239,7 @@ def test_verifier_names_every_tampered_file(reports):
 
 
 def test_verify_rejects_unsafe_manifest_paths_and_symlinks(reports, tmp_path):
-    assert opslib_cli("run", "faulty", env=faulty_env(reports)).returncode == 0
+    assert opslib_run("run", "faulty", env=faulty_env(reports)).returncode == 0
     run = only_run(reports)
     outside = tmp_path / "outside.txt"
     outside.write_text("secret outside")
@@ -220,7 +248,7 @@ def test_verify_rejects_unsafe_manifest_paths_and_symlinks(reports, tmp_path):
     manifest["files"] += [{"path": "../../outside.txt", "sha256": "0" * 64, "size": 1},
                           {"path": "/etc/passwd", "sha256": "0" * 64, "size": 1}]
     (run / "EVIDENCE_MANIFEST.json").write_text(json.dumps(manifest))
-    proc = opslib_cli("verify", str(run), env=faulty_env(reports))
+    proc = opslib_run("verify", str(run), env=faulty_env(reports))
     assert proc.returncode == 1
     assert "unsafe_path   ../../outside.txt" in proc.stdout
     assert "unsafe_path   /etc/passwd" in proc.stdout
@@ -228,16 +256,16 @@ def test_verify_rejects_unsafe_manifest_paths_and_symlinks(reports, tmp_path):
 
 
 def test_verify_reports_missing_and_unreadable_manifests(reports):
-    assert opslib_cli("run", "faulty", env=faulty_env(reports)).returncode == 0
-    assert opslib_cli("run", "faulty", env=faulty_env(reports)).returncode == 0
+    assert opslib_run("run", "faulty", env=faulty_env(reports)).returncode == 0
+    assert opslib_run("run", "faulty", env=faulty_env(reports)).returncode == 0
     a, b = run_dirs(reports)
     (a / "EVIDENCE_MANIFEST.json").write_text("{not json")
     (b / "EVIDENCE_MANIFEST.json").unlink()
-    proc = opslib_cli("verify", str(reports), env=faulty_env(reports))
+    proc = opslib_run("verify", str(reports), env=faulty_env(reports))
     assert proc.returncode == 1
     assert "unreadable manifest" in proc.stdout and "manifest is missing" in proc.stdout
     assert "0/2 runs verified" in proc.stdout
-    assert opslib_cli("verify", str(reports / "nope"), env=faulty_env(reports)).returncode == 2
+    assert opslib_run("verify", str(reports / "nope"), env=faulty_env(reports)).returncode == 2
 
 
 # ----------------------------------------------------------------------------- secrets
@@ -250,6 +278,7 @@ CANARIES = {
 }
 
 
+@pytest.mark.notebook
 def test_secrets_never_reach_the_evidence(reports):
     proc = opslib_cli("run", "faulty", "-p", "fault=secrets", env=faulty_env(reports, **CANARIES))
     assert proc.returncode == 1

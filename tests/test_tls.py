@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 import trustme
 
-from opslib.session import Session, utcnow
+from opslib.session import Session
+from opslib.times import utcnow
 from opslib.sources.tls import hostname_matches, probe_tls, tls_frame
 from tests.servers import free_port
 from tests.tls_servers import LocalTLSServer, ca_file, leaf, self_signed

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import httpx
 
 from ..errors import SourceError
-from ..session import iso
+from ..times import iso
 
 # Every demo scenario happens at this moment; analyses use the capture's time, not the clock.
 REF_NOW = datetime(2026, 11, 20, 3, 14, 0, tzinfo=timezone.utc)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from ..session import parse_time
+from ..times import parse_time
 from .html import SEV_COLOURS, esc
 from .scan import RunSummary
 

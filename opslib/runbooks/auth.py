@@ -27,7 +27,7 @@ from ..findings import Finding
 from ..session import Session
 from ..sources.fly_secrets import FlySecrets, env_digests, set_action
 from . import logs as applogs
-from ..logs import LogReport
+from ..logscan import LogReport
 from ..sources.supabase import (GatewayCheck, SupabaseAuth, SupabaseManagement,
                                 assess_gateway_status, gateway_get, key_facts, recorded_ref,
                                 recorded_setting)

@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from ..config import Target
 from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
 from ..findings import Finding
-from ..session import Session, iso, parse_time
+from ..session import Session
+from ..times import iso, parse_time
 from ..sources.postgres import Postgres
 from ..sources.supabase import SupabaseManagement, backups_frame, recorded_ref
 

@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from ..actions import Action
 from ..config import Target
 from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
-from ..findings import Finding, classify
+from ..findings import Finding
+from ..thresholds import classify
 from ..session import Session
 from ..sources import postgres as pgq
 from ..sources.fly import list_app_machines, machines_frame
@@ -29,7 +30,7 @@ from ..sources.postgres import Postgres
 from ..sources.status import StatusPage, component_indicator, supabase_status
 from ..sources.supabase import SupabaseManagement, health_frame, pooler_frame, recorded_ref
 from . import logs as applogs
-from ..logs import LogReport
+from ..logscan import LogReport
 
 L2 = "Supabase or database platform problems are handled by the Platform Team (Level 2)"
 # Connection errors that mean "every slot is taken" rather than "the database is down".

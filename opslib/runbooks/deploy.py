@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 
 from ..config import Target
 from ..findings import Finding, rank
-from ..session import Session, parse_time
+from ..session import Session
+from ..times import parse_time
 from ..sources.fly_platform import releases_frame
 from . import health
 from ._fly import ReleaseData, collect_releases, error_finding, machine_releases_frame

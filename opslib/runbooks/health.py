@@ -15,8 +15,10 @@ from matplotlib.figure import Figure
 from ..actions import Action
 from ..config import Target
 from ..errors import NotConfigured, SourceError
-from ..findings import Finding, classify
-from ..session import Session, parse_time
+from ..findings import Finding
+from ..thresholds import classify
+from ..session import Session
+from ..times import parse_time
 from ..sources.fly import list_app_machines, checks_frame, machines_frame
 from ..sources.http import ProbeResult, probe
 from ..sources.postgres import Postgres

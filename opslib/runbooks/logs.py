@@ -2,7 +2,7 @@
 
 ``fetch`` reads the app's logs for a window through the Fly logs API (each page recorded
 under ``raw/``, so a replay re-reads exactly the same lines); ``analyze`` runs the log engine
-(:mod:`opslib.logs`) on them; ``findings`` turns its signals into findings, optionally for
+(:mod:`opslib.logscan`) on them; ``findings`` turns its signals into findings, optionally for
 one runbook: signals that belong to another runbook become context pointing at it.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import Finding
-from ..logs import CATEGORY_DEFINITIONS, LogReport, analyze as _analyze_entries, findings_from_logs
+from ..logscan import CATEGORY_DEFINITIONS, LogReport, analyze as _analyze_entries, findings_from_logs
 from ..session import Session
 from ..sources.fly_platform import FlyPlatform
 

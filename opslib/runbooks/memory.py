@@ -29,10 +29,13 @@ from ..actions import Action
 from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
-from ..findings import Finding, classify
-from ..logs import LogReport
-from ..promql import QuerySet, parse_duration, queries
-from ..session import Session, iso
+from ..findings import Finding
+from ..thresholds import classify
+from ..logscan import LogReport
+from ..promql import QuerySet, queries
+from ..times import parse_duration
+from ..session import Session
+from ..times import iso
 from ..sources import prometheus as prom
 from ..sources.fly import FlyMachines, exit_event, machines_frame
 from . import logs as applogs

@@ -25,13 +25,15 @@ from matplotlib.figure import Figure
 from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
-from ..findings import THRESHOLD_LABELS, Finding, classify
-from ..promql import QuerySet, parse_duration, queries
+from ..findings import Finding
+from ..thresholds import THRESHOLD_LABELS, classify
+from ..promql import QuerySet, queries
+from ..times import parse_duration
 from ..session import Session
 from ..sources import prometheus as prom
 from ..sources.postgres import Postgres
 from . import logs as applogs
-from ..logs import LogReport
+from ..logscan import LogReport
 
 # seed metric -> the query that measures it and how its value is read
 METRICS: dict[str, dict[str, Any]] = {

@@ -33,14 +33,17 @@ from ..actions import Action
 from ..charting import time_axis
 from ..config import Target
 from ..errors import NotConfigured, SourceError
-from ..findings import Finding, classify, escalation
+from ..findings import Finding
+from ..thresholds import classify
+from ..escalation import escalation
 from ..promql import QuerySet, queries
-from ..session import Session, iso, parse_time
+from ..session import Session
+from ..times import iso, parse_duration, parse_time
 from ..sources import prometheus as prom
 from ..sources.fly import list_app_machines, checks_frame, exit_event, machines_frame
 from ..sources.http import ProbeResult, probe
 from . import logs as applogs
-from ..logs import LogReport
+from ..logscan import LogReport
 from .health import assess_probes, probes_frame
 
 RANGE_QUERIES = ("edge_5xx_by_status", "request_rate")
@@ -357,7 +360,7 @@ def assess_edge(data: NotRespondingData, app: str, now: datetime,
     if five.empty or five["rps"].max() <= 0:
         return [Finding("nr-edge-5xx", "ok", f"no 5xx at Fly's edge in the last {data.window}",
                         source="prometheus")]
-    step_s = prom.parse_duration(data.step)
+    step_s = parse_duration(data.step)
     by_status = five.groupby("series")["rps"]
     evidence = [f"HTTP {s}: ~{int(round(v.sum() * step_s))} responses, peak {v.max():.2f}/s"
                 for s, v in by_status]

@@ -29,7 +29,8 @@ from ..actions import Action
 from ..config import Target
 from ..errors import NotConfigured, SourceError
 from ..findings import Finding
-from ..session import Session, parse_time
+from ..session import Session
+from ..times import parse_time
 from ..sources.fly import CertificateList, FlyMachines, certificates_frame
 from ..sources.tls import TLSResult, probe_tls, tls_frame
 from ._fly import TOKEN_ENV, error_finding, not_configured

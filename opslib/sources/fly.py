@@ -16,7 +16,8 @@ import pandas as pd
 
 from ..actions import Action, executor
 from ..errors import NotConfigured, OpsError, SourceError, SourceProtocolError
-from ..session import Session, iso, parse_time
+from ..session import Session
+from ..times import iso, parse_time
 from .http import call, call_json
 
 if TYPE_CHECKING:  # pragma: no cover

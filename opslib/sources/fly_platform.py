@@ -21,7 +21,8 @@ import pandas as pd
 
 from ..errors import (NotConfigured, SourceAuthError, SourceError, SourceNotFound,
                       SourceProtocolError, SourceUnavailable)
-from ..session import Session, iso, parse_time
+from ..session import Session
+from ..times import iso, parse_time
 from .fly import auth_header
 from .http import call_json
 

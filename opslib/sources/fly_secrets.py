@@ -23,7 +23,8 @@ import pandas as pd
 
 from ..actions import Action, executor
 from ..errors import NotConfigured, OpsError
-from ..session import Session, parse_time
+from ..session import Session
+from ..times import parse_time
 from .fly import auth_header
 from .http import call_json
 

@@ -23,10 +23,11 @@ import httpx
 import pandas as pd
 
 from ..config import Target
-from ..errors import (NotConfigured, SourceAuthError, SourceError, SourceNotFound,
-                      SourceProtocolError)
+from ..errors import (NotConfigured, PrometheusQueryError, SourceAuthError, SourceError,
+                      SourceNotFound, SourceProtocolError)
 from ..findings import Finding
-from ..promql import NO_DATA_HINTS, parse_duration
+from ..promql import NO_DATA_HINTS
+from ..times import parse_duration
 from ..session import Session
 from .fly import auth_header
 from .http import call
@@ -44,12 +45,6 @@ _ERROR_HINTS = {
     "internal": "the Prometheus server failed: check its status",
     "unavailable": "the Prometheus server is not ready: check its status",
 }
-
-
-class PrometheusQueryError(SourceError):
-    """The server answered with the Prometheus error envelope; ``kind`` is its ``errorType``."""
-
-    kind = "query"
 
 
 @dataclass

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import SourceProtocolError
-from ..session import Session, parse_time
+from ..session import Session
+from ..times import parse_time
 from .http import call_json
 
 SUPABASE_SYSTEM = "supabase-status"

@@ -27,7 +27,8 @@ import httpx
 import pandas as pd
 
 from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
-from ..session import Session, iso, parse_time, utcnow
+from ..session import Session
+from ..times import iso, parse_time, utcnow
 from .http import call_json, transport_kind
 
 AUTH_SYSTEM = "supabase-auth"

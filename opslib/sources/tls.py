@@ -27,7 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from ..session import Session, iso
+from ..session import Session
+from ..times import iso
 
 SYSTEM = "tls"
 TLS_COLUMNS = ["host", "port", "error", "chain_verified", "verify_error", "hostname_match",

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from opslib.evidence import MANIFEST, write_manifest
-from tests.conftest import TEST_NOTEBOOKS, clean_env, opslib_cli
+from tests.conftest import TEST_NOTEBOOKS, clean_env
+from tests.inprocess import opslib_run
 
 
 def _run(reports: Path, *args: str, notebooks: Path | None = None) -> None:
     env = clean_env(OPSLIB_REPORTS=str(reports))
     if notebooks:
         env["OPSLIB_NOTEBOOKS"] = str(notebooks)
-    proc = opslib_cli("run", *args, env=env)
+    proc = opslib_run("run", *args, env=env)
     assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
 
 

@@ -13,13 +13,14 @@ from opslib.review.replay import differences
 from opslib.review.scan import SITE_DIR, RunSummary, read_run
 from opslib.review.triage import READ_ONLY, next_step
 from tests.conftest import REPO, TEST_NOTEBOOKS, clean_env, opslib_cli, run_dirs
+from tests.inprocess import opslib_run
 from tests.review.conftest import degraded, healthy, rewrite, runs_of
 
 
 # ----------------------------------------------------------------------------- compare
 def test_compare_before_and_after_shows_added_resolved_changed_and_metrics(site):
     a, b = degraded(site), healthy(site)
-    proc = opslib_cli("compare", str(a), str(b), env=clean_env())
+    proc = opslib_run("compare", str(a), str(b), env=clean_env())
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "findings: 2 added, 5 resolved, 1 changed, 1 unchanged" in out
@@ -51,24 +52,24 @@ def test_compare_prefers_a_metrics_object_when_findings_have_one(site):
 
 
 def test_compare_of_something_that_is_not_a_run_is_a_usage_error(site, tmp_path):
-    proc = opslib_cli("compare", str(tmp_path), str(healthy(site)), env=clean_env())
+    proc = opslib_run("compare", str(tmp_path), str(healthy(site)), env=clean_env())
     assert proc.returncode == 2 and "is not a run folder" in proc.stderr
 
 
 # ----------------------------------------------------------------------------- replay
 def test_check_replay_reproduces_the_saved_findings_and_catches_a_difference(site):
     run = degraded(site)
-    proc = opslib_cli("review", "--check-replay", str(run), env=clean_env())
+    proc = opslib_run("review", "--check-replay", str(run), env=clean_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "replay status ok, 7 finding(s) compared" in proc.stdout
     assert "replayed findings EQUAL the saved ones" in proc.stdout
     assert not list(site.glob("*/*-health-*")), "the replay leaves nothing in reports/"
     rewrite(run, lambda d: d["findings"][1].update(title="edited by hand"))
-    proc = opslib_cli("review", "--check-replay", str(run), env=clean_env())
+    proc = opslib_run("review", "--check-replay", str(run), env=clean_env())
     assert proc.returncode == 1
     assert "DIFFER" in proc.stdout and "finding checks-critical title: saved 'edited by hand'" in proc.stdout
     page = (site / SITE_DIR / "inc-a" / "runs" / f"{run.name}.html")
-    opslib_cli("review", "--reports", str(site), env=clean_env())
+    opslib_run("review", "--reports", str(site), env=clean_env())
     text = page.read_text()
     assert f"make run issue=health target=replay:{run}" in text
     assert f"python -m opslib review --check-replay {run}" in text
@@ -94,7 +95,7 @@ def test_replay_differences_name_what_changed():
 
 
 def test_check_replay_of_a_folder_that_is_not_a_run(site):
-    proc = opslib_cli("review", "--check-replay", str(site / "inc-a"), env=clean_env())
+    proc = opslib_run("review", "--check-replay", str(site / "inc-a"), env=clean_env())
     assert proc.returncode == 2 and "is not a run folder" in proc.stderr
 
 
@@ -112,6 +113,7 @@ def notebooks(tmp_path: Path) -> Path:
     return nbs
 
 
+@pytest.mark.notebook
 def test_triage_runs_the_read_only_runbooks_into_one_incident(tmp_path, notebooks):
     reports = tmp_path / "reports"
     env = clean_env(OPSLIB_NOTEBOOKS=str(notebooks), OPSLIB_REPORTS=str(reports))

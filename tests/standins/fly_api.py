@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from opslib.session import iso, parse_time
+from opslib.times import iso, parse_time
 from tests.servers import LocalHTTPServer, Reply, Request
 from tests.standins.fly_machines import UNAUTHENTICATED, scheme_for
 

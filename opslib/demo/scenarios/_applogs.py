@@ -2,7 +2,7 @@
 times, the scenario's own lines, and a Fly logs-API route that pages by ``next_token``.
 
 Entries are ``(epoch, provider, instance, region, level, message)`` as in
-:mod:`opslib.logs.synth`. The route answers like Fly's logs API (reference §2): each page holds
+:mod:`opslib.logscan.synth`. The route answers like Fly's logs API (reference §2): each page holds
 the entries at or after ``next_token`` (a Unix time in ns), and the next token follows the
 last entry, so a runbook may read the recent window and slices around past events from the
 same world in any order.
@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 
 import httpx
 
-from ...logs import synth
-from ...session import iso
+from ...logscan import synth
+from ...times import iso
 from ..world import APP, REF_NOW, World, json_response
 
 Entry = tuple[float, str, str, str, str, str]

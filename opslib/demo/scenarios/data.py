@@ -9,7 +9,7 @@ from typing import Any, Callable
 import httpx
 
 from ...errors import SourceUnavailable
-from ...session import iso
+from ...times import iso
 from ..world import APP, ENV, IMAGE, REF_NOW, World, ago, json_response, machine
 from . import _applogs as applogs
 

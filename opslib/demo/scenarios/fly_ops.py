@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Callable
 
-from ...session import iso
+from ...times import iso
 from ..certs import failed_handshake, handshake
 from ..world import APP, ENV, REF_NOW, World, ago, exit_events, json_response, machine
 

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import httpx
 
-from ...session import iso
+from ...times import iso
 from ..world import APP, ENV, REF_NOW, World, ago, exit_events, json_response, machine
 
 

@@ -1,7 +1,7 @@
 """Demo scenarios of the logs runbook: a realistic stream with an incident hidden in it."""
 from __future__ import annotations
 
-from ...logs import synth
+from ...logscan import synth
 from ..world import ENV, World, logs_route
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from ...promql import queries
 from ..prom import add_prometheus, instance_labels
 from ..world import APP, ENV, IMAGE, REF_NOW, World, ago, json_response, machine, ms
-from ...session import iso
+from ...times import iso
 from . import _applogs as applogs
 
 A, B = "148ed193b95089", "3d8d9e1fe67e89"

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from ...promql import queries
-from ...session import iso
+from ...times import iso
 from ..prom import add_prometheus
 from ..world import APP, ENV, REF_NOW, World, ago, json_response, machine, ms
 from . import _applogs as applogs

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import httpx
 
-from ...session import iso
+from ...times import iso
 from ..world import APP, ENV, REF_NOW, World, ago, json_response, machine
 
 REG = f"registry.fly.io/{APP}"

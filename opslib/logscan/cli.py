@@ -13,9 +13,10 @@ import os
 import sys
 from typing import NoReturn, TextIO
 
+from ..errors import UsageError
 from .analysis import analyze
-from .findings import findings_from_logs
-from .sources import FORMATS
+from .signal_findings import findings_from_logs
+from .inputs import FORMATS
 
 USAGE_EXAMPLES = """examples:
   fly logs -a my-app --no-tail > fly.log && python -m opslib logs fly.log
@@ -24,13 +25,9 @@ USAGE_EXAMPLES = """examples:
 """
 
 
-class _UsageError(Exception):
-    pass
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
+        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +59,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except _UsageError as exc:
+    except UsageError as exc:
         err.write(f"{parser.format_usage()}error: {exc}\n(run with --help for the options and examples)\n")
         return 2
     except SystemExit as exc:  # --help

@@ -1,4 +1,4 @@
-"""``python -m opslib.logs PATH|- …`` (the same command as ``python -m opslib logs``)."""
+"""``python -m opslib.logscan PATH|- …`` (the same command as ``python -m opslib logs``)."""
 
 import sys
 

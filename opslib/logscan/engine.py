@@ -28,14 +28,14 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
 from typing import Any
 
 import numpy as np
 
 from . import _kernel as K
 from . import signals as S
-from .sources import entries_as_ndjson, entry_fields, iter_chunks, json_entries, sniff
+from ..times import parse_time
+from .inputs import entries_as_ndjson, entry_fields, iter_chunks, json_entries, sniff
 
 CHUNK_BYTES = 8 << 20  # two workers' blocks and per-line arrays stay within the shared L3 cache
 TEXT_CAP = 500  # characters kept of an example line (evidence stays readable, memory bounded)
@@ -276,7 +276,7 @@ class Worker:
             if self.mode == "fly-text":
                 m = _TEXT_SLOW.match(line)
                 if m:
-                    t = _parse_iso(m.group(2))
+                    t = _ms(m.group(2))
                     if t is not None:
                         ts[i] = t
                         prov[i] = _PROVIDERS.get((m.group(3) or "").lower(), K.P_OTHER if m.group(3) else K.P_NONE)
@@ -309,7 +309,7 @@ class Worker:
                     obj = None
                 f = entry_fields(obj)
                 if f is not None:
-                    t = _parse_any_ts(f["timestamp"])
+                    t = _ms(f["timestamp"])
                     ts[i] = -1 if t is None else t
                     prov[i] = _PROVIDERS.get(str(f["provider"]).lower(), K.P_OTHER if f["provider"] else K.P_NONE)
                     inst[i] = self._py_id(str(f["instance"]), self.inst_names)
@@ -417,37 +417,10 @@ class Worker:
         return out
 
 
-def _parse_iso(text: str) -> int | None:
-    t = text.replace(",", ".")
-    if t.endswith(("Z", "z")):
-        t = t[:-1] + "+00:00"
-    if "." in t:
-        head, _, frac = t.partition(".")
-        digits = "".join(c for c in frac if c.isdigit())
-        rest = frac[len(digits):]
-        t = f"{head}.{(digits + '000000')[:6]}{rest}"
-    try:
-        dt = datetime.fromisoformat(t)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
-def _parse_any_ts(value: Any) -> int | None:
-    if isinstance(value, str):
-        return _parse_iso(value.strip()) if value.strip() else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        v = float(value)
-        if v > 1e17:
-            return int(v / 1e6)
-        if v > 1e14:
-            return int(v / 1e3)
-        if v > 1e11:
-            return int(v)
-        return int(v * 1000)
-    return None
+def _ms(value: Any) -> int | None:
+    """Epoch milliseconds of a timestamp as the platforms print it (see opslib.times)."""
+    dt = parse_time(value)
+    return int(dt.timestamp() * 1000) if dt is not None else None
 
 
 # --- the driver ------------------------------------------------------------------------------

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import re
+
 import sys
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, UTC
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,44 +15,15 @@ import numpy as np
 from . import signals as S
 from .engine import MEASURES, ChunkResult, SigAcc, Worker, load_kernels, run
 from .report import ERROR_RATE_CRITICAL, ERROR_RATE_WARNING, SEVERITY_RANK, LogReport, _iso, proxy_meaning
-from .sources import FORMATS, open_source
+from .inputs import FORMATS, open_source
+from ..times import parse_when
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.I)
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 # Signals that are routine client behaviour at a trickle (tokens expire, clients refresh):
 # raised only when a single minute holds at least this many — a burst, not background.
 NOISY_SIGNALS = {"jwt_expired": 10, "refresh_token_failures": 10}
-
-
-def parse_time(value: Any, now: datetime | None = None) -> datetime | None:
-    """``since``/``until`` values: datetime, ISO 8601 text, epoch seconds, or a duration
-    before now such as ``90s``, ``15m``, ``2h``, ``1d``.
-
-    Raises:
-        ValueError: the value is none of those (the message shows accepted forms).
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    text = str(value).strip()
-    m = _REL.match(text)
-    if m:
-        now = now or datetime.now(UTC)
-        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
-    t = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-    try:
-        dt = datetime.fromisoformat(t)
-    except ValueError:
-        raise ValueError(
-            f"cannot read the time {text!r}: use ISO 8601 (2024-05-28T12:00:00Z) or a duration before now (15m, 2h, 1d)"
-        ) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = None, examples: int = 3,
@@ -64,7 +35,7 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
             or an iterable of log entries (logs-API ``data[]`` items, their ``attributes``,
             or flat ``{"timestamp","message","level","instance","region"}`` dicts).
         fmt: ``auto``, ``fly-text``, ``fly-json``, ``ndjson``, ``bare`` or ``api``.
-        since, until: keep lines with timestamps in ``[since, until)``; see `parse_time`.
+        since, until: keep lines with timestamps in ``[since, until)``; see :func:`opslib.times.parse_when`.
             Lines without a timestamp are kept (they cannot be placed in time).
         examples: example lines kept per signal.
         top_templates: how many message templates to list.
@@ -78,7 +49,7 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
         raise ValueError(f"unknown log format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if examples < 0 or top_templates < 0:
         raise ValueError("examples and top_templates must be 0 or more")
-    t_since, t_until = parse_time(since), parse_time(until)
+    t_since, t_until = parse_when(since), parse_when(until)
     if t_since and t_until and t_since >= t_until:
         raise ValueError(f"--since ({_iso(t_since)}) must be before --until ({_iso(t_until)})")
     since_ms = int(t_since.timestamp() * 1000) if t_since else None

@@ -1,6 +1,6 @@
 """Fly.io log analysis: the seed's grep categories, incident signals, series and templates.
 
-    >>> from opslib.logs import analyze, findings_from_logs
+    >>> from opslib.logscan import analyze, findings_from_logs
     >>> report = analyze("fly.log")            # or "-", a binary file, or logs-API entries
     >>> print(report.summary_text())
     >>> findings_from_logs(report)             # feed the runbooks
@@ -8,12 +8,12 @@
 See `analyze` for inputs and `LogReport` for what comes back.
 """
 
-from .analysis import analyze, parse_time, warm
-from .findings import findings_from_logs
+from .analysis import analyze, warm
+from .signal_findings import findings_from_logs
 from .proxy_codes import PROXY_CODES, ProxyCode
 from .report import CATEGORY_DEFINITIONS, LogReport
 from .signals import SIGNALS, SignalDef
-from .sources import FORMATS
+from .inputs import FORMATS
 
 __all__ = [
     "CATEGORY_DEFINITIONS",
@@ -25,6 +25,5 @@ __all__ = [
     "SignalDef",
     "analyze",
     "findings_from_logs",
-    "parse_time",
     "warm",
 ]

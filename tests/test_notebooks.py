@@ -1,0 +1,59 @@
+"""Every runbook notebook as users get it: stored clean, and executed end to end by papermill
+in a real kernel on its default demo scenario.
+
+The other runbook tests run the notebooks' code in this process (tests/inprocess.py); here
+each notebook runs once through papermill, two at a time, and its findings must equal the
+in-process run's — so the faster path is shown to test what users run.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import nbformat
+import papermill
+import pytest
+
+from opslib import runner
+from opslib.catalog import notebooks_dir, runbooks
+from tests.conftest import _SCRUB as SCRUB, clean_env, findings, only_run
+from tests.inprocess import opslib_run
+
+NOTEBOOKS = sorted(notebooks_dir().glob("*.ipynb"))
+
+
+def test_there_is_a_notebook_per_runbook_of_the_design():
+    assert {p.stem for p in NOTEBOOKS} == {
+        "health", "not-responding", "database", "memory", "tls", "auth", "deploy", "rollback",
+        "scale-down", "monitoring", "logs", "backups"}
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_every_notebook_runs_end_to_end_in_papermill_like_in_process(tmp_path, monkeypatch):
+    for name in SCRUB:
+        monkeypatch.delenv(name, raising=False)
+    names = sorted(runbooks())
+    preps = [runner.prepare(runner.RunRequest(name, incident=name, reports=tmp_path / "papermill"))
+             for name in names]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # as triage does: a kernel per core
+        outcomes = dict(zip(names, pool.map(runner.execute, preps)))
+    for name, outcome in outcomes.items():
+        run = outcome.path
+        f = findings(run)
+        assert f["status"] == "ok", (name, f.get("error"))
+        assert f["findings"], f"{name}: no findings"
+        manifest = json.loads((run / "EVIDENCE_MANIFEST.json").read_text())
+        assert manifest["run"]["papermill_version"] == papermill.__version__, name
+        executed = nbformat.read(str(run / f"{name}.ipynb"), as_version=4)
+        assert executed.metadata.papermill.get("exception") is None, name
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+        html = (run / f"{name}.html").read_text()
+        assert "App Name" in html and "Demo target" in html, f"{name}: header not rendered"
+        # the same run in process asks the same questions and finds the same
+        reports = tmp_path / "inprocess" / name
+        proc = opslib_run("run", name, env=clean_env(OPSLIB_REPORTS=str(reports)))
+        assert proc.returncode == 0, proc.stderr
+        twin = findings(only_run(reports))
+        for key in ("severity", "findings", "actions", "escalation", "plan_digest"):
+            assert twin.get(key) == f.get(key), (name, key)
