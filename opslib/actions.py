@@ -12,10 +12,10 @@ backend's pid and transaction start, …). The plan's digest covers all of that,
   since the plan was made changes the digest, so a stale plan is refused — with **zero**
   mutating requests. It never prompts: CI has no terminal.
 
-Executors are registered per action ``kind`` by the modules that know the API
-(``@executor("machine.restart")``); each returns a JSON-able result or raises
-:class:`~opslib.errors.SourceError`. Applied, refused and failed actions are recorded in the
-findings and the timeline.
+Every action ``kind`` is one of :data:`KINDS`; :mod:`opslib.executors` maps each kind to the
+function that applies it, given only what it needs (:class:`ApplyContext`: the session and
+the target), and returning a JSON-able result or raising :class:`~opslib.errors.SourceError`.
+Applied, refused and failed actions are recorded in the findings and the timeline.
 """
 from __future__ import annotations
 
@@ -27,10 +27,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from .errors import ApplyRefused, OpsError, SourceError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .context import Run
+    from .config import Target
+    from .session import Session
 
 STATUSES = ("planned", "applied", "refused", "failed", "skipped")
 DIGEST_LEN = 16
+# What a plan can ask for; each has an executor in opslib.executors.
+KINDS = ("machine.start", "machine.restart", "machine.stop", "machine.update", "cert.check",
+         "cert.readd", "secrets.set", "pg.terminate", "pg.cancel")
 
 
 @dataclass
@@ -46,6 +50,10 @@ class Action:
     status: str = "planned"
     result: Any = None
 
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"action kind {self.kind!r} is not one of {KINDS}")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if d["result"] is None:
@@ -53,17 +61,15 @@ class Action:
         return d
 
 
-Executor = Callable[["Run", Action], Any]
-_EXECUTORS: dict[str, Executor] = {}
+@dataclass(frozen=True)
+class ApplyContext:
+    """What an executor needs to apply an action: the run's session and its live target."""
+
+    session: "Session"
+    target: "Target"
 
 
-def executor(kind: str) -> Callable[[Executor], Executor]:
-    """Register the function that applies actions of ``kind``."""
-    def register(fn: Executor) -> Executor:
-        _EXECUTORS[kind] = fn
-        return fn
-
-    return register
+Executor = Callable[[ApplyContext, Action], Any]
 
 
 def plan_digest(runbook: str, app: str, actions: list[Action]) -> str:
@@ -76,17 +82,20 @@ def plan_digest(runbook: str, app: str, actions: list[Action]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:DIGEST_LEN]
 
 
-def apply_plan(run: "Run", actions: list[Action], *, apply: bool, confirm: str) -> dict[str, Any]:
+def apply_plan(ctx: ApplyContext, runbook: str, actions: list[Action], *, apply: bool,
+               confirm: str) -> dict[str, Any]:
     """Apply ``actions`` if ``apply`` and ``confirm`` equals the plan digest; record everything.
 
     Returns the apply record written to findings.json under ``"apply"``.
     """
-    digest = plan_digest(run.runbook, run.app, actions)
+    from .executors import EXECUTORS
+
+    digest = plan_digest(runbook, ctx.target.app, actions)
     record: dict[str, Any] = {"requested": bool(apply), "plan_digest": digest,
                               "confirm": confirm or None, "outcome": "planned"}
     if not apply:
         return record
-    if run.target.kind != "live":
+    if ctx.target.kind != "live":
         raise ApplyRefused("actions can only be applied to a live target",
                            hint="run with app=<your app> (target live)")
     if confirm.strip().lower() != digest:
@@ -95,7 +104,7 @@ def apply_plan(run: "Run", actions: list[Action], *, apply: bool, confirm: str) 
             a.result = {"reason": f"confirmation {confirm!r} does not match the current plan "
                                   f"{digest}: the target changed since the plan was made, or the "
                                   "digest is wrong"}
-            run.session.event(source="actions", operation=f"refused {a.kind}", target=a.id,
+            ctx.session.event(source="actions", operation=f"refused {a.kind}", target=a.id,
                               outcome="refused", duration_ms=0, size=0)
         record["outcome"] = "refused"
         return record
@@ -108,17 +117,14 @@ def apply_plan(run: "Run", actions: list[Action], *, apply: bool, confirm: str) 
             a.status = "skipped"
             a.result = {"reason": "an earlier action failed"}
             continue
-        fn = _EXECUTORS.get(a.kind)
         try:
-            if fn is None:
-                raise OpsError(f"no executor for action kind {a.kind!r}")
-            a.result = fn(run, a)
+            a.result = EXECUTORS[a.kind](ctx, a)
             a.status = "applied"
         except (SourceError, OpsError) as exc:
             a.status = "failed"
             a.result = {"error": str(exc)}
             failed = True
-        run.session.event(source="actions", operation=f"{a.status} {a.kind}", target=a.id,
+        ctx.session.event(source="actions", operation=f"{a.status} {a.kind}", target=a.id,
                           outcome=a.status, duration_ms=0, size=0)
     record["outcome"] = "failed" if failed else "applied"
     return record

@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from . import __version__
-from .actions import Action, apply_plan
+from .actions import Action, ApplyContext, apply_plan
 from .catalog import REPO_ROOT, get_runbook
 from .config import DEMO_APP, Target, env, parse_target, resolve_app_url
-from .errors import NotConfigured, UsageError
+from .errors import UsageError
 from .evidence import atomic_write_json
 from .findings import FINDINGS_SCHEMA, Finding, rank, worst
 from .thresholds import thresholds
 from .escalation import escalation
+from .reads import Readings
 from .redact import Redactor
 from .session import Session
 from .times import iso
@@ -76,6 +77,7 @@ class Run:
     actions: list[dict] = field(default_factory=list)
     version: str = ""
     apply_record: dict[str, Any] | None = None
+    readings: Readings = field(default_factory=Readings)
     _header: Any = None
     _finished: bool = False
 
@@ -150,12 +152,16 @@ class Run:
         self.add(f)
         return f
 
-    def not_configured(self, exc: NotConfigured) -> None:
-        """Record and show a visible 'skipped: not configured' line for a source."""
-        self.finding(f"skipped-{exc.source.lower().replace(' ', '-')}", "info",
-                     f"skipped: {exc.source} not configured",
-                     f"set {exc.needs} to include this check. {exc.hint}".strip())
-        self.note(f"⏭ **skipped: {exc.source} not configured** — set `{exc.needs}`. {exc.hint}")
+    def sources(self, readings: Readings) -> None:
+        """Show what was read — measured, failed or skipped — and record every source that
+        was skipped (not configured) as a visible info finding saying what to set."""
+        self.readings = self.readings | Readings(
+            [r for r in readings.values() if r.key not in self.readings])
+        self.show(readings.frame(), "What this run read")
+        for r in readings.skipped_sources():
+            self.finding(f"skipped-{r.source.lower().replace(' ', '-')}", "info",
+                         f"skipped: {r.source} not configured", r.detail)
+            self.note(f"⏭ **skipped: {r.source} not configured** — {r.detail}")
 
     def plan(self, actions: list[Action]) -> dict[str, Any]:
         """Record the remediation plan; apply it only if ``apply`` and ``confirm`` match it.
@@ -163,7 +169,8 @@ class Run:
         See :mod:`opslib.actions`. Shows each action's ``fly`` command, its status, and how to
         apply the plan.
         """
-        record = apply_plan(self, actions, apply=bool(self.params.get("apply")),
+        record = apply_plan(ApplyContext(self.session, self.target), self.runbook, actions,
+                            apply=bool(self.params.get("apply")),
                             confirm=str(self.params.get("confirm") or ""))
         self.actions = [a.to_dict() for a in actions]
         self.apply_record = record

@@ -76,12 +76,12 @@ def test_live_backups_and_archiver_from_real_servers(pg):
         session.close()
     assert [r.path for r in api.requests] == [f"/v1/projects/{REF}/database/backups"]
     assert data.backups["status"].tolist() == ["FAILED", "COMPLETED", "COMPLETED"]  # newest first
-    found = {f.id: f for f in backups.assess_backups(data.backups, data.body, data.api_error,
+    found = {f.id: f for f in backups.assess_backups(data.backups, data.body, data.readings.error("backups"),
                                                       datetime.now(timezone.utc))}
     latest = found["backup-latest"]
     assert latest.severity == "critical"  # late (30 h) and a failure since
     assert latest.title.startswith("last completed backup 30 h ago") and "1 failed since" in latest.title
-    [archiving] = backups.assess_archiver(data.archiver, data.db_error, data.body)
+    [archiving] = backups.assess_archiver(data.archiver, data.readings.error("archiver"), data.body)
     assert (archiving.severity, archiving.title) == ("info", "WAL archiving is off (archive_mode=off)")
     assert escalation(list(found.values()))["level"] == 2
 
@@ -153,7 +153,7 @@ def _switch_wal_and_wait(server: PostgresServer, command: str, column: str) -> N
 def _readiness(server: PostgresServer):
     environ = {"DATABASE_URL": server.dsn()}
     data = backups.collect(Session("live"), Target("live", "x", "http://x", environ=environ))
-    return backups.assess_archiver(data.archiver, data.db_error, {"walg_enabled": True})
+    return backups.assess_archiver(data.archiver, data.readings.error("archiver"), {"walg_enabled": True})
 
 
 def test_restore_readiness_follows_the_real_archiver(archiving):

@@ -214,3 +214,31 @@ def test_every_opslib_exception_lives_in_errors_and_survives_pickle():
         assert type(back) is cls and str(back) == str(err) and back.args == err.args
         assert vars(back) == vars(err), cls.__name__
     assert errors.SOURCE_ERRORS["PrometheusQueryError"] is errors.PrometheusQueryError
+
+
+def _planned_kinds() -> set[str]:
+    """Every action kind written literally in an ``Action(…)`` call anywhere in opslib."""
+    import ast
+    from pathlib import Path
+
+    import opslib
+
+    kinds = set()
+    for path in Path(opslib.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Action":
+                args = node.args[1:2] + [k.value for k in node.keywords if k.arg == "kind"]
+                kinds |= {a.value for a in args if isinstance(a, ast.Constant)}
+    return kinds
+
+
+def test_every_action_kind_a_runbook_can_plan_has_an_executor():
+    from opslib.actions import KINDS, Action
+    from opslib.executors import EXECUTORS
+
+    planned = _planned_kinds()
+    assert planned and planned <= set(KINDS), planned - set(KINDS)
+    assert set(EXECUTORS) == set(KINDS)
+    assert all(callable(fn) for fn in EXECUTORS.values())
+    with pytest.raises(ValueError, match="not one of"):
+        Action("x", "machine.destroy", "t", "c", {})

@@ -299,7 +299,7 @@ def test_refusing_database_is_pool_exhaustion_with_a_restart_planned(pressured):
                    "FLY_API_BASE_URL": fly.logs.url}
         session = Session("live")
         data = database.collect(session, Target("live", "live-app", "http://x", environ=environ))
-        found = database.assess_connections(data.capacity, data.breakdown, data.db_error,
+        found = database.assess_connections(data.capacity, data.breakdown, data.readings.error("database"),
                                             dict(THRESHOLDS))
         assert [(f.id, f.severity) for f in found] == [("db-refusing-connections", "critical")]
         assert "sorry, too many clients already" in found[0].detail

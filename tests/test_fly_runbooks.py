@@ -15,6 +15,7 @@ from opslib.config import Target
 from opslib.demo.world import machine
 from opslib.session import Session
 from opslib.times import iso
+from opslib.assess import releases
 from opslib.runbooks import rollback, scale_down, tls
 from opslib.thresholds import THRESHOLDS
 from tests.conftest import clean_env, findings, only_run, run_dirs
@@ -379,13 +380,16 @@ def test_tls_hostname_not_configured_on_the_app_is_a_clear_finding(ca, monkeypat
 
 # ----------------------------------------------------------------------------- function level
 def test_rollback_without_a_good_release_escalates():
-    from opslib.runbooks._fly import ReleaseData
-    from opslib.sources.fly_platform import Releases, normalise_release
+    from opslib.assess.releases import ReleaseData
+    from opslib.reads import Readings
+    from opslib.sources.fly_models import Release, parse_machines
+    from opslib.sources.fly_platform import Releases
 
-    rel = [normalise_release(rest_release(5, image=NEW, created_at=iso(NOW - timedelta(minutes=5))), "rest"),
-           normalise_release(rest_release(4, status="failed", stable=False, image=OLD,
-                                          created_at=iso(NOW - timedelta(hours=2))), "rest")]
-    data = ReleaseData(releases=Releases(rel), machines=_fleet(NEW, "5", checks="critical"))
+    rel = (Release.from_api(rest_release(5, image=NEW, created_at=iso(NOW - timedelta(minutes=5))), "rest"),
+           Release.from_api(rest_release(4, status="failed", stable=False, image=OLD,
+                                         created_at=iso(NOW - timedelta(hours=2))), "rest"))
+    data = ReleaseData(Readings.of({"releases": Releases(rel),
+                                    "machines": parse_machines(_fleet(NEW, "5", checks="critical"))}))
     d, tables = rollback.decide(data, APP, NOW, dict(THRESHOLDS), "https://x/health")
     by = {f.id: f for f in d.findings}
     assert by["rollback-no-target"].severity == "critical" and by["rollback-no-target"].escalate == 2
@@ -397,9 +401,12 @@ def test_rollback_without_a_good_release_escalates():
 
 
 def test_scale_up_reports_autostart_missing_and_resized_machines():
+    from opslib.reads import Readings
+    from opslib.sources.fly_models import parse_machines
+
     fleet = _fleet(OLD, "2", n=2)
     fleet[0]["config"]["services"] = [{"internal_port": 8080}]  # autostart defaults to on
-    data = scale_down.ScaleData(machines=fleet)
+    data = scale_down.ScaleData(Readings.of({"machines": parse_machines(fleet)}))
     plan = scale_down.assess(data, APP, direction="down")
     assert {f.id for f in plan.findings} >= {"scale-down-plan", "scale-autostart"}
     for m in fleet:
@@ -409,8 +416,8 @@ def test_scale_up_reports_autostart_missing_and_resized_machines():
         {"id": fleet[0]["id"], "memory_mb": 512, "region": "ams"},
         {"id": fleet[1]["id"], "memory_mb": 512, "region": "iad"},
         {"id": "0000gone000000", "memory_mb": 512, "region": "iad"}]}
-    plan = scale_down.assess(scale_down.ScaleData(machines=fleet, record=record), APP,
-                             direction="up")
+    plan = scale_down.assess(scale_down.ScaleData(Readings.of(
+        {"machines": parse_machines(fleet), "record": record})), APP, direction="up")
     by = {f.id: f for f in plan.findings}
     assert by["scale-record-missing"].severity == "warning"
     assert "0000gone000000 iad" in by["scale-record-missing"].evidence
@@ -423,22 +430,20 @@ def test_scale_up_reports_autostart_missing_and_resized_machines():
 def test_machine_update_refuses_a_partial_config(tmp_path):
     """A machine on an unreachable host has only incomplete_config: sending it back would lose
     settings, so machine.update refuses without a mutating request."""
-    from types import SimpleNamespace
-
-    from opslib.actions import Action
+    from opslib.actions import Action, ApplyContext
     from opslib.errors import OpsError
-    from opslib.sources.fly import _apply_update
+    from opslib.executors import EXECUTORS
 
     m = _fleet(NEW, "3", n=1)[0]
     m["host_status"] = "unreachable"
     m["incomplete_config"] = m.pop("config")
     with FlyMachinesStandIn(TOKEN, {APP: [m]}) as fly:
-        run = SimpleNamespace(session=Session("live"), app=APP, target=Target(
+        ctx = ApplyContext(Session("live"), Target(
             "live", APP, "", environ={"FLY_API_TOKEN": TOKEN, "FLY_FLAPS_BASE_URL": fly.url}))
         action = Action("u", "machine.update", "t", "c", {}, params={
             "machine_id": m["id"], "config_patch": {"guest": {"memory_mb": 1024}}})
         with pytest.raises(OpsError, match="partial config"):
-            _apply_update(run, action)
+            EXECUTORS["machine.update"](ctx, action)
         assert fly.mutations == []
 
 
@@ -451,7 +456,7 @@ def test_bad_app_or_token_is_a_finding_in_every_fly_runbook(case):
         target = Target("live", app_name, "http://127.0.0.1:9", environ={
             "FLY_API_TOKEN": token, "FLY_FLAPS_BASE_URL": fly.url, "FLY_API_BASE_URL": api.url})
         s = Session("live")
-        d, _ = rollback.decide(rollback.collect(s, target, probes=0), app_name, s.now(),
+        d, _ = rollback.decide(releases.collect(s, target, probes=0), app_name, s.now(),
                                dict(THRESHOLDS), target.health_url)
         sd = scale_down.assess(scale_down.collect(s, target), app_name)
         t, _ = tls.assess(tls.collect(s, target, hostnames=["www.example.test"], port=9,
@@ -476,19 +481,17 @@ def test_bad_app_or_token_is_a_finding_in_every_fly_runbook(case):
 def test_machine_update_sends_the_full_config_with_the_patch_and_waits():
     """What the memory runbook's VM-size change relies on: a partial patch, the full config
     sent back, and a wait until the machine is started on its new version."""
-    from types import SimpleNamespace
-
-    from opslib.actions import Action
-    from opslib.sources.fly import _apply_update
+    from opslib.actions import Action, ApplyContext
+    from opslib.executors import EXECUTORS
 
     m = _fleet(NEW, "3", n=1)[0]
     m["config"]["env"] = {"PORT": "8080"}
     with FlyMachinesStandIn(TOKEN, {APP: [m]}) as fly:
-        run = SimpleNamespace(session=Session("live"), app=APP, target=Target(
+        ctx = ApplyContext(Session("live"), Target(
             "live", APP, "", environ={"FLY_API_TOKEN": TOKEN, "FLY_FLAPS_BASE_URL": fly.url}))
         action = Action("u", "machine.update", "t", "c", {}, params={
             "machine_id": m["id"], "config_patch": {"guest": {"memory_mb": 1024, "cpus": 2}}})
-        result = _apply_update(run, action)
+        result = EXECUTORS["machine.update"](ctx, action)
         assert [(r.method, r.path) for r in fly.mutations] == [
             ("POST", f"/v1/apps/{APP}/machines/{m['id']}")]
         sent = json.loads(fly.mutations[0].body)["config"]

@@ -95,7 +95,7 @@ def _platform(url: str, *, token: str = TOKEN, app: str = APP, timeout: float | 
 # ----------------------------------------------------------------------------- Machines API reads
 def test_machine_events_and_both_exit_event_capitalisations(flaps):
     fly = _fly(flaps.url)
-    assert fly.get_machine("148ed193b95089")["region"] == "iad"
+    assert fly.get_machine("148ed193b95089").region == "iad"
     events = {mid: fly.events(mid, limit=500) for mid in ("148ed193b95089", "3d8d9e1fe67e89")}
     # limit is clamped to the API's maximum of 50 (the stand-in refuses more)
     assert [r.path.split("?")[1] for r in flaps.requests if "/events" in r.path] == ["limit=50"] * 2
@@ -131,7 +131,7 @@ def test_certificates_list_follows_cursor_pages_and_detail(flaps):
     df = certificates_frame(certs.certificates)
     assert list(df["status"]) == ["active"] * 3 and df["configured"].all()
     detail = fly.certificate("h1.example.com")
-    assert detail["dns_requirements"]["cname"] == f"{APP}.fly.dev"
+    assert detail.dns_requirements.cname == f"{APP}.fly.dev"
     with pytest.raises(SourceNotFound) as exc:
         fly.certificate("not-configured.example.com")
     assert "not-configured.example.com not found" in exc.value.message
@@ -252,7 +252,7 @@ def test_no_token_is_not_configured():
 # ----------------------------------------------------------------------------- releases
 def test_releases_over_rest(api):
     rel = _platform(api.url).releases(limit=2)
-    assert rel.source == "rest" and [r["version"] for r in rel.releases] == [43, 42]
+    assert rel.source == "rest" and [r.version for r in rel.releases] == [43, 42]
     assert api.requests[0].path == f"/api/v1/apps/{APP}/releases?limit=2"
     assert api.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
     df = releases_frame(rel.releases)
@@ -263,9 +263,9 @@ def test_releases_fall_back_to_graphql_with_the_reference_query():
     with FlyApiStandIn(TOKEN, {APP: {"releases": _releases()}}, rest=False) as api:
         rel = _platform(api.url).releases(limit=3)
         assert rel.source == "graphql" and "not_found" in rel.fallback_reason
-        assert [r["version"] for r in rel.releases] == [43, 42, 41]
-        assert rel.releases[2]["status"] == "failed" and not rel.releases[2]["stable"]
-        assert rel.releases[0]["user"] == "dev@example.com"
+        assert [r.version for r in rel.releases] == [43, 42, 41]
+        assert rel.releases[2].status == "failed" and not rel.releases[2].stable
+        assert rel.releases[0].user == "dev@example.com"
         sent = json.loads(api.requests[1].body)
         assert sent == {"query": RELEASES_QUERY, "variables": {"appName": APP, "limit": 3}}
         assert api.mutations == []

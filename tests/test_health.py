@@ -12,6 +12,7 @@ import pytest
 
 from opslib.config import Target
 from opslib.thresholds import THRESHOLDS
+from opslib.assess import endpoint
 from opslib.runbooks import health
 from opslib.session import Session
 from tests.conftest import clean_env, findings, only_run, opslib_cli, run_dirs
@@ -183,8 +184,8 @@ def _collect(url: str, **kw) -> list[dict]:
     session = Session("live")
     target = Target("live", "x", url, environ={})
     data = health.collect(session, target, probes=kw.get("probes", 2), timeout=kw.get("timeout", 1.0))
-    df = health.probes_frame(data.probes, datetime.now(timezone.utc))
-    return [f.__dict__ for f in health.assess_probes(df, dict(THRESHOLDS), url)]
+    df = endpoint.probes_frame(data.probes, datetime.now(timezone.utc))
+    return [f.__dict__ for f in endpoint.assess_probes(df, dict(THRESHOLDS), url)]
 
 
 @pytest.mark.parametrize("reply, expect_id, expect_sev, expect_text", [

@@ -11,7 +11,9 @@ from opslib.config import Target
 from opslib.demo.world import machine
 from opslib.thresholds import thresholds
 from opslib.promql import queries
+from opslib.reads import Readings
 from opslib.runbooks import memory
+from opslib.sources.fly_models import parse_events, parse_machines
 from opslib.session import Session
 from opslib.times import iso
 from tests.conftest import clean_env, findings, only_run, run_dirs
@@ -341,8 +343,8 @@ def test_a_machine_gone_hours_ago_has_no_current_value():
     frame = tidy({"resultType": "matrix", "result": [
         {"metric": {"instance": A}, "values": [[t_now - 120, "60"], [t_now, "61"]]},
         {"metric": {"instance": "gone0000000000"}, "values": [[t_old, "97"]]}]})
-    data = memory.MemoryData("6h", "2m", qs("x"), machines=[machine(A, name="a", region="iad")],
-                             metrics={"memory_pct": frame})
+    data = memory.MemoryData("6h", "2m", qs("x"), Readings.of({
+        "machines": parse_machines([machine(A, name="a", region="iad")]), "memory_pct": frame}))
     summary = memory.machine_summary(data, now, thresholds()).set_index("machine")
     assert summary.loc[A, "current_pct"] == 61.0
     assert pd.isna(summary.loc["gone0000000000", "current_pct"])
@@ -361,7 +363,7 @@ def test_exits_read_both_key_casings_and_respect_the_window():
                    "timestamp": _ms(now - timedelta(hours=2)),
                    "request": {"exit_event": {"exit_code": 1, "oom_killed": False}}},
                   _oom_event(now - timedelta(hours=7), 1, capitalised=False)]}
-    df = memory.exits_frame(events, now, 6 * 3600)
+    df = memory.exits_frame({mid: parse_events(evs) for mid, evs in events.items()}, now, 6 * 3600)
     assert df["oom_killed"].tolist() == [True, True, False]
     assert df["restart_count"].tolist() == [3, 2, 0]
     assert df["exit_code"].tolist() == [137, 137, 1]

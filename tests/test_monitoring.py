@@ -189,7 +189,7 @@ def test_wrong_database_password_is_ours_to_fix_not_an_outage(pg):
 def test_without_database_the_row_is_skipped_not_ok():
     with PrometheusStandIn(TOKEN, _fixture("live-app")) as prom:
         data, readings = _evaluate(prom.base, None)
-    assert [s.source for s in data.skipped] == ["Postgres"]
+    assert [r.source for r in data.readings.skipped_sources()] == ["Postgres"]
     table = monitoring.seed_table(readings, thresholds())
     assert table.set_index("Metric").loc["Active connections", "Status"] == "SKIPPED"
 

@@ -13,7 +13,7 @@ from opslib.demo.world import machine
 from opslib.thresholds import thresholds
 from opslib.escalation import escalation
 from opslib.promql import queries
-from opslib.runbooks import logs
+from opslib.assess import recent_logs
 from opslib.runbooks import not_responding as nr
 from opslib.session import Session
 from opslib.times import iso
@@ -253,7 +253,7 @@ def test_live_crash_loop_is_told_apart_from_a_port_mismatch():
     assert diag.kind == "crashing"
     assert {f.id for f in diag.findings} >= {"nr-crashing", "nr-edge-5xx", "health-5xx"}
     assert [a.kind for a in nr.plan_actions(diag, data, "live-app")] == ["machine.restart"]
-    report = logs.report_of(data.logs)
+    report = recent_logs.report_of(data.readings.get("logs"))
     crashes = {f.id: f for f in nr.assess_logs(diag, data, report)}["nr-logs-crashes"]
     assert crashes.severity == "critical"
     assert "app_exit_nonzero x4" in crashes.title and "crash_loop x1" in crashes.title

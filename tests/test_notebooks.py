@@ -7,6 +7,7 @@ in-process run's — so the faster path is shown to test what users run.
 """
 from __future__ import annotations
 
+import ast
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -57,3 +58,35 @@ def test_every_notebook_runs_end_to_end_in_papermill_like_in_process(tmp_path, m
         twin = findings(only_run(reports))
         for key in ("severity", "findings", "actions", "escalation", "plan_digest"):
             assert twin.get(key) == f.get(key), (name, key)
+
+
+LOGIC = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.For, ast.While,
+         ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Try)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_clean_with_calls_into_opslib_only(path):
+    """Notebooks hold narrative plus calls into opslib: no outputs, one parameters cell first,
+    and no logic of their own (no functions, loops, comprehensions or try blocks) — all logic
+    lives in opslib, where it is tested."""
+    nb = nbformat.read(str(path), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, path.name
+    for c in code:
+        assert c.outputs == [] and c.execution_count is None, f"{path.name}: stored with outputs"
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    assert tagged == [0], f"{path.name}: the first code cell, and only it, is tagged parameters"
+    assert any(c.cell_type == "markdown" for c in nb.cells), f"{path.name}: no narrative"
+    for c in code:
+        tree = ast.parse(c.source)
+        for node in ast.walk(tree):
+            assert not isinstance(node, LOGIC), (
+                f"{path.name}: {type(node).__name__} in a cell — move it into opslib:\n{c.source}")
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert all(n == "opslib" or n.startswith("opslib.") for n in names), (
+                f"{path.name}: imports {names}; notebooks import opslib only")

@@ -10,6 +10,7 @@ import pytest
 
 from opslib import promql
 from opslib.config import Target
+from opslib.reads import gather
 from opslib.errors import (PrometheusQueryError, NotConfigured, SourceAuthError, SourceNotFound, SourceProtocolError,
                            SourceRateLimited, SourceUnavailable, UsageError)
 from opslib.session import Session
@@ -36,9 +37,22 @@ FIXTURE = {
 }
 
 
+_SESSIONS: list[Session] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sessions():
+    yield
+    while _SESSIONS:
+        _SESSIONS.pop().close()
+
+
 def client(stand: PrometheusStandIn, session: Session | None = None, token: str = TOKEN,
            **kw) -> prom.Prometheus:
-    return prom.Prometheus(session or Session("live"), stand.base, token=token, **kw)
+    if session is None:
+        session = Session("live")
+        _SESSIONS.append(session)
+    return prom.Prometheus(session, stand.base, token=token, **kw)
 
 
 # ----------------------------------------------------------------------------- PromQL catalogue
@@ -157,7 +171,7 @@ def test_unknown_metric_is_an_explicit_no_data_outcome():
     with PrometheusStandIn(TOKEN, FIXTURE) as stand:
         r = client(stand).query(Q["cpu_pct"], at=NOW, name="cpu_pct")
     assert r.empty
-    f = prom.no_data_finding(r, app=APP, window="1h", endpoint_url=stand.base, what="CPU usage")
+    f = prom.no_data_finding(r, app=APP, window="1h", what="CPU usage")
     assert f.severity == "unknown" and f.id == "no-data-cpu-pct"
     assert "no data from Prometheus for CPU usage over the last 1h" == f.title
     for hint in (repr(APP), "FLY_ORG", 'promql={"cpu_pct"', stand.base):
@@ -261,18 +275,27 @@ def test_auth_and_org_failures_say_what_to_check():
             client(stand, token="fo1_OtherOrgToken_abcdefghijklmnopqrstuvwxyz0123").query(
                 Q["oom_exits"], at=NOW)
         assert info.value.status == 403
-        wrong_org = prom.Prometheus(Session("live"), f"{stand.url}/prometheus/acme", token=TOKEN)
-        with pytest.raises(SourceNotFound) as info:
-            wrong_org.query(Q["oom_exits"], at=NOW)
+        with Session("live") as s, pytest.raises(SourceNotFound) as info:
+            prom.Prometheus(s, f"{stand.url}/prometheus/acme", token=TOKEN).query(
+                Q["oom_exits"], at=NOW)
         assert "FLY_ORG" in info.value.hint and "organization acme not found" in info.value.message
 
 
-def test_range_many_runs_concurrently_and_keeps_each_outcome():
+def test_range_reads_are_gathered_concurrently_and_keep_each_outcome():
     with PrometheusStandIn(TOKEN, FIXTURE) as stand:
-        out = client(stand).range_many({"memory_pct": Q["memory_pct"], "cpu_pct": Q["cpu_pct"],
-                                        "broken": "sum(x"}, now=NOW, window="1h", step="1m")
+        target = _target(FLY_API_TOKEN=TOKEN, FLY_API_BASE_URL=stand.url)
+        with Session("live") as s:
+            got = gather(s, target, prom.range_reads(
+                {"memory_pct": Q["memory_pct"], "cpu_pct": Q["cpu_pct"], "broken": "sum(x"},
+                now=NOW, window="1h", step="1m"))
+    assert list(got) == ["memory_pct", "cpu_pct", "broken"]  # declaration order
+    out = prom.results(got, got)
     assert not out["memory_pct"].empty and out["cpu_pct"].empty
-    assert isinstance(out["broken"], PrometheusQueryError)
+    assert isinstance(out["broken"], PrometheusQueryError) and got["broken"].failed
+    skipped = gather(Session("live"), _target(), prom.range_reads(
+        {"memory_pct": Q["memory_pct"]}, now=NOW, window="1h", step="1m"))
+    assert skipped["memory_pct"].skipped and prom.results(skipped, ["memory_pct"]) == {}
+    assert "FLY_API_TOKEN" in skipped["memory_pct"].detail
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -300,8 +323,8 @@ def test_a_plain_prometheus_without_a_token_gets_no_authorization_header():
         return Reply(200, {"status": "success", "data": {"resultType": "vector", "result": []}})
 
     with LocalHTTPServer(handler) as server:
-        c = prom.connect(Session("live"), _target(FLY_PROMETHEUS_URL=server.url))
-        assert c.query("up", at=NOW).empty
+        with Session("live") as s:
+            assert prom.connect(s, _target(FLY_PROMETHEUS_URL=server.url)).query("up", at=NOW).empty
     assert "authorization" not in seen[0].headers
     assert seen[0].path.startswith("/api/v1/query?")
 
@@ -311,14 +334,14 @@ def test_record_then_replay_gives_the_same_frames_and_no_token_on_disk(tmp_path)
     with PrometheusStandIn(TOKEN, FIXTURE, org="acme") as stand:
         target = _target(FLY_API_TOKEN=TOKEN, FLY_ORG="acme", FLY_API_BASE_URL=stand.url)
         with Session("record", raw_dir=tmp_path / "raw", now=NOW) as s:
-            live = prom.connect(s, target).range_many({"memory_pct": Q["memory_pct"]}, now=s.now(),
-                                                      window="1h", step="1m")
+            live = gather(s, target, prom.range_reads({"memory_pct": Q["memory_pct"]},
+                                                      now=s.now(), window="1h", step="1m"))
     for path in (tmp_path / "raw").rglob("*.json"):
         assert TOKEN not in path.read_text()
     rec = json.loads(next((tmp_path / "raw" / "http").glob("*.json")).read_text())
     assert rec["request"]["headers"]["authorization"] == "[REDACTED]"
     # Replay with another environment: the recorded endpoint is used, not FLY_ORG.
     with Session("replay", capture_dir=tmp_path / "raw") as s:
-        again = prom.connect(s, _target(FLY_ORG="elsewhere")).range_many(
-            {"memory_pct": Q["memory_pct"]}, now=s.now(), window="1h", step="1m")
-    pd.testing.assert_frame_equal(live["memory_pct"].frame, again["memory_pct"].frame)
+        again = gather(s, _target(FLY_ORG="elsewhere"), prom.range_reads(
+            {"memory_pct": Q["memory_pct"]}, now=s.now(), window="1h", step="1m"))
+    pd.testing.assert_frame_equal(live.value("memory_pct").frame, again.value("memory_pct").frame)

@@ -11,7 +11,6 @@ measured clocks and the app's secrets.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,17 +19,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action
+from ..assess import recent_logs
 from ..charting import time_axis
 from ..config import Target
-from ..errors import NotConfigured, SourceError
+from ..errors import SourceError
 from ..findings import Finding
-from ..session import Session
-from ..sources.fly_secrets import FlySecrets, env_digests, set_action
-from . import logs as applogs
 from ..logscan import LogReport
-from ..sources.supabase import (GatewayCheck, SupabaseAuth, SupabaseManagement,
-                                assess_gateway_status, gateway_get, key_facts, recorded_ref,
-                                recorded_setting)
+from ..reads import Read, Readings, gather
+from ..session import Session
+from ..sources.fly_secrets import SECRETS, env_digests, set_action
+from ..sources.supabase import (AUTH, MANAGEMENT, GatewayCheck, assess_gateway_status,
+                                gateway_get, key_facts)
 
 REQUIRED = ("SUPABASE_URL", "SUPABASE_ANON_KEY")
 # PostgREST allows 30 s of skew on exp/nbf/iat (reference §5.6); beyond it tokens fail as
@@ -40,18 +39,34 @@ SKEW_CRIT_S = 30.0
 L3 = "suspected breach or unauthorised access: contact the Security Team immediately (Level 3)"
 
 
-@dataclass
+@dataclass(frozen=True)
 class AuthData:
-    auth: GatewayCheck | None = None
-    app: GatewayCheck | None = None
-    key: dict[str, Any] | None = None
-    secrets: pd.DataFrame | None = None
-    secrets_error: SourceError | None = None
-    bans: dict | None = None
-    bans_error: SourceError | None = None
+    readings: Readings
     digests: dict[str, str | None] = field(default_factory=dict)
-    skipped: list[NotConfigured] = field(default_factory=list)
-    logs: applogs.LogFetch | None = None
+
+    @property
+    def auth(self) -> GatewayCheck | None:
+        return self.readings.value("auth")
+
+    @property
+    def app(self) -> GatewayCheck | None:
+        return self.readings.value("app")
+
+    @property
+    def key(self) -> dict[str, Any] | None:
+        return self.readings.value("key")
+
+    @property
+    def secrets(self) -> pd.DataFrame | None:
+        return self.readings.value("secrets")
+
+    @property
+    def bans(self) -> dict | None:
+        return self.readings.value("bans")
+
+    @property
+    def banned_ips(self) -> list | None:
+        return None if self.bans is None else self.bans.get("banned_ipv4_addresses")
 
     @property
     def clocks(self) -> pd.DataFrame:
@@ -70,76 +85,44 @@ class AuthData:
         return pd.DataFrame([{k: v for k, v in self.key.items()}])
 
 
-def _auth(session: Session, target: Target, data: AuthData) -> None:
-    url, key = target.env("SUPABASE_URL"), target.env("SUPABASE_ANON_KEY")
+def _key_facts(session: Session, target: Target) -> dict[str, Any]:
+    """What SUPABASE_ANON_KEY is (decoded here, recorded as facts: never the key)."""
+    key = target.env("SUPABASE_ANON_KEY")
     present = session.configured("SUPABASE_ANON_KEY", bool(key))
-    data.key = session.capture("keyfacts", "environment", "SUPABASE_ANON_KEY",
-                               lambda: key_facts(key, session.now()),
-                               op="decode SUPABASE_ANON_KEY (not verified)", payload=present)
-    if not session.configured("SUPABASE_URL", bool(url)):
-        data.skipped.append(NotConfigured("Supabase Auth", "SUPABASE_URL",
-                                          hint="https://<ref>.supabase.co"))
-        return
-    data.auth = SupabaseAuth(session, recorded_setting(session, "SUPABASE_URL", url), key).health()
+    return session.capture("keyfacts", "environment", "SUPABASE_ANON_KEY",
+                           lambda: key_facts(key, session.now()),
+                           op="decode SUPABASE_ANON_KEY (not verified)", payload=present)
 
 
-def _app(session: Session, target: Target, data: AuthData, timeout: float) -> None:
+def _app_health(session: Session, target: Target, timeout: float) -> GatewayCheck:
     client = session.client("app", base_url=target.app_url,
                             timeout=httpx.Timeout(timeout, connect=timeout))
-    data.app = gateway_get(session, client, "/health", name="app_health")
-
-
-def _secrets(session: Session, target: Target, data: AuthData) -> None:
-    token = target.env("FLY_API_TOKEN")
-    if not session.configured("FLY_API_TOKEN", bool(token)):
-        data.skipped.append(NotConfigured("Fly Machines API", "FLY_API_TOKEN",
-                                          hint="needed for `fly secrets list`"))
-        return
-    try:
-        data.secrets = FlySecrets(session, target.app, token=token,
-                                  base_url=target.env("FLY_FLAPS_BASE_URL")).list()
-    except SourceError as exc:
-        data.secrets_error = exc
-
-
-def _bans(session: Session, target: Target, data: AuthData) -> None:
-    token = target.env("SUPABASE_ACCESS_TOKEN")
-    if not session.configured("SUPABASE_ACCESS_TOKEN", bool(token)):
-        data.skipped.append(NotConfigured("Supabase Management API", "SUPABASE_ACCESS_TOKEN",
-                                          hint="for network bans (IPs blocked after failed logins)"))
-        return
-    ref = recorded_ref(session, target.env("SUPABASE_URL"), target.env("SUPABASE_PROJECT_REF"))
-    if not ref:
-        data.skipped.append(NotConfigured("Supabase Management API", "SUPABASE_PROJECT_REF",
-                                          hint="or SUPABASE_URL=https://<ref>.supabase.co"))
-        return
-    try:
-        data.bans = SupabaseManagement(session, token, ref,
-                                       base_url=target.env("SUPABASE_API_BASE_URL")).network_bans()
-    except SourceError as exc:
-        data.bans_error = exc
+    return gateway_get(session, client, "/health", name="app_health")
 
 
 def collect(session: Session, target: Target, *, names: tuple[str, ...] = REQUIRED,
-            timeout: float = 5.0, log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
-            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> AuthData:
+            timeout: float = 5.0, log_window_minutes: float = recent_logs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = recent_logs.DEFAULT_MAX_PAGES) -> AuthData:
     """Auth health, the app's clock, the Fly secrets, network bans and the app's recent logs,
     concurrently (``log_window_minutes`` of 0 reads no logs); plus the digests of the named
     environment values a ``fly secrets set`` would send."""
-    data = AuthData()
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        futures = [pool.submit(_auth, session, target, data),
-                   pool.submit(_app, session, target, data, timeout),
-                   pool.submit(_secrets, session, target, data),
-                   pool.submit(_bans, session, target, data)]
-        if log_window_minutes > 0:
-            futures.append(pool.submit(applogs.fetch_into, session, target, data,
-                                       window_minutes=log_window_minutes,
-                                       max_pages=log_max_pages))
-        for f in futures:
-            f.result()
-    data.digests = env_digests(session, target.app, sorted(set(names)), target.env)
-    return data
+    reads = [
+        Read("key", "SUPABASE_ANON_KEY, decoded without verifying",
+             lambda: _key_facts(session, target)),
+        Read("auth", "Supabase Auth health (/auth/v1/health) and its clock",
+             lambda api: api.health(), AUTH),
+        Read("app", f"the app's clock (GET {target.health_url})",
+             lambda: _app_health(session, target, timeout)),
+        Read("secrets", "the app's secrets (`fly secrets list`: names and digests)",
+             lambda api: api.list(), SECRETS),
+        Read("bans", "network bans (IPs blocked after failed logins, Management API)",
+             lambda api: api.network_bans(), MANAGEMENT),
+    ]
+    if log_window_minutes > 0:
+        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
+                                      max_pages=log_max_pages))
+    readings = gather(session, target, reads)
+    return AuthData(readings, env_digests(session, target.app, sorted(set(names)), target.env))
 
 
 # --------------------------------------------------------------------------- analysis
@@ -313,7 +296,7 @@ def assess_logs(report: LogReport | None, data: AuthData, app: str) -> list[Find
                 f"future / not yet valid on {where} {_span(skew)}",
                 f"{measured[0].title}: every token issued by the fast clock is refused until "
                 "it catches up, so users are logged out or see 401s. The machines that log it "
-                "are the ones whose clock is off.", applogs.signal_evidence(skew),
+                "are the ones whose clock is off.", recent_logs.signal_evidence(skew),
                 source="logs", escalate=2,
                 escalate_reason="Fly machines take their time from the host: a skewed clock is "
                                 "a Fly.io platform issue (Level 2)"))
@@ -324,7 +307,7 @@ def assess_logs(report: LogReport | None, data: AuthData, app: str) -> list[Find
                 f"{_span(skew)}: users' device clocks",
                 "the warning comes from the browser's client library comparing with the "
                 "user's own clock; the servers' clocks agree. Nothing to fix server-side.",
-                applogs.signal_evidence(skew), source="logs"))
+                recent_logs.signal_evidence(skew), source="logs"))
         else:
             out.append(Finding(
                 "auth-logs-clock-skew", "warning",
@@ -332,7 +315,7 @@ def assess_logs(report: LogReport | None, data: AuthData, app: str) -> list[Find
                 f"{_span(skew)}, but the clocks measured now agree",
                 "the probe reached a machine whose clock is fine: check the clock of the "
                 f"machines named (`fly ssh console -s -C date -a {app}`), or the skew was brief.",
-                applogs.signal_evidence(skew), source="logs"))
+                recent_logs.signal_evidence(skew), source="logs"))
     key = report.signal("invalid_api_key")
     if key is not None and key["severity"] != "ok":
         missing = ([n for n in REQUIRED if n not in set(data.secrets["name"])]
@@ -348,13 +331,13 @@ def assess_logs(report: LogReport | None, data: AuthData, app: str) -> list[Find
                       "rotated or belongs to another project. Set the current key from the "
                       "dashboard (refresh_vars=['SUPABASE_ANON_KEY']).")
         out.append(Finding("auth-logs-api-key", "critical", title, detail,
-                           applogs.signal_evidence(key), source="logs"))
+                           recent_logs.signal_evidence(key), source="logs"))
     return out
 
 
 def log_findings(data: AuthData, report: LogReport | None) -> list[Finding]:
     """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
-    return applogs.recent_findings(data.logs, report, "auth")
+    return recent_logs.recent_findings(data.readings.get("logs"), report, "auth")
 
 
 def auth_over_time(report: LogReport | None) -> pd.DataFrame:

@@ -16,20 +16,20 @@ safe automatic remediation, so failures are escalated (data integrity → Level 
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ..config import Target
-from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
+from ..errors import SourceAuthError, SourceError, SourceNotFound
 from ..findings import Finding
+from ..reads import Read, Readings, gather
 from ..session import Session
+from ..sources import postgres
+from ..sources.supabase import MANAGEMENT, backups_frame
 from ..times import iso, parse_time
-from ..sources.postgres import Postgres
-from ..sources.supabase import SupabaseManagement, backups_frame, recorded_ref
 
 ARCHIVER_SQL = """
 SELECT current_setting('archive_mode') AS archive_mode,
@@ -42,14 +42,22 @@ L2 = ("data integrity concern: backups are Supabase-managed; the Platform Team t
       "with Supabase support (Level 2)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackupsData:
-    body: dict | None = None
-    backups: pd.DataFrame | None = None
-    api_error: SourceError | None = None
-    archiver: pd.DataFrame | None = None
-    db_error: SourceError | None = None
-    skipped: list[NotConfigured] = field(default_factory=list)
+    readings: Readings
+
+    @property
+    def body(self) -> dict | None:
+        """The Management API's backup list answer."""
+        return self.readings.value("backups")
+
+    @property
+    def backups(self) -> pd.DataFrame | None:
+        return None if self.body is None else backups_frame(self.body)
+
+    @property
+    def archiver(self) -> pd.DataFrame | None:
+        return self.readings.value("archiver")
 
     @property
     def settings(self) -> pd.DataFrame | None:
@@ -70,48 +78,14 @@ def _unix(value: object) -> datetime | None:
     return None
 
 
-def _api(session: Session, target: Target, data: BackupsData) -> None:
-    token = target.env("SUPABASE_ACCESS_TOKEN")
-    if not session.configured("SUPABASE_ACCESS_TOKEN", bool(token)):
-        data.skipped.append(NotConfigured("Supabase Management API", "SUPABASE_ACCESS_TOKEN",
-                                          hint="a personal access token (sbp_…) lists backups"))
-        return
-    ref = recorded_ref(session, target.env("SUPABASE_URL"), target.env("SUPABASE_PROJECT_REF"))
-    if not ref:
-        data.skipped.append(NotConfigured("Supabase Management API", "SUPABASE_PROJECT_REF",
-                                          hint="or SUPABASE_URL=https://<ref>.supabase.co"))
-        return
-    try:
-        data.body = SupabaseManagement(session, token, ref,
-                                       base_url=target.env("SUPABASE_API_BASE_URL")).backups()
-        data.backups = backups_frame(data.body)
-    except SourceError as exc:
-        data.api_error = exc
-
-
-def _archiver(session: Session, target: Target, data: BackupsData) -> None:
-    dsn = target.env("DATABASE_URL")
-    if not session.configured("DATABASE_URL", bool(dsn)):
-        data.skipped.append(NotConfigured("Postgres", "DATABASE_URL",
-                                          hint="to check WAL archiving (pg_stat_archiver)"))
-        return
-    pg = Postgres(session, dsn)
-    try:
-        data.archiver = pg.query("backups.archiver", ARCHIVER_SQL)
-    except SourceError as exc:
-        data.db_error = exc
-    finally:
-        pg.close()
-
-
 def collect(session: Session, target: Target) -> BackupsData:
     """The backup list (Management API) and the WAL archiver (Postgres), concurrently."""
-    data = BackupsData()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for f in [pool.submit(_api, session, target, data),
-                  pool.submit(_archiver, session, target, data)]:
-            f.result()
-    return data
+    return BackupsData(gather(session, target, [
+        Read("backups", "the project's backups and PITR settings (Management API)",
+             lambda api: api.backups(), MANAGEMENT),
+        Read("archiver", "WAL archiving (pg_stat_archiver)",
+             lambda pg: pg.query("backups.archiver", ARCHIVER_SQL), postgres.POSTGRES),
+    ]))
 
 
 # --------------------------------------------------------------------------- analysis

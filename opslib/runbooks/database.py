@@ -11,26 +11,27 @@ refusals and dropped connections; read against the connections now and Supabase'
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action
+from ..assess import recent_logs
 from ..config import Target
-from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
+from ..errors import SourceAuthError, SourceError, SourceNotFound
 from ..findings import Finding
-from ..thresholds import classify
-from ..session import Session
-from ..sources import postgres as pgq
-from ..sources.fly import list_app_machines, machines_frame
-from .health import release_version  # noqa: F401  (the notebook's header Version)
-from ..sources.postgres import Postgres
-from ..sources.status import StatusPage, component_indicator, supabase_status
-from ..sources.supabase import SupabaseManagement, health_frame, pooler_frame, recorded_ref
-from . import logs as applogs
 from ..logscan import LogReport
+from ..reads import Read, Readings, gather
+from ..session import Session
+from ..sources import fly, postgres
+from ..sources import postgres as pgq
+from ..sources.fly import machines_frame
+from ..sources.fly_models import Machine
+from ..sources.status import StatusPage, component_indicator, supabase_status
+from ..sources.supabase import MANAGEMENT, SupabaseManagement, health_frame, pooler_frame
+from ..thresholds import classify
 
 L2 = "Supabase or database platform problems are handled by the Platform Team (Level 2)"
 # Connection errors that mean "every slot is taken" rather than "the database is down".
@@ -40,27 +41,58 @@ DB_COMPONENTS = ("database", "pooler", "supavisor", "connection", "postgres")
 UNREACHABLE_SIGNALS = ("db_connection_refused", "db_dns_failure", "db_connection_closed")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatabaseData:
-    capacity: pd.DataFrame | None = None
-    breakdown: pd.DataFrame | None = None
-    idle_tx: pd.DataFrame | None = None
-    long_queries: pd.DataFrame | None = None
-    blockers: pd.DataFrame | None = None
-    settings: pd.DataFrame | None = None
-    db_error: SourceError | None = None
-    status: StatusPage | None = None
-    status_error: SourceError | None = None
-    project: dict | None = None
-    services: list | None = None
-    pooler: list | None = None
-    supabase_error: SourceError | None = None
-    machines: list | None = None
-    machines_error: SourceError | None = None
-    skipped: list[NotConfigured] = field(default_factory=list)
-    logs: applogs.LogFetch | None = None
+    readings: Readings
+
+    def _part(self, key: str, part: str) -> Any:
+        return (self.readings.value(key) or {}).get(part)
 
     # Tables as the notebook shows them (None: the source was skipped or failed).
+    @property
+    def capacity(self) -> pd.DataFrame | None:
+        return self._part("database", "capacity")
+
+    @property
+    def breakdown(self) -> pd.DataFrame | None:
+        return self._part("database", "breakdown")
+
+    @property
+    def idle_tx(self) -> pd.DataFrame | None:
+        return self._part("database", "idle_tx")
+
+    @property
+    def long_queries(self) -> pd.DataFrame | None:
+        return self._part("database", "long_queries")
+
+    @property
+    def blockers(self) -> pd.DataFrame | None:
+        return self._part("database", "blockers")
+
+    @property
+    def settings(self) -> pd.DataFrame | None:
+        return self._part("database", "settings")
+
+    @property
+    def status(self) -> StatusPage | None:
+        return self.readings.value("status")
+
+    @property
+    def project(self) -> dict | None:
+        return self._part("supabase", "project")
+
+    @property
+    def services(self) -> list | None:
+        return self._part("supabase", "services")
+
+    @property
+    def pooler(self) -> list | None:
+        return self._part("supabase", "pooler")
+
+    @property
+    def machines(self) -> list[Machine] | None:
+        return self.readings.value("machines")
+
     @property
     def max_connections(self) -> int | None:
         if self.capacity is None or self.capacity.empty:
@@ -93,80 +125,39 @@ class DatabaseData:
         return None if self.pooler is None else pooler_frame(self.pooler)
 
 
-def _postgres(session: Session, target: Target, data: DatabaseData, long_query_s: float) -> None:
-    dsn = target.env("DATABASE_URL")
-    if not session.configured("DATABASE_URL", bool(dsn)):
-        data.skipped.append(NotConfigured("Postgres", "DATABASE_URL",
-                                          hint="use the Supabase connection string"))
-        return
-    pg = Postgres(session, dsn)
-    try:
-        # One connection, one query at a time: a database short of slots gets one more client.
-        data.capacity = pgq.capacity(pg)
-        data.breakdown = pgq.connections(pg)
-        data.idle_tx = pgq.idle_in_transaction(pg)
-        data.long_queries = pgq.long_queries(pg, long_query_s)
-        data.blockers = pgq.blockers(pg)
-        data.settings = pgq.settings(pg)
-    except SourceError as exc:
-        data.db_error = exc
-    finally:
-        pg.close()
+def _diagnostics(pg: postgres.Postgres, long_query_s: float) -> dict[str, pd.DataFrame]:
+    # One connection, one query at a time: a database short of slots gets one more client.
+    return {"capacity": pgq.capacity(pg), "breakdown": pgq.connections(pg),
+            "idle_tx": pgq.idle_in_transaction(pg),
+            "long_queries": pgq.long_queries(pg, long_query_s), "blockers": pgq.blockers(pg),
+            "settings": pgq.settings(pg)}
 
 
-def _status(session: Session, target: Target, data: DatabaseData) -> None:
-    try:
-        data.status = supabase_status(session, target.env("SUPABASE_STATUS_URL"))
-    except SourceError as exc:
-        data.status_error = exc
-
-
-def _management(session: Session, target: Target, data: DatabaseData) -> None:
-    token = target.env("SUPABASE_ACCESS_TOKEN")
-    if not session.configured("SUPABASE_ACCESS_TOKEN", bool(token)):
-        data.skipped.append(NotConfigured(
-            "Supabase Management API", "SUPABASE_ACCESS_TOKEN and SUPABASE_PROJECT_REF",
-            hint="(or SUPABASE_URL) for project status, service health and pooler config"))
-        return
-    ref = recorded_ref(session, target.env("SUPABASE_URL"), target.env("SUPABASE_PROJECT_REF"))
-    if not ref:
-        data.skipped.append(NotConfigured(
-            "Supabase Management API", "SUPABASE_PROJECT_REF",
-            hint="(or SUPABASE_URL=https://<ref>.supabase.co) to name the project"))
-        return
-    try:
-        api = SupabaseManagement(session, token, ref, base_url=target.env("SUPABASE_API_BASE_URL"))
-        data.project = api.project()
-        data.services = api.health(("db", "pooler"))
-        data.pooler = api.pooler()
-    except SourceError as exc:
-        data.supabase_error = exc
-
-
-def _machines(session: Session, target: Target, data: DatabaseData) -> None:
-    data.machines, data.machines_error, skipped = list_app_machines(session, target, hint="needed to plan the app restart")
-    if skipped is not None:
-        data.skipped.append(skipped)
+def _project(api: SupabaseManagement) -> dict[str, Any]:
+    return {"project": api.project(), "services": api.health(("db", "pooler")),
+            "pooler": api.pooler()}
 
 
 def collect(session: Session, target: Target, *, long_query_s: float = 60.0,
-            log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
-            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> DatabaseData:
+            log_window_minutes: float = recent_logs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = recent_logs.DEFAULT_MAX_PAGES) -> DatabaseData:
     """Query Postgres, read status.supabase.com, the Management API, the machines and the
     app's recent logs, at once (``log_window_minutes`` of 0 reads no logs)."""
-    data = DatabaseData()
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        futures = [pool.submit(_postgres, session, target, data, long_query_s),
-                   pool.submit(_status, session, target, data),
-                   pool.submit(_management, session, target, data),
-                   pool.submit(_machines, session, target, data)]
-        if log_window_minutes > 0:
-            futures.append(pool.submit(applogs.fetch_into, session, target, data,
-                                       window_minutes=log_window_minutes,
-                                       max_pages=log_max_pages))
-        for f in futures:
-            f.result()
-    return data
+    reads = [
+        Read("database", "pg_stat_activity: capacity, sessions, idle transactions, long "
+             "queries, blockers, settings", lambda pg: _diagnostics(pg, long_query_s),
+             postgres.POSTGRES),
+        Read("status", "status.supabase.com",
+             lambda: supabase_status(session, target.env("SUPABASE_STATUS_URL"))),
+        Read("supabase", "project status, service health and pooler config "
+             "(Management API)", _project, MANAGEMENT),
+        Read("machines", "the app's machines (to plan an app restart)",
+             lambda api: api.list_machines(), fly.MACHINES),
+    ]
+    if log_window_minutes > 0:
+        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
+                                      max_pages=log_max_pages))
+    return DatabaseData(gather(session, target, reads))
 
 
 # --------------------------------------------------------------------------- analysis
@@ -435,7 +426,7 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
                "It is not happening now: a burst or a leak that was reset (a restart, a "
                "timeout); look for who opened connections at that time, and set "
                "idle_in_transaction_session_timeout."),
-            applogs.signal_evidence(slots), source="logs"))
+            recent_logs.signal_evidence(slots), source="logs"))
     pool = report.signal("supavisor_pool_exhausted")
     if pool is not None:
         cfg = next((p for p in pooler or [] if isinstance(p, dict)), {})
@@ -455,8 +446,8 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
             "db-logs-pooler", "warning" if outage else "critical",
             f"Supavisor refused clients {pool['count']}x {_span(pool)}"
             + (" during the Supabase incident" if outage else ""),
-            detail, applogs.signal_evidence(pool), source="logs"))
-    cut = applogs.raised(report, UNREACHABLE_SIGNALS)
+            detail, recent_logs.signal_evidence(pool), source="logs"))
+    cut = recent_logs.raised(report, UNREACHABLE_SIGNALS)
     if cut and outage:
         out.append(Finding(
             "db-logs-outage", "info",
@@ -464,13 +455,13 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
                 f"{s['id']} x{s['count']} {_span(s)}" for s in cut),
             "connections refused or dropped while Supabase reports the incident: restarting "
             "the app will not help; it reconnects when the database is back.",
-            [line for s in cut for line in applogs.signal_evidence(s, 1)], source="logs"))
+            [line for s in cut for line in recent_logs.signal_evidence(s, 1)], source="logs"))
     return out
 
 
 def log_findings(data: DatabaseData, report: LogReport | None) -> list[Finding]:
     """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
-    return applogs.recent_findings(data.logs, report, "database")
+    return recent_logs.recent_findings(data.readings.get("logs"), report, "database")
 
 
 # --------------------------------------------------------------------------- chart
@@ -520,7 +511,7 @@ def pool_exhausted(findings: list[Finding]) -> bool:
 
 
 def plan_actions(idle_tx: pd.DataFrame | None, threshold_s: float, findings: list[Finding],
-                 machines: list | None, app: str, *, restart: bool = True) -> list[Action]:
+                 machines: list[Machine] | None, app: str, *, restart: bool = True) -> list[Action]:
     """Terminate backends idle in a transaction for longer than ``threshold_s``; when the pool
     is exhausted, restart the app's started machines to reset its connections."""
     actions = [pgq.backend_action("pg.terminate", r, app=app,

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,19 +25,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action
+from ..assess import recent_logs
 from ..charting import time_axis
 from ..config import Target
-from ..errors import NotConfigured, SourceError
 from ..findings import Finding
-from ..thresholds import classify
 from ..logscan import LogReport
 from ..promql import QuerySet, queries
-from ..times import parse_duration
+from ..reads import Read, Readings, gather
 from ..session import Session
-from ..times import iso
+from ..sources import fly
 from ..sources import prometheus as prom
-from ..sources.fly import FlyMachines, exit_event, machines_frame
-from . import logs as applogs
+from ..sources.fly import machines_frame
+from ..sources.fly_models import Machine, MachineEvent
+from ..sources.fly_platform import LogWindow
+from ..thresholds import classify
+from ..times import iso, parse_duration
 
 RANGE_QUERIES = ("memory_pct", "memory_used_incl_cache_pct")
 INSTANT_QUERIES = ("memory_total_bytes", "oom_exits")
@@ -57,114 +58,96 @@ MEMORY_SIGNALS = ("oom_kill", "app_out_of_memory")
 _KILLED = re.compile(r"Killed process (\d+) \(([^)]*)\).*?anon-rss:(\d+)kB")
 
 
-@dataclass
+@dataclass(frozen=True)
 class MemoryData:
     window: str
     step: str
     queries: QuerySet
-    machines: list[dict] | None = None
-    machines_error: SourceError | None = None
-    events: dict[str, list[dict]] = field(default_factory=dict)
-    events_errors: dict[str, SourceError] = field(default_factory=dict)
-    metrics: dict[str, prom.QueryResult | SourceError] = field(default_factory=dict)
-    endpoint: str = ""
-    skipped: list[NotConfigured] = field(default_factory=list)
-    logs: applogs.LogFetch | None = None
-    log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN
-    # (machine, exit time, the logs around it) for the most recent OOM exits
-    oom_logs: list[tuple[str, datetime, applogs.LogFetch]] = field(default_factory=list)
+    readings: Readings
+    log_window_minutes: float = recent_logs.DEFAULT_WINDOW_MIN
+    # (machine, exit time, read key) of the logs read around the most recent OOM exits
+    oom_slices: tuple[tuple[str, datetime, str], ...] = ()
+
+    @property
+    def machines(self) -> list[Machine] | None:
+        return self.readings.value("machines")
+
+    @property
+    def events(self) -> dict[str, tuple[MachineEvent, ...]]:
+        """The events endpoint's answer per machine (where it answered)."""
+        return {k.split(":", 1)[1]: r.value for k, r in self.readings.items()
+                if k.startswith("events:") and r.measured}
+
+    @property
+    def events_errors(self) -> dict[str, Exception]:
+        return {k.split(":", 1)[1]: r.error for k, r in self.readings.items()
+                if k.startswith("events:") and r.failed}
+
+    @property
+    def metrics(self) -> dict[str, prom.QueryResult | Exception]:
+        return prom.results(self.readings, RANGE_QUERIES + INSTANT_QUERIES)
+
+    @property
+    def oom_logs(self) -> list[tuple[str, datetime, LogWindow | None]]:
+        """(machine, exit time, the logs around it) for the most recent OOM exits."""
+        return [(mid, t, self.readings.value(key)) for mid, t, key in self.oom_slices]
 
 
-def _oom_slices(session: Session, target: Target, data: MemoryData, max_pages: int) -> None:
-    """The logs around each recent OOM exit that the recent window does not cover."""
+def _oom_slice_reads(session: Session, data: MemoryData, max_pages: int
+                     ) -> tuple[list[Read], list[tuple[str, datetime, str]]]:
+    """Reads of the logs around each recent OOM exit that the recent window does not cover."""
     now = session.now()
     recent = now - timedelta(minutes=data.log_window_minutes)
     exits = exits_frame(_all_events(data), now, parse_duration(data.window))
     ooms = exits[exits["oom_killed"]].head(OOM_SLICES) if len(exits) else exits
-    for r in ooms.itertuples():
+    reads, slices = [], []
+    span = (OOM_SLICE_BEFORE + OOM_SLICE_AFTER).total_seconds() / 60
+    for i, r in enumerate(ooms.itertuples()):
         t = r.time.to_pydatetime()
         if t - OOM_SLICE_BEFORE >= recent:
             continue  # the recent window has these lines already
-        span = (OOM_SLICE_BEFORE + OOM_SLICE_AFTER).total_seconds() / 60
-        got = applogs.fetch(session, target, window_minutes=span, max_pages=max_pages,
-                            until=min(now, t + OOM_SLICE_AFTER))
-        data.oom_logs.append((r.machine, t, got))
-
-
-def _fly(session: Session, target: Target, data: MemoryData, events_limit: int) -> None:
-    token = target.env("FLY_API_TOKEN")
-    if not session.configured("FLY_API_TOKEN", bool(token)):
-        data.skipped.append(NotConfigured("Fly Machines API", "FLY_API_TOKEN",
-                                          hint="create one with `fly tokens create readonly`"))
-        return
-    fly = FlyMachines(session, target.app, token=token, base_url=target.env("FLY_FLAPS_BASE_URL"))
-    try:
-        data.machines = fly.list_machines()
-    except SourceError as exc:
-        data.machines_error = exc
-        return
-
-    def events(mid: str) -> tuple[str, list[dict] | SourceError]:
-        try:
-            return mid, fly.events(mid, limit=events_limit)
-        except SourceError as exc:
-            return mid, exc
-
-    ids = [m.get("id", "") for m in data.machines if m.get("id")]
-    if not ids:
-        return
-    with ThreadPoolExecutor(max_workers=min(8, len(ids))) as pool:
-        for mid, got in pool.map(events, ids):
-            if isinstance(got, SourceError):
-                data.events_errors[mid] = got
-            else:
-                data.events[mid] = got
-
-
-def _metrics(session: Session, target: Target, data: MemoryData) -> None:
-    try:
-        client = prom.connect(session, target)
-    except NotConfigured as exc:
-        data.skipped.append(exc)
-        return
-    data.endpoint = client.base_url
-    now = session.now()
-    q = data.queries
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        ranged = pool.submit(client.range_many, {n: q[n] for n in RANGE_QUERIES}, now=now,
-                             window=data.window, step=data.step)
-        instant = pool.submit(client.instant_many, {n: q[n] for n in INSTANT_QUERIES}, now=now)
-        data.metrics = {**ranged.result(), **instant.result()}
+        key = f"oom-logs:{i}"
+        reads.append(recent_logs.read(session, window_minutes=span, max_pages=max_pages,
+                                      until=min(now, t + OOM_SLICE_AFTER), key=key))
+        slices.append((r.machine, t, key))
+    return reads, slices
 
 
 def collect(session: Session, target: Target, *, window: str = "6h", step: str = "2m",
             rate: str = "5m", promql: dict[str, str] | None = None,
-            events_limit: int = 50, log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
-            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> MemoryData:
-    """Machines and their events, the memory series and the recent logs, fetched
-    concurrently; then the logs around the most recent OOM exits. ``log_window_minutes``
+            events_limit: int = 50, log_window_minutes: float = recent_logs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = recent_logs.DEFAULT_MAX_PAGES) -> MemoryData:
+    """The machines, the memory series and the recent logs, concurrently; then each
+    machine's events; then the logs around the most recent OOM exits. ``log_window_minutes``
     of 0 reads no logs.
 
     Raises:
         UsageError: a bad window, step, rate or promql override (before any call is made).
     """
     qs = queries(target.app, rate=rate, window=window, overrides=promql)
-    prom.aligned_range(session.now(), window, step)  # validate before any call
-    data = MemoryData(window, step, qs, log_window_minutes=log_window_minutes)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = [pool.submit(_fly, session, target, data, events_limit),
-                   pool.submit(_metrics, session, target, data)]
-        if log_window_minutes > 0:
-            futures.append(pool.submit(applogs.fetch, session, target,
-                                       window_minutes=log_window_minutes, max_pages=log_max_pages))
-        for f in futures:
-            f.result()
-        if log_window_minutes > 0:
-            data.logs = futures[-1].result()
-            if data.logs.skipped is not None:
-                data.skipped.append(data.logs.skipped)
-    if data.logs is not None and data.logs.skipped is None and data.machines:
-        _oom_slices(session, target, data, min(log_max_pages, 5))
+    now = session.now()
+    reads = [Read("machines", "the app's machines and their sizes",
+                  lambda api: api.list_machines(), fly.MACHINES),
+             *prom.range_reads({n: qs[n] for n in RANGE_QUERIES}, now=now, window=window,
+                               step=step),
+             *prom.instant_reads({n: qs[n] for n in INSTANT_QUERIES}, now=now)]
+    if log_window_minutes > 0:
+        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
+                                      max_pages=log_max_pages))
+    readings = gather(session, target, reads)
+    machines = readings.value("machines") or []
+    if machines:
+        readings = readings | gather(session, target, [
+            Read(f"events:{m.id}", f"events of machine {m.id}",
+                 lambda api, mid=m.id: api.events(mid, limit=events_limit), fly.MACHINES)
+            for m in machines if m.id])
+    data = MemoryData(window, step, qs, readings, log_window_minutes)
+    logs = readings.get("logs")
+    if logs is not None and logs.measured and machines:
+        slice_reads, slices = _oom_slice_reads(session, data, min(log_max_pages, 5))
+        if slice_reads:
+            data = MemoryData(window, step, qs, readings | gather(session, target, slice_reads),
+                              log_window_minutes, tuple(slices))
     return data
 
 
@@ -185,36 +168,25 @@ def usage_frame(result: prom.QueryResult | None) -> pd.DataFrame:
     return df[cols].dropna(subset=["value"]).reset_index(drop=True)
 
 
-def _all_events(data: MemoryData) -> dict[str, list[dict]]:
+def _all_events(data: MemoryData) -> dict[str, tuple[MachineEvent, ...]]:
     """Each machine's events: the events endpoint, else those embedded in the machine list."""
-    out: dict[str, list[dict]] = {}
-    for m in data.machines or []:
-        mid = m.get("id", "")
-        out[mid] = data.events.get(mid) or list(m.get("events") or [])
-    return out
+    answered = data.events
+    return {m.id: answered.get(m.id) or m.events for m in data.machines or []}
 
 
 EXIT_COLUMNS = ["machine", "time", "exit_code", "oom_killed", "restart_count", "requested_stop",
                 "source"]
 
 
-def exits_frame(events: dict[str, list[dict]], now: datetime, window_s: float) -> pd.DataFrame:
-    """Exit events within the window, newest first (OOM kills under either key casing)."""
-    rows = []
-    for mid, evs in events.items():
-        for ev in evs:
-            ee = exit_event(ev)
-            if ee is None:
-                continue
-            ts = pd.to_datetime(ev.get("timestamp"), unit="ms", utc=True)
-            if (now - ts.to_pydatetime()).total_seconds() > window_s:
-                continue
-            req = ev.get("request") or {}
-            rows.append({"machine": mid, "time": ts, "exit_code": ee.get("exit_code"),
-                         "oom_killed": bool(ee.get("oom_killed")),
-                         "restart_count": int(req.get("restart_count") or 0),
-                         "requested_stop": bool(ee.get("requested_stop")),
-                         "source": ev.get("source", "")})
+def exits_frame(events: dict[str, tuple[MachineEvent, ...]], now: datetime,
+                window_s: float) -> pd.DataFrame:
+    """Exit events within the window, newest first."""
+    rows = [{"machine": mid, "time": pd.Timestamp(ev.timestamp), "exit_code": ev.exit.exit_code,
+             "oom_killed": ev.exit.oom_killed, "restart_count": ev.restart_count,
+             "requested_stop": ev.exit.requested_stop, "source": ev.source}
+            for mid, evs in events.items() for ev in evs
+            if ev.exit is not None and ev.timestamp is not None
+            and (now - ev.timestamp).total_seconds() <= window_s]
     df = pd.DataFrame(rows, columns=EXIT_COLUMNS)
     return df.sort_values("time", ascending=False).reset_index(drop=True) if len(df) else df
 
@@ -264,8 +236,7 @@ def machine_summary(data: MemoryData, now: datetime,
               if oom is not None and not oom.empty and "instance" in oom.frame.columns else {})
     exits = exits_frame(_all_events(data), now, window_s)
     mdf = machines_frame(data.machines or [])
-    groups = {m.get("id", ""): str(((m.get("config") or {}).get("metadata") or {})
-                                   .get("fly_process_group", "app")) for m in data.machines or []}
+    groups = {m.id: m.process_group or "app" for m in data.machines or []}
     ids = list(mdf["id"]) + sorted(set(usage["instance"]) - set(mdf["id"]))
     stale_after = pd.Timedelta(seconds=max(2 * parse_duration(data.step), 300))
     rows = []
@@ -375,8 +346,8 @@ def assess(data: MemoryData, summary: pd.DataFrame, app: str,
     """Findings: memory per machine, OOM kills, restarts, a leak-like climb, page cache."""
     out: list[Finding] = []
     warn, crit = limits["memory_pct"]
-    if data.machines_error is not None:
-        e = data.machines_error
+    if data.readings["machines"].failed:
+        e = data.readings["machines"].error
         out.append(Finding("machines-error", "critical" if e.kind == "not_found" else "unknown",
                            f"could not list machines: {e.message}", e.hint, source="fly-machines"))
     for mid, e in data.events_errors.items():
@@ -385,14 +356,13 @@ def assess(data: MemoryData, summary: pd.DataFrame, app: str,
                            f"{e.message}. {e.hint} OOM kills are read from the events embedded "
                            "in the machine list instead.", source="fly-machines"))
     mem = data.metrics.get("memory_pct")
-    if isinstance(mem, SourceError):
+    if isinstance(mem, Exception):
         out.append(prom.error_finding("memory_pct", mem, what="memory usage"))
     elif isinstance(mem, prom.QueryResult) and mem.empty:
-        out.append(prom.no_data_finding(mem, app=app, window=data.window,
-                                        endpoint_url=data.endpoint, what="memory usage"))
+        out.append(prom.no_data_finding(mem, app=app, window=data.window, what="memory usage"))
     for name in ("memory_used_incl_cache_pct", "memory_total_bytes", "oom_exits"):
         got = data.metrics.get(name)
-        if isinstance(got, SourceError):
+        if isinstance(got, Exception):
             out.append(Finding(f"prometheus-error-{name.replace('_', '-')}", "info",
                                f"could not read {name} from Prometheus: {got.kind}",
                                f"{got.message}. {got.hint}".strip(), source="prometheus"))
@@ -538,11 +508,10 @@ def oom_logs_table(data: MemoryData) -> pd.DataFrame:
     """Each recent OOM exit older than the recent log window, with what the logs around it
     say: whether the kernel's ``Out of memory: Killed process`` line is there, which process
     it killed and how much memory that process held."""
-    sizes = {m.get("id", ""): ((m.get("config") or {}).get("guest") or {}).get("memory_mb")
-             for m in data.machines or []}
+    sizes = {m.id: m.guest.memory_mb for m in data.machines or []}
     rows = []
     for mid, t, got in data.oom_logs:
-        report = applogs.analyze(got)
+        report = recent_logs.analyze(got or LogWindow())
         on_machine = mid in ((report.signal("oom_kill") or {}).get("instances") or [])
         kill = kills_in(report)[0] if on_machine and kills_in(report) else {}
         rows.append({"machine": mid, "exit_time": pd.Timestamp(t), "kernel_line": on_machine,
@@ -593,7 +562,7 @@ def assess_logs(data: MemoryData, report: LogReport | None, summary: pd.DataFram
                 "a child process (a worker, a headless browser, an image converter) was killed "
                 "while the machine ran on, or the events could not be read. Requests it served "
                 "failed; size for the peak of all processes together.",
-                applogs.signal_evidence(oom) + [f"killed {k['process']} (pid {k['pid']}), "
+                recent_logs.signal_evidence(oom) + [f"killed {k['process']} (pid {k['pid']}), "
                                                 f"{k['anon_rss_mb']} MB anon-rss" for k in kills],
                 source="logs"))
     heap = report.signal("app_out_of_memory")
@@ -606,13 +575,13 @@ def assess_logs(data: MemoryData, report: LogReport | None, summary: pd.DataFram
             "language runtime's heap limit was hit, not necessarily the machine's memory. A "
             "bigger machine helps only with a bigger heap limit (e.g. NODE_OPTIONS="
             "--max-old-space-size at ~75% of memory_mb); a leak needs fixing either way.",
-            applogs.signal_evidence(heap), source="logs"))
+            recent_logs.signal_evidence(heap), source="logs"))
     return out
 
 
 def log_findings(data: MemoryData, report: LogReport | None) -> list[Finding]:
     """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
-    return applogs.recent_findings(data.logs, report, "memory")
+    return recent_logs.recent_findings(data.readings.get("logs"), report, "memory")
 
 
 # --------------------------------------------------------------------------- plan
@@ -628,7 +597,7 @@ def plan_actions(data: MemoryData, summary: pd.DataFrame, app: str,
     if hot.empty:
         return []
     warn = limits["memory_pct"][0]
-    by_id = {m.get("id", ""): m for m in data.machines or []}
+    by_id = {m.id: m for m in data.machines or []}
     actions: list[Action] = []
     for group, rows in hot.groupby("group", sort=True):
         # one size for the group: the largest any of its hot machines needs
@@ -639,11 +608,11 @@ def plan_actions(data: MemoryData, summary: pd.DataFrame, app: str,
         members = summary[(summary["group"] == group) & summary["memory_mb"].notna()
                           & (summary["memory_mb"] < size["memory_mb"])]
         for r in members.itertuples():
-            m = by_id.get(r.machine, {})
+            m = by_id.get(r.machine)
             per_machine = (f"fly machine update {r.machine} --vm-memory {size['memory_mb']}"
                            + (f" --vm-cpus {size['guest']['cpus']}"
                               if size["guest"]["cpus"] != _int(r.cpus) else "") + f" -a {app}")
-            guest = dict(((m.get("config") or {}).get("guest")) or {})
+            guest = dict((m.config.get("guest") if m else None) or {})
             actions.append(Action(
                 id=f"resize-{r.machine}", kind="machine.update",
                 title=(f"resize {r.machine} ({r.region}) from "
@@ -654,7 +623,7 @@ def plan_actions(data: MemoryData, summary: pd.DataFrame, app: str,
                 api={"method": "POST", "path": f"/v1/apps/{app}/machines/{r.machine}",
                      "body": {"config": {"guest": size["guest"]}}},
                 params={"machine_id": r.machine, "config_patch": {"guest": size["guest"]}},
-                basis={"guest": guest, "state": r.state, "updated_at": m.get("updated_at", "")},
+                basis={"guest": guest, "state": r.state, "updated_at": m.updated_at if m else ""},
                 reason=(f"`{command}` resizes every machine of the app; opslib applies it to "
                         f"{r.machine} alone, as `{per_machine}`. The machine restarts with the new size.")))
     return actions

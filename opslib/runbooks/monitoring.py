@@ -14,26 +14,25 @@ from errors Fly's proxy answered for it.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..assess import recent_logs
 from ..charting import time_axis
 from ..config import Target
-from ..errors import NotConfigured, SourceError
 from ..findings import Finding
-from ..thresholds import THRESHOLD_LABELS, classify
-from ..promql import QuerySet, queries
-from ..times import parse_duration
-from ..session import Session
-from ..sources import prometheus as prom
-from ..sources.postgres import Postgres
-from . import logs as applogs
 from ..logscan import LogReport
+from ..promql import QuerySet, queries
+from ..reads import Read, Readings, gather
+from ..session import Session
+from ..sources import postgres
+from ..sources import prometheus as prom
+from ..thresholds import THRESHOLD_LABELS, classify
+from ..times import parse_duration
 
 # seed metric -> the query that measures it and how its value is read
 METRICS: dict[str, dict[str, Any]] = {
@@ -59,50 +58,25 @@ SEED_TABLE_COLUMNS = ["Metric", "Warning", "Critical", "Now", "Peak", "Status"]
 _UNIT_TEXT = {"response_time_ms": "ms", "error_rate_pct": "%", "memory_pct": "%", "cpu_pct": "%"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class MonitoringData:
     window: str
     step: str
     queries: QuerySet
-    metrics: dict[str, prom.QueryResult | SourceError] = field(default_factory=dict)
-    endpoint: str = ""
-    connections: pd.DataFrame | None = None
-    connections_error: SourceError | None = None
-    skipped: list[NotConfigured] = field(default_factory=list)
-    logs: applogs.LogFetch | None = None
+    readings: Readings
+
+    @property
+    def metrics(self) -> dict[str, prom.QueryResult | Exception]:
+        return prom.results(self.readings, QUERY_NAMES)
 
 
-def _metrics(session: Session, target: Target, data: MonitoringData) -> None:
-    try:
-        client = prom.connect(session, target)
-    except NotConfigured as exc:
-        data.skipped.append(exc)
-        return
-    data.endpoint = client.base_url
-    names = [m["query"] for m in METRICS.values()] + list(CONTEXT_QUERIES)
-    data.metrics = client.range_many({n: data.queries[n] for n in names}, now=session.now(),
-                                     window=data.window, step=data.step)
-
-
-def _connections(session: Session, target: Target, data: MonitoringData) -> None:
-    dsn = target.env("DATABASE_URL")
-    if not session.configured("DATABASE_URL", bool(dsn)):
-        data.skipped.append(NotConfigured("Postgres", "DATABASE_URL",
-                                          hint="use the Supabase connection string"))
-        return
-    pg = Postgres(session, dsn)
-    try:
-        data.connections = pg.query("monitoring.connections", CONNECTIONS_SQL)
-    except SourceError as exc:
-        data.connections_error = exc
-    finally:
-        pg.close()
+QUERY_NAMES = tuple(m["query"] for m in METRICS.values()) + CONTEXT_QUERIES
 
 
 def collect(session: Session, target: Target, *, window: str = "6h", step: str = "2m",
             rate: str = "5m", promql: dict[str, str] | None = None,
-            log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
-            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> MonitoringData:
+            log_window_minutes: float = recent_logs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = recent_logs.DEFAULT_MAX_PAGES) -> MonitoringData:
     """The seed's key metrics over ``window`` from Prometheus, connections from Postgres and
     the app's recent logs, at once (``log_window_minutes`` of 0 reads no logs).
 
@@ -110,23 +84,20 @@ def collect(session: Session, target: Target, *, window: str = "6h", step: str =
         UsageError: a bad window, step, rate or promql override (before any call is made).
     """
     qs = queries(target.app, rate=rate, window=window, overrides=promql)
-    prom.aligned_range(session.now(), window, step)
-    data = MonitoringData(window, step, qs)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = [pool.submit(_metrics, session, target, data),
-                   pool.submit(_connections, session, target, data)]
-        if log_window_minutes > 0:
-            futures.append(pool.submit(applogs.fetch_into, session, target, data,
-                                       window_minutes=log_window_minutes,
-                                       max_pages=log_max_pages))
-        for f in futures:
-            f.result()
-    return data
+    reads = [*prom.range_reads({n: qs[n] for n in QUERY_NAMES}, now=session.now(),
+                               window=window, step=step),
+             Read("connections", "client connections against max_connections (Postgres)",
+                  lambda pg: pg.query("monitoring.connections", CONNECTIONS_SQL),
+                  postgres.POSTGRES)]
+    if log_window_minutes > 0:
+        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
+                                      max_pages=log_max_pages))
+    return MonitoringData(window, step, qs, gather(session, target, reads))
 
 
 # --------------------------------------------------------------------------- evaluation
 @dataclass
-class Reading:
+class MetricRow:
     """One row of the seed's table."""
 
     key: str
@@ -165,38 +136,37 @@ def _limit_text(key: str, value: float) -> str:
 
 
 def evaluate(data: MonitoringData, app: str, limits: dict[str, tuple[float, float]],
-             now: datetime | None = None) -> list[Reading]:
+             now: datetime | None = None) -> list[MetricRow]:
     """Each of the seed's five metrics: now, peak over the window, status and its finding.
 
     "Now" is the latest sample, and only a recent one (within two steps or 5 min of ``now``;
     of the newest sample when ``now`` is not given): a series that stopped reporting, or a
     machine replaced hours ago, has no current value.
     """
-    readings: list[Reading] = []
+    rows: list[MetricRow] = []
     fresh_for = pd.Timedelta(seconds=max(2 * parse_duration(data.step), 300))
-    prom_skipped = any(s.source == "Prometheus" for s in data.skipped)
+    prom_skipped = any(r.skipped for r in data.readings.values() if r.source == "Prometheus")
     for key, spec in METRICS.items():
         qname = spec["query"]
         got = data.metrics.get(qname)
         label = THRESHOLD_LABELS[key]
         if prom_skipped:
-            readings.append(Reading(key, None, None, status="skipped"))
+            rows.append(MetricRow(key, None, None, status="skipped"))
             continue
-        if isinstance(got, SourceError):
-            readings.append(Reading(key, None, None, status="unknown",
+        if isinstance(got, Exception):
+            rows.append(MetricRow(key, None, None, status="unknown",
                                     finding=prom.error_finding(qname, got, what=spec["what"])))
             continue
         df = _series(data, qname)
         if df is None:
-            f = prom.no_data_finding(got, app=app, window=data.window, endpoint_url=data.endpoint,
-                                     what=spec["what"]) if isinstance(got, prom.QueryResult) else None
-            readings.append(Reading(key, None, None, status="unknown", finding=f))
+            f = prom.no_data_finding(got, app=app, window=data.window, what=spec["what"]) if isinstance(got, prom.QueryResult) else None
+            rows.append(MetricRow(key, None, None, status="unknown", finding=f))
             continue
         newest = df["timestamp"].max()
         cutoff = (pd.Timestamp(now) if now is not None else newest) - fresh_for
         peak = float(df["value"].max())
         if newest < cutoff:
-            readings.append(Reading(key, None, peak, status="unknown", finding=Finding(
+            rows.append(MetricRow(key, None, peak, status="unknown", finding=Finding(
                 f"stale-{qname.replace('_', '-')}", "unknown",
                 f"no recent data for {spec['what']}: the last sample is from "
                 f"{newest:%Y-%m-%d %H:%M} UTC",
@@ -225,9 +195,9 @@ def evaluate(data: MonitoringData, app: str, limits: dict[str, tuple[float, floa
             f"peak over the last {data.window}: {_fmt(key, peak)}"
             + (f". {NEXT_RUNBOOK[key]}" if status in ("warning", "critical") else ""),
             [f"query: {data.queries[qname]}"], source="prometheus")
-        readings.append(Reading(key, value, peak, where, status, finding))
-    readings.append(_connections_reading(data, limits))
-    return readings
+        rows.append(MetricRow(key, value, peak, where, status, finding))
+    rows.append(_connections_reading(data, limits))
+    return rows
 
 
 NEXT_RUNBOOK = {
@@ -243,12 +213,13 @@ NEXT_RUNBOOK = {
 OUR_CONFIG = ("auth_failed", "dns", "pooler_tenant", "no_database")
 
 
-def _connections_reading(data: MonitoringData, limits: dict[str, tuple[float, float]]) -> Reading:
+def _connections_reading(data: MonitoringData, limits: dict[str, tuple[float, float]]) -> MetricRow:
     key = "connections_pct"
-    if any(s.source == "Postgres" for s in data.skipped):
-        return Reading(key, None, None, status="skipped")
-    if data.connections_error is not None:
-        e = data.connections_error
+    conn = data.readings["connections"]
+    if conn.skipped:
+        return MetricRow(key, None, None, status="skipped")
+    if conn.failed:
+        e = conn.error
         if e.kind in OUR_CONFIG:
             f = Finding("metric-connections", "unknown",
                         f"{THRESHOLD_LABELS[key]}: could not connect ({e.kind})",
@@ -258,10 +229,10 @@ def _connections_reading(data: MonitoringData, limits: dict[str, tuple[float, fl
                         f"{THRESHOLD_LABELS[key]}: the database refuses connections ({e.kind})",
                         f"{e.message}. {e.hint}", source="postgres", escalate=2,
                         escalate_reason="database problems are handled by the Platform Team")
-        return Reading(key, None, None, status=f.severity, finding=f)
-    df = data.connections
+        return MetricRow(key, None, None, status=f.severity, finding=f)
+    df = conn.value
     if df is None or df.empty:
-        return Reading(key, None, None, status="unknown",
+        return MetricRow(key, None, None, status="unknown",
                        finding=Finding("metric-connections", "unknown",
                                        "the database returned no row for the connection count",
                                        source="postgres"))
@@ -284,21 +255,21 @@ def _connections_reading(data: MonitoringData, limits: dict[str, tuple[float, fl
                 source="postgres",
                 **({"escalate": 2, "escalate_reason": "database problems (connection pool near "
                     "exhaustion) are handled by the Platform Team"} if status == "critical" else {}))
-    return Reading(key, pct, None, "", status, f)
+    return MetricRow(key, pct, None, "", status, f)
 
 
-def seed_table(readings: list[Reading], limits: dict[str, tuple[float, float]]) -> pd.DataFrame:
+def seed_table(rows: list[MetricRow], limits: dict[str, tuple[float, float]]) -> pd.DataFrame:
     """The seed's "Key Metrics to Monitor" table with the values and a status per metric."""
-    rows = []
-    for r in readings:
+    table = []
+    for r in rows:
         warn, crit = limits[r.key]
-        rows.append({"Metric": THRESHOLD_LABELS[r.key].replace(" (of pool)", ""),
+        table.append({"Metric": THRESHOLD_LABELS[r.key].replace(" (of pool)", ""),
                      "Warning": _limit_text(r.key, warn), "Critical": _limit_text(r.key, crit),
                      "Now": _fmt(r.key, r.now) + (f" ({r.where})" if r.where else ""),
                      "Peak": _fmt(r.key, r.peak) if r.peak is not None else "—",
                      "Status": {"unknown": "NO DATA", "skipped": "SKIPPED"}.get(r.status,
                                                                                 r.status.upper())})
-    return pd.DataFrame(rows, columns=SEED_TABLE_COLUMNS)
+    return pd.DataFrame(table, columns=SEED_TABLE_COLUMNS)
 
 
 def seed_markdown(table: pd.DataFrame) -> str:
@@ -312,20 +283,20 @@ def seed_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def findings(readings: list[Reading]) -> list[Finding]:
+def findings(rows: list[MetricRow]) -> list[Finding]:
     """The findings of every evaluated metric (skipped sources are said by the run itself)."""
-    return [r.finding for r in readings if r.finding is not None]
+    return [r.finding for r in rows if r.finding is not None]
 
 
 # --------------------------------------------------------------------------- logs
-def assess_logs(report: LogReport | None, readings: list[Reading],
+def assess_logs(report: LogReport | None, rows: list[MetricRow],
                 limits: dict[str, tuple[float, float]]) -> list[Finding]:
     """The 5xx in the app's own access logs against the edge's error rate: the same order of
     magnitude means the app answered the errors itself; an edge failing with the app's logs
     clean means Fly's proxy answered for it (machines down, not listening, over their limits)."""
     if report is None or not report.http.get("responses"):
         return []
-    edge = next((r for r in readings if r.key == "error_rate_pct"), None)
+    edge = next((r for r in rows if r.key == "error_rate_pct"), None)
     app_pct = 100.0 * float(report.http.get("error_rate") or 0.0)
     n = int(report.http["responses"])
     sig = report.signal("http_5xx") or {}
@@ -370,7 +341,7 @@ def _log_minutes(report: LogReport) -> int:
 def log_findings(data: MonitoringData, report: LogReport | None) -> list[Finding]:
     """The recent-logs findings: the fetch itself, then the signals, each pointing at the
     runbook that handles it (monitoring handles none itself)."""
-    return applogs.recent_findings(data.logs, report, "monitoring")
+    return recent_logs.recent_findings(data.readings.get("logs"), report, "monitoring")
 
 
 # --------------------------------------------------------------------------- charts
@@ -426,8 +397,8 @@ def concurrency_chart(data: MonitoringData) -> Figure:
     return fig
 
 
-def summary_line(readings: list[Reading], now: datetime) -> str:
-    bad = [r for r in readings if r.status in ("warning", "critical")]
+def summary_line(rows: list[MetricRow], now: datetime) -> str:
+    bad = [r for r in rows if r.status in ("warning", "critical")]
     if not bad:
         return f"All measured key metrics are within the seed's thresholds at {now:%H:%M} UTC."
     return "Outside the thresholds: " + "; ".join(

@@ -20,31 +20,31 @@ mismatch (or a bind to 127.0.0.1), told apart from a crash by exit lines.
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action
+from ..assess import recent_logs
+from ..assess.endpoint import assess_probes, probes_frame
 from ..charting import time_axis
 from ..config import Target
-from ..errors import NotConfigured, SourceError
-from ..findings import Finding
-from ..thresholds import classify
 from ..escalation import escalation
-from ..promql import QuerySet, queries
-from ..session import Session
-from ..times import iso, parse_duration, parse_time
-from ..sources import prometheus as prom
-from ..sources.fly import list_app_machines, checks_frame, exit_event, machines_frame
-from ..sources.http import ProbeResult, probe
-from . import logs as applogs
+from ..findings import Finding
 from ..logscan import LogReport
-from .health import assess_probes, probes_frame
+from ..promql import QuerySet, queries
+from ..reads import Read, Readings, gather
+from ..session import Session
+from ..sources import fly
+from ..sources import prometheus as prom
+from ..sources.fly import checks_frame, machines_frame
+from ..sources.fly_models import Machine
+from ..sources.http import ProbeResult, probe_many
+from ..thresholds import classify
+from ..times import iso, parse_duration, parse_time
 
 RANGE_QUERIES = ("edge_5xx_by_status", "request_rate")
 RESTART_GRACE = timedelta(minutes=2)  # a machine needs a moment after a restart to pass checks
@@ -52,49 +52,36 @@ QUIET_FOR = timedelta(minutes=5)  # no 5xx for this long at the end of the windo
 DEPLOY_NEAR = timedelta(minutes=5)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NotRespondingData:
     window: str
     step: str
     queries: QuerySet
-    probes: list[ProbeResult] = field(default_factory=list)
-    machines: list[dict] | None = None
-    machines_error: SourceError | None = None
-    metrics: dict[str, prom.QueryResult | SourceError] = field(default_factory=dict)
-    endpoint: str = ""
-    skipped: list[NotConfigured] = field(default_factory=list)
-    logs: applogs.LogFetch | None = None
+    readings: Readings
 
+    @property
+    def probes(self) -> list[ProbeResult]:
+        return self.readings.value("probes", [])
 
-def _probes(session: Session, target: Target, n: int, timeout: float,
-            data: NotRespondingData) -> None:
-    client = session.client("app", timeout=httpx.Timeout(timeout, connect=timeout))
-    data.probes = [probe(session, target.health_url, timeout=timeout, client=client)
-                   for _ in range(n)]
+    @property
+    def machines(self) -> list[Machine] | None:
+        return self.readings.value("machines")
 
+    @property
+    def metrics(self) -> dict[str, prom.QueryResult | Exception]:
+        return prom.results(self.readings, RANGE_QUERIES)
 
-def _machines(session: Session, target: Target, data: NotRespondingData) -> None:
-    data.machines, data.machines_error, skipped = list_app_machines(session, target)
-    if skipped is not None:
-        data.skipped.append(skipped)
-
-
-def _metrics(session: Session, target: Target, data: NotRespondingData) -> None:
-    try:
-        client = prom.connect(session, target)
-    except NotConfigured as exc:
-        data.skipped.append(exc)
-        return
-    data.endpoint = client.base_url
-    data.metrics = client.range_many({n: data.queries[n] for n in RANGE_QUERIES},
-                                     now=session.now(), window=data.window, step=data.step)
+    @property
+    def log_entries(self) -> tuple[dict[str, Any], ...]:
+        window = self.readings.value("logs")
+        return window.entries if window is not None else ()
 
 
 def collect(session: Session, target: Target, *, probes: int = 5, timeout: float = 5.0,
             window: str = "1h", step: str = "1m", rate: str = "5m",
             promql: dict[str, str] | None = None,
-            log_window_minutes: float = applogs.DEFAULT_WINDOW_MIN,
-            log_max_pages: int = applogs.DEFAULT_MAX_PAGES) -> NotRespondingData:
+            log_window_minutes: float = recent_logs.DEFAULT_WINDOW_MIN,
+            log_max_pages: int = recent_logs.DEFAULT_MAX_PAGES) -> NotRespondingData:
     """Probe /health, list machines, read the edge's 5xx and the recent logs, concurrently
     (``log_window_minutes`` of 0 reads no logs).
 
@@ -102,19 +89,16 @@ def collect(session: Session, target: Target, *, probes: int = 5, timeout: float
         UsageError: a bad window, step, rate or promql override (before any call is made).
     """
     qs = queries(target.app, rate=rate, window=window, overrides=promql)
-    prom.aligned_range(session.now(), window, step)
-    data = NotRespondingData(window, step, qs)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(_probes, session, target, probes, timeout, data),
-                   pool.submit(_machines, session, target, data),
-                   pool.submit(_metrics, session, target, data)]
-        if log_window_minutes > 0:
-            futures.append(pool.submit(applogs.fetch_into, session, target, data,
-                                       window_minutes=log_window_minutes,
-                                       max_pages=log_max_pages))
-        for f in futures:
-            f.result()
-    return data
+    reads = [Read("probes", f"GET {target.health_url} ×{probes}",
+                  lambda: probe_many(session, target.health_url, probes, timeout=timeout)),
+             Read("machines", "the app's machines, checks and recent events",
+                  lambda api: api.list_machines(), fly.MACHINES),
+             *prom.range_reads({n: qs[n] for n in RANGE_QUERIES}, now=session.now(),
+                               window=window, step=step)]
+    if log_window_minutes > 0:
+        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
+                                      max_pages=log_max_pages))
+    return NotRespondingData(window, step, qs, gather(session, target, reads))
 
 
 # --------------------------------------------------------------------------- frames
@@ -136,16 +120,12 @@ EVENT_COLUMNS = ["machine", "time", "type", "status", "source", "exit_code", "oo
 
 def events_table(data: NotRespondingData) -> pd.DataFrame:
     """Recent events of every machine (from the machine list), newest first."""
-    rows = []
-    for m in data.machines or []:
-        for ev in m.get("events") or []:
-            ee = exit_event(ev) or {}
-            rows.append({"machine": m.get("id", ""),
-                         "time": pd.to_datetime(ev.get("timestamp"), unit="ms", utc=True),
-                         "type": ev.get("type", ""), "status": ev.get("status", ""),
-                         "source": ev.get("source", ""), "exit_code": ee.get("exit_code"),
-                         "oom_killed": ee.get("oom_killed"),
-                         "requested_stop": ee.get("requested_stop")})
+    rows = [{"machine": m.id, "time": pd.Timestamp(ev.timestamp) if ev.timestamp else pd.NaT,
+             "type": ev.type, "status": ev.status, "source": ev.source,
+             "exit_code": ev.exit.exit_code if ev.exit else None,
+             "oom_killed": ev.exit.oom_killed if ev.exit else None,
+             "requested_stop": ev.exit.requested_stop if ev.exit else None}
+            for m in data.machines or [] for ev in m.events]
     df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
     return df.sort_values("time", ascending=False).reset_index(drop=True) if len(df) else df
 
@@ -173,18 +153,16 @@ def _port(check_name: str) -> str:
     return m.group(1) if m else ""
 
 
-def last_restart(machines: list[dict] | None) -> dict[str, datetime]:
+def last_restart(machines: list[Machine] | None) -> dict[str, datetime]:
     """When each machine was last restarted by someone (``fly machine restart``, ``fly apps
     restart``): a ``restart`` event, or a ``start`` requested by a user."""
     out: dict[str, datetime] = {}
     for m in machines or []:
-        for ev in m.get("events") or []:  # newest first
-            if ev.get("type") == "restart" or (ev.get("type") == "start"
-                                                and ev.get("source") == "user"):
-                ts = ev.get("timestamp")
-                if isinstance(ts, (int, float)):
-                    out[m.get("id", "")] = pd.Timestamp(ts, unit="ms", tz="UTC").to_pydatetime()
-                    break
+        for ev in m.events:  # newest first
+            if (ev.type == "restart" or (ev.type == "start" and ev.source == "user")) \
+                    and ev.timestamp is not None:
+                out[m.id] = ev.timestamp
+                break
     return out
 
 
@@ -220,8 +198,8 @@ def _diagnose(data: NotRespondingData, app: str, now: datetime) -> Diagnosis:
     n502 = sum(s == 502 for s in statuses)
     probe_failing = any(s is None or s >= 500 for s in statuses)
 
-    if data.machines_error is not None:
-        e = data.machines_error
+    if data.readings["machines"].failed:
+        e = data.readings["machines"].error
         sev = "critical" if e.kind == "not_found" else "unknown"
         findings.append(Finding("machines-error", sev, f"could not list machines: {e.message}",
                                 e.hint + (f" — is {app!r} the app's name (`fly apps list`)?"
@@ -257,8 +235,8 @@ def _diagnose(data: NotRespondingData, app: str, now: datetime) -> Diagnosis:
     kind = "ok"
     if started.empty:
         kind = "all-stopped"
-        requested = [m for m in data.machines if any(
-            (exit_event(ev) or {}).get("requested_stop") for ev in (m.get("events") or [])[:3])]
+        requested = [m for m in data.machines
+                     if any(ev.exit and ev.exit.requested_stop for ev in m.events[:3])]
         why = ("they were stopped on request (`fly machine stop`, `fly scale count 0` or "
                "auto-stop with auto-start off)" if len(requested) == len(mdf) else
                "they exited and were not restarted (see last exits)")
@@ -348,13 +326,13 @@ def assess_edge(data: NotRespondingData, app: str, now: datetime,
     errors, total = data.metrics.get("edge_5xx_by_status"), data.metrics.get("request_rate")
     out: list[Finding] = []
     for name, got in (("edge_5xx_by_status", errors), ("request_rate", total)):
-        if isinstance(got, SourceError):
+        if isinstance(got, Exception):
             out.append(prom.error_finding(name, got, what="the edge's responses"))
     if out or errors is None:
         return out
     if isinstance(total, prom.QueryResult) and total.empty and errors.empty:
         return [prom.no_data_finding(total, app=app, window=data.window,
-                                     endpoint_url=data.endpoint, what="the edge's requests")]
+                                     what="the edge's requests")]
     edge = edge_frame(data)
     five = edge[edge["series"] != "all"]
     if five.empty or five["rps"].max() <= 0:
@@ -390,16 +368,11 @@ def assess_edge(data: NotRespondingData, app: str, now: datetime,
                     "health-check grace period.", evidence, source="prometheus")]
 
 
-def _deploys_near(machines: list[dict] | None, first: datetime, last: datetime) -> list[str]:
-    out = []
-    for m in machines or []:
-        for ev in m.get("events") or []:
-            ts = ev.get("timestamp")
-            if ev.get("type") in ("update", "launch", "replace") and isinstance(ts, (int, float)):
-                t = pd.Timestamp(ts, unit="ms", tz="UTC").to_pydatetime()
-                if first - DEPLOY_NEAR <= t <= last + DEPLOY_NEAR:
-                    out.append(f"{m.get('id', '')} {ev.get('type')} at {t:%H:%M}")
-    return sorted(set(out))
+def _deploys_near(machines: list[Machine] | None, first: datetime, last: datetime) -> list[str]:
+    return sorted({f"{m.id} {ev.type} at {ev.timestamp:%H:%M}" for m in machines or []
+                   for ev in m.events if ev.type in ("update", "launch", "replace")
+                   and ev.timestamp is not None
+                   and first - DEPLOY_NEAR <= ev.timestamp <= last + DEPLOY_NEAR})
 
 
 # --------------------------------------------------------------------------- logs
@@ -413,11 +386,11 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 LISTEN_COLUMNS = ["machine", "time", "host", "port", "line"]
 
 
-def listening_table(fetched: applogs.LogFetch | None) -> pd.DataFrame:
+def listening_table(entries: tuple[dict[str, Any], ...]) -> pd.DataFrame:
     """Each machine's latest "listening on host:port" line in the logs (the app's own
     startup line), the address it really serves."""
     rows: dict[str, dict] = {}
-    for e in (fetched.entries if fetched is not None else []):
+    for e in entries:
         if e.get("provider") not in ("app", ""):
             continue
         m = _LISTEN.search(e.get("message", ""))
@@ -429,9 +402,9 @@ def listening_table(fetched: applogs.LogFetch | None) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()), columns=LISTEN_COLUMNS)
 
 
-def proxy_ports(fetched: applogs.LogFetch | None) -> list[int]:
+def proxy_ports(entries: tuple[dict[str, Any], ...]) -> list[int]:
     """The ports the proxy says it tried in its PC01/PC02 lines (the service's internal_port)."""
-    ports = {int(m.group(1)) for e in (fetched.entries if fetched is not None else [])
+    ports = {int(m.group(1)) for e in entries
              if (m := _PC01_PORT.search(e.get("message", "")))}
     return sorted(ports)
 
@@ -445,15 +418,15 @@ def assess_logs(diag: Diagnosis, data: NotRespondingData,
         return []
     out: list[Finding] = []
     pc01 = report.signal("proxy_pc01")
-    listening = listening_table(data.logs)
-    ports = proxy_ports(data.logs)
-    crashes = applogs.raised(report, ("app_exit_nonzero", "crash_loop", "vm_exited_abruptly",
+    listening = listening_table(data.log_entries)
+    ports = proxy_ports(data.log_entries)
+    crashes = recent_logs.raised(report, ("app_exit_nonzero", "crash_loop", "vm_exited_abruptly",
                                       "restart_limit", "oom_kill"))
     if pc01 is not None and len(listening):
         wrong_port = listening[~listening["port"].isin(ports)] if ports else listening.iloc[0:0]
         local = listening[listening["host"].str.lower().isin(LOCAL_HOSTS)]
         want = ", ".join(str(p) for p in ports) or "internal_port"
-        evidence = applogs.signal_evidence(pc01, 1) + [
+        evidence = recent_logs.signal_evidence(pc01, 1) + [
             f"{r.machine} at {r.time}: {r.line}" for r in listening.itertuples()]
         if len(local):
             out.append(Finding(
@@ -482,13 +455,13 @@ def assess_logs(diag: Diagnosis, data: NotRespondingData,
                 f"{s['id']} x{s['count']}" for s in crashes),
             "a process that exits is a crash, not a port problem: read the lines just before "
             "each exit (`fly logs -a …`); an OOM kill → the memory runbook.",
-            [line for s in crashes for line in applogs.signal_evidence(s, 1)], source="logs"))
+            [line for s in crashes for line in recent_logs.signal_evidence(s, 1)], source="logs"))
     return out
 
 
 def log_findings(data: NotRespondingData, report: LogReport | None) -> list[Finding]:
     """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
-    return applogs.recent_findings(data.logs, report, "not-responding")
+    return recent_logs.recent_findings(data.readings.get("logs"), report, "not-responding")
 
 
 # --------------------------------------------------------------------------- plan

@@ -15,26 +15,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
 
 from ..actions import Action
+from ..assess import releases
+from ..assess.endpoint import assess_probes, probes_frame
+from ..assess.fly_api import error_finding
+from ..assess.releases import ReleaseData
 from ..config import Target
 from ..findings import Finding, rank
+from ..reads import Read, Readings, gather
 from ..session import Session
-from . import deploy, health
-from .deploy import version  # noqa: F401 - the notebook's header shows the release
-from ._fly import (ReleaseData, clients, collect_releases, error_finding, fetch,
-                   machine_releases_frame, probes)
+from ..sources import fly
+from ..sources.fly import machine_releases_frame
+from ..sources.http import probe_many
 
 SKIP_STATES = ("destroyed", "destroying", "replaced", "migrated")
-
-
-def collect(session: Session, target: Target, *, probes: int = 3, timeout: float = 5.0,
-            limit: int = 10) -> ReleaseData:
-    """Releases, machines and /health probes, concurrently (as the deploy runbook)."""
-    return collect_releases(session, target, probes_n=probes, timeout=timeout, limit=limit)
 
 
 @dataclass
@@ -73,7 +70,7 @@ def pick_target(rel: pd.DataFrame, current: dict | None, to_version: int = 0
     for r in rows:
         if r["version"] is None or r["version"] >= current["version"]:
             continue
-        if r["status"] not in deploy.GOOD_STATUSES:
+        if r["status"] not in releases.GOOD_STATUSES:
             skipped.append(f"v{r['version']}: status {r['status'] or 'unknown'}")
             continue
         if not r["image_ref"] or r["image_ref"] == current["image_ref"]:
@@ -88,9 +85,9 @@ def decide(data: ReleaseData, app: str, now: datetime, limits: dict[str, tuple[f
            health_url: str, to_version: int = 0) -> tuple[Decision, dict[str, pd.DataFrame]]:
     """Is a rollback needed, to which release, and the findings that say so."""
     d = Decision()
-    deploy_findings, tables = deploy.assess(data, app, now, limits, health_url)
+    deploy_findings, tables = releases.assess(data, app, now, limits, health_url)
     rel = tables["releases"]
-    current, _ = deploy.current_and_previous(rel)
+    current, _ = releases.current_and_previous(rel)
     d.current = current
     errors = [f for f in deploy_findings if f.id.endswith("-error")]
     d.findings.extend(errors)
@@ -179,11 +176,11 @@ def plan_actions(decision: Decision, machines: pd.DataFrame, app: str) -> list[A
 
 
 # --------------------------------------------------------------------------- verify after
-@dataclass
+@dataclass(frozen=True)
 class Verification:
-    machines: list[dict[str, Any]] | None = None
-    error: Any = None
-    probes: list = field(default_factory=list)
+    """What an applied rollback left: the machines again and fresh /health probes."""
+
+    readings: Readings
 
 
 def verify(session: Session, target: Target, apply_record: dict | None, *, probes_n: int = 3,
@@ -191,13 +188,12 @@ def verify(session: Session, target: Target, apply_record: dict | None, *, probe
     """After an applied rollback: the machines again and fresh /health probes; else None."""
     if not apply_record or apply_record.get("outcome") not in ("applied", "failed"):
         return None
-    v = Verification()
-    fly = clients(session, target)
-    if fly is not None:
-        got = fetch(fly[0].list_machines)
-        v.machines, v.error = got.value, got.error
-    v.probes = probes(session, target, probes_n, timeout)
-    return v
+    return Verification(gather(session, target, [
+        Read("machines-after", "the app's machines after the rollback",
+             lambda api: api.list_machines(), fly.MACHINES),
+        Read("probes-after", f"GET {target.health_url} ×{probes_n} after the rollback",
+             lambda: probe_many(session, target.health_url, probes_n, timeout=timeout)),
+    ]))
 
 
 def assess_verification(v: Verification | None, decision: Decision, app: str, now: datetime,
@@ -205,13 +201,15 @@ def assess_verification(v: Verification | None, decision: Decision, app: str, no
     if v is None or decision.target is None:
         return []
     image = decision.target["image_ref"]
-    mdf = machine_releases_frame(v.machines)
+    after = v.readings["machines-after"]
+    mdf = machine_releases_frame(after.value)
     live = mdf[~mdf["state"].isin(SKIP_STATES)] if not mdf.empty else mdf
     behind = live[live["image"] != image] if not live.empty else live
-    probe_f = health.assess_probes(health.probes_frame(v.probes, now), limits, health_url)
+    probe_f = assess_probes(probes_frame(v.readings.value("probes-after", []), now), limits,
+                            health_url)
     bad = [f for f in probe_f if rank(f.severity) >= rank("warning")]
-    if v.error is not None:
-        return [error_finding("rollback-verify-error", v.error, app,
+    if after.failed:
+        return [error_finding("rollback-verify-error", after.error, app,
                               "could not re-read machines after the rollback")]
     if len(behind) or bad:
         return [Finding(
@@ -231,8 +229,8 @@ def verify_note(v: Verification | None) -> str:
     if v is None:
         return ("Nothing was applied, so there is nothing to verify yet. After an applied "
                 "rollback this step lists the machines again and probes /health.")
-    return (f"Re-read after the rollback: {len(v.machines or [])} machine(s), "
-            f"{len(v.probes)} /health probe(s).")
+    return (f"Re-read after the rollback: {len(v.readings.value('machines-after') or [])} "
+            f"machine(s), {len(v.readings.value('probes-after', []))} /health probe(s).")
 
 
 def plan_note(decision: Decision, app: str) -> str:

@@ -24,12 +24,14 @@ from typing import Any
 import pandas as pd
 
 from ..actions import Action
+from ..assess.fly_api import error_finding
 from ..config import Target
-from ..errors import NotConfigured, SourceError, UsageError
+from ..errors import UsageError
 from ..findings import Finding
+from ..reads import Read, Readings, gather
 from ..session import Session
-from ..sources.fly import FlyMachines
-from ._fly import TOKEN_ENV, error_finding, fetch, not_configured
+from ..sources import fly
+from ..sources.fly_models import Machine
 
 DIRECTIONS = ("down", "up")
 STATE_COLUMNS = ["id", "name", "region", "state", "size", "cpu_kind", "cpus", "memory_mb",
@@ -37,13 +39,23 @@ STATE_COLUMNS = ["id", "name", "region", "state", "size", "cpu_kind", "cpus", "m
 GONE = ("destroyed", "destroying", "replaced", "migrated")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScaleData:
-    machines: list[dict[str, Any]] | None = None
-    machines_error: SourceError | None = None
-    record: dict[str, Any] | None = None  # the prior run's record (restore_from)
-    record_error: str = ""
-    skipped: list[NotConfigured] = field(default_factory=list)
+    readings: Readings
+
+    @property
+    def machines(self) -> list[Machine] | None:
+        return self.readings.value("machines")
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        """The prior run's record (``restore_from``), when it could be read."""
+        rec = self.readings.value("record")
+        return rec if rec and not rec.get("error") else None
+
+    @property
+    def record_error(self) -> str:
+        return ((self.readings.value("record") or {}).get("error")) or ""
 
 
 def _resolve(path: str) -> Path:
@@ -81,24 +93,14 @@ def _read_record(path: str) -> dict[str, Any]:
 def collect(session: Session, target: Target, *, restore_from: str = "") -> ScaleData:
     """The machines, and the record to restore from (read through the session, so a replay
     sees the same record without the folder)."""
-    data = ScaleData()
-    token = target.env(TOKEN_ENV)
-    if session.configured(TOKEN_ENV, bool(token)):
-        fly = FlyMachines(session, target.app, token=token,
-                          base_url=target.env("FLY_FLAPS_BASE_URL"))
-        got = fetch(fly.list_machines)
-        data.machines, data.machines_error = got.value, got.error
-    else:
-        data.skipped.append(not_configured())
+    reads = [Read("machines", "the app's machines, their sizes and regions",
+                  lambda api: api.list_machines(), fly.MACHINES)]
     if restore_from:
-        rec = session.capture("file", "restore-record", restore_from,
-                              lambda: _read_record(restore_from), op="read restore record",
-                              target=restore_from)
-        if rec.get("error"):
-            data.record_error = rec["error"]
-        else:
-            data.record = rec
-    return data
+        reads.append(Read("record", f"the scale-down record in {restore_from}",
+                          lambda: session.capture("file", "restore-record", restore_from,
+                                                  lambda: _read_record(restore_from),
+                                                  op="read restore record", target=restore_from)))
+    return ScaleData(gather(session, target, reads))
 
 
 # --------------------------------------------------------------------------- analysis
@@ -109,28 +111,14 @@ def size_name(cpu_kind: str, cpus: Any) -> str:
     return f"shared-cpu-{cpus}x" if cpu_kind == "shared" else f"{cpu_kind}-{cpus}x"
 
 
-def _autostart(config: dict[str, Any]) -> bool:
-    services = config.get("services") or []
-    # Fly's default for a service without the field is autostart on.
-    return any(s.get("autostart", True) for s in services if isinstance(s, dict))
-
-
-def state_frame(machines: list[dict[str, Any]] | None) -> pd.DataFrame:
+def state_frame(machines: list[Machine] | None) -> pd.DataFrame:
     """The state to record and restore (columns: STATE_COLUMNS)."""
-    rows = []
-    for m in machines or []:
-        config = m.get("config") or m.get("incomplete_config") or {}
-        guest = config.get("guest") or {}
-        rows.append({
-            "id": m.get("id", ""), "name": m.get("name", ""), "region": m.get("region", ""),
-            "state": m.get("state", ""),
-            "size": size_name(guest.get("cpu_kind", ""), guest.get("cpus")),
-            "cpu_kind": guest.get("cpu_kind", ""), "cpus": guest.get("cpus"),
-            "memory_mb": guest.get("memory_mb"),
-            "process_group": (config.get("metadata") or {}).get("fly_process_group", ""),
-            "image": config.get("image", ""), "autostart": _autostart(config),
-            "updated_at": m.get("updated_at", "")})
-    return pd.DataFrame(rows, columns=STATE_COLUMNS)
+    return pd.DataFrame([{
+        "id": m.id, "name": m.name, "region": m.region, "state": m.state,
+        "size": size_name(m.guest.cpu_kind, m.guest.cpus), "cpu_kind": m.guest.cpu_kind,
+        "cpus": m.guest.cpus, "memory_mb": m.guest.memory_mb, "process_group": m.process_group,
+        "image": m.image, "autostart": m.autostart, "updated_at": m.updated_at}
+        for m in machines or []], columns=STATE_COLUMNS)
 
 
 def _summary(df: pd.DataFrame) -> str:
@@ -157,8 +145,8 @@ def assess(data: ScaleData, app: str, *, direction: str = "down", count: int = 0
         raise UsageError(f"direction must be 'down' or 'up', got {direction!r}")
     plan = ScalePlan(direction)
     out = plan.findings
-    if data.machines_error is not None:
-        out.append(error_finding("scale-machines-error", data.machines_error, app,
+    if data.readings["machines"].failed:
+        out.append(error_finding("scale-machines-error", data.readings["machines"].error, app,
                                  "could not list machines"))
         return plan
     if data.machines is None:

@@ -16,7 +16,6 @@ app is a finding that says how to add it.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,14 +25,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action
+from ..assess.fly_api import error_finding
 from ..config import Target
-from ..errors import NotConfigured, SourceError
+from ..errors import SourceError
 from ..findings import Finding
+from ..reads import Read, Readings, gather
 from ..session import Session
-from ..times import parse_time
-from ..sources.fly import CertificateList, FlyMachines, certificates_frame
+from ..sources import fly
+from ..sources.fly import CertificateList, certificates_frame
+from ..sources.fly_models import Certificate, DnsRequirements
 from ..sources.tls import TLSResult, probe_tls, tls_frame
-from ._fly import TOKEN_ENV, error_finding, not_configured
+from ..times import parse_time
 
 PENDING = ("pending_validation", "pending_ownership")
 FLY_SUFFIXES = (".fly.dev",)  # Fly's own wildcard certificate: no per-app record
@@ -41,104 +43,103 @@ DETAIL_COLUMNS = ["hostname", "status", "configured", "rate_limited_until", "fly
                   "validation_errors", "dns_required"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TLSData:
-    hostnames: list[str] = field(default_factory=list)
-    served: dict[str, TLSResult] = field(default_factory=dict)
-    certificates: CertificateList | None = None
-    certificates_error: SourceError | None = None
-    details: dict[str, dict[str, Any]] = field(default_factory=dict)
-    detail_errors: dict[str, SourceError] = field(default_factory=dict)
-    requested: list[str] = field(default_factory=list)  # hostnames the user asked about
-    skipped: list[NotConfigured] = field(default_factory=list)
+    hostnames: list[str]
+    requested: list[str]  # hostnames the user asked about
+    readings: Readings
+
+    def _by_host(self, prefix: str, measured: bool = True) -> dict[str, Any]:
+        return {k[len(prefix):]: (r.value if measured else r.error)
+                for k, r in self.readings.items()
+                if k.startswith(prefix) and (r.measured if measured else r.failed)}
+
+    @property
+    def served(self) -> dict[str, TLSResult]:
+        return self._by_host("served:")
+
+    @property
+    def certificates(self) -> CertificateList | None:
+        return self.readings.value("certificates")
+
+    @property
+    def certificates_error(self) -> SourceError | None:
+        r = self.readings.get("certificates")
+        return r.error if r is not None else None
+
+    @property
+    def details(self) -> dict[str, Certificate]:
+        return self._by_host("detail:")
+
+    @property
+    def detail_errors(self) -> dict[str, SourceError]:
+        return self._by_host("detail:", measured=False)
 
 
 def _is_fly_host(host: str) -> bool:
     return host.endswith(FLY_SUFFIXES)
 
 
+def _host_reads(session: Session, hosts: list[str], port: int, connect_host: str,
+                timeout: float) -> list[Read]:
+    reads = [Read(f"served:{h}", f"the certificate {h}:{port} serves (TLS handshake)",
+                  lambda h=h: probe_tls(session, h, port, connect_host=connect_host,
+                                        timeout=timeout)) for h in hosts]
+    return reads + [Read(f"detail:{h}", f"Fly's certificate record for {h} (`fly certs show`)",
+                         lambda api, h=h: api.certificate(h), fly.MACHINES)
+                    for h in hosts if not _is_fly_host(h)]
+
+
 def collect(session: Session, target: Target, *, hostnames: list[str] | None = None,
             port: int = 443, connect_host: str = "", timeout: float = 5.0) -> TLSData:
     """TLS probes and Fly certificate records for ``hostnames`` (default: the app URL's host
-    and every hostname with a certificate on the app), as concurrently as the data allows:
-    probes of known names start at once; names learnt from the certificate list follow it."""
-    data = TLSData(requested=[h.strip().lower() for h in hostnames or [] if h.strip()])
+    and every hostname with a certificate on the app): the names known at the start and the
+    certificate list at once, then the names learnt from the list."""
+    requested = [h.strip().lower() for h in hostnames or [] if h.strip()]
     app_host = urlsplit(target.app_url).hostname or ""
-    known = data.requested or ([app_host] if app_host else [])
-    token = target.env(TOKEN_ENV)
-    fly = None
-    if session.configured(TOKEN_ENV, bool(token)):
-        fly = FlyMachines(session, target.app, token=token,
-                          base_url=target.env("FLY_FLAPS_BASE_URL"))
-    else:
-        data.skipped.append(not_configured())
-
-    def served(host: str) -> None:
-        data.served[host] = probe_tls(session, host, port, connect_host=connect_host,
-                                      timeout=timeout)
-
-    def detail(host: str) -> None:
-        try:
-            data.details[host] = fly.certificate(host)  # type: ignore[union-attr]
-        except SourceError as exc:
-            data.detail_errors[host] = exc
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        jobs = [pool.submit(served, h) for h in known]
-        if fly is not None:
-            jobs += [pool.submit(detail, h) for h in known if not _is_fly_host(h)]
-            try:
-                data.certificates = fly.list_certificates()
-            except SourceError as exc:
-                data.certificates_error = exc
-            if data.certificates is not None and not data.requested:
-                extra = [h for h in data.certificates.hostnames if h and h not in known]
-                jobs += [pool.submit(served, h) for h in extra]
-                jobs += [pool.submit(detail, h) for h in extra]
-                known = known + extra
-        for job in jobs:
-            job.result()
-    data.hostnames = known
-    return data
+    known = requested or ([app_host] if app_host else [])
+    readings = gather(session, target, [
+        Read("certificates", "the app's certificates (`fly certs list`)",
+             lambda api: api.list_certificates(), fly.MACHINES),
+        *_host_reads(session, known, port, connect_host, timeout)])
+    listed = readings.value("certificates")
+    if listed is not None and not requested:
+        extra = [h for h in listed.hostnames if h and h not in known]
+        if extra:
+            readings = readings | gather(session, target,
+                                         _host_reads(session, extra, port, connect_host, timeout))
+            known = known + extra
+    return TLSData(known, requested, readings)
 
 
 # --------------------------------------------------------------------------- analysis
 def details_frame(data: TLSData) -> pd.DataFrame:
     """Fly's view of each hostname: status, DNS, validation errors, what DNS must say."""
-    rows = []
-    for host in data.hostnames:
-        d = data.details.get(host)
-        if d is None:
-            continue
-        issued = [c for c in d.get("certificates") or [] if isinstance(c, dict)]
-        expires = sorted(str(c.get("expires_at")) for c in issued if c.get("expires_at"))
-        rows.append({"hostname": host, "status": d.get("status", ""),
-                     "configured": d.get("configured"),
-                     "rate_limited_until": d.get("rate_limited_until"),
-                     "fly_expires_at": expires[-1] if expires else None,
-                     "validation_errors": "; ".join(
-                         str(e.get("message", "")) for e in d.get("validation_errors") or []
-                         if isinstance(e, dict)),
-                     "dns_required": "; ".join(dns_requirements(host, d))})
+    details = data.details
+    rows = [{"hostname": host, "status": d.status, "configured": d.configured,
+             "rate_limited_until": d.rate_limited_until or None,
+             "fly_expires_at": d.expires_at or None,
+             "validation_errors": "; ".join(e.message for e in d.validation_errors),
+             "dns_required": "; ".join(dns_requirements(host, d.dns_requirements))}
+            for host in data.hostnames if (d := details.get(host)) is not None]
     return pd.DataFrame(rows, columns=DETAIL_COLUMNS)
 
 
-def dns_requirements(host: str, detail: dict[str, Any]) -> list[str]:
+def dns_requirements(host: str, req: DnsRequirements) -> list[str]:
     """The DNS records Fly asks for, as lines an engineer can type into a DNS console."""
-    req = detail.get("dns_requirements") or {}
     out = []
-    addresses = [f"A {a}" for a in req.get("a") or []] + [f"AAAA {a}" for a in req.get("aaaa") or []]
-    if req.get("cname"):
-        out.append(f"CNAME {host} → {req['cname']}"
+    addresses = [f"A {a}" for a in req.a] + [f"AAAA {a}" for a in req.aaaa]
+    if req.cname:
+        out.append(f"CNAME {host} → {req.cname}"
                    + (f" (or {', '.join(addresses)})" if addresses else ""))
     elif addresses:
         out.append(f"{host}: {', '.join(addresses)}")
-    ch = req.get("acme_challenge") or {}
-    if ch.get("name") and ch.get("target"):
-        out.append(f"CNAME {ch['name']} → {ch['target']}")
-    own = req.get("ownership") or {}
-    if own.get("name") and (own.get("app_value") or own.get("org_value")):
-        out.append(f"TXT {own['name']} = {own.get('app_value') or own.get('org_value')}")
+    name, target = req.acme_challenge
+    if name and target:
+        out.append(f"CNAME {name} → {target}")
+    name, value = req.ownership
+    if name and value:
+        out.append(f"TXT {name} = {value}")
     return out
 
 
@@ -260,16 +261,16 @@ def _served_evidence(res: TLSResult | None) -> list[str]:
             f"sha256 {res.sha256}"]
 
 
-def _fly_findings(v: HostVerdict, detail: dict[str, Any], app: str,
+def _fly_findings(v: HostVerdict, detail: Certificate, app: str,
                   now: datetime) -> list[Finding]:
     host = v.host
     out = []
-    status = str(detail.get("status") or "")
-    errors = [e for e in detail.get("validation_errors") or [] if isinstance(e, dict)]
-    err_lines = [f"{e.get('code', '')}: {e.get('message', '')}"
-                 + (f" — {e['remediation']}" if e.get("remediation") else "") for e in errors]
-    dns = dns_requirements(host, detail)
-    v.basis.update(fly_status=status, configured=detail.get("configured"))
+    status = detail.status
+    errors = detail.validation_errors
+    err_lines = [f"{e.code}: {e.message}" + (f" — {e.remediation}" if e.remediation else "")
+                 for e in errors]
+    dns = dns_requirements(host, detail.dns_requirements)
+    v.basis.update(fly_status=status, configured=detail.configured)
     if status in PENDING:
         v.fly_problem = "pending"
         what = "DNS validation" if status == "pending_validation" else "proof of ownership"
@@ -281,7 +282,7 @@ def _fly_findings(v: HostVerdict, detail: dict[str, Any], app: str,
             err_lines + [f"set: {d}" for d in dns], source="fly-machines", escalate=2,
             escalate_reason="DNS records must change: an infrastructure change for the "
                             "Platform Team"))
-    elif detail.get("configured") is False:
+    elif detail.configured is False:
         v.fly_problem = "not_configured"
         out.append(Finding(
             f"tls-fly-dns-{host}", "warning", f"{host}: DNS does not point at Fly yet",
@@ -300,7 +301,7 @@ def _fly_findings(v: HostVerdict, detail: dict[str, Any], app: str,
             source="fly-machines", escalate=2,
             escalate_reason="DNS records must change: an infrastructure change for the "
                             "Platform Team"))
-    limited = parse_time(detail.get("rate_limited_until"))
+    limited = parse_time(detail.rate_limited_until)
     if limited and limited > now:
         v.fly_problem = v.fly_problem or "rate_limited"
         out.append(Finding(f"tls-fly-rate-limited-{host}", "warning",

@@ -1,9 +1,10 @@
 """Fly Machines API client (``https://api.machines.dev/v1``, reference §1).
 
-Reads: machines, one machine, its events, ``wait``, certificates (list, detail). Mutating calls
-(restart, stop, start, update, certificate check/add/remove) are only ever made by the
-executors at the bottom of this module, i.e. through the gated remediation path
-(:mod:`opslib.actions`).
+Reads: machines, one machine, its events, ``wait``, certificates (list, detail), each parsed
+into the frozen models of :mod:`opslib.sources.fly_models`. Mutating calls (restart, stop,
+start, update, certificate check/add/remove) are only ever made by the ``apply_*`` functions
+at the bottom of this module, which :mod:`opslib.executors` registers for the gated
+remediation path (:mod:`opslib.actions`).
 """
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ..actions import Action, executor
 from ..errors import NotConfigured, OpsError, SourceError, SourceProtocolError
+from ..reads import Source, require
 from ..session import Session
-from ..times import iso, parse_time
+from ..times import iso
+from .fly_models import (Certificate, CertificateSummary, Machine, MachineEvent, parse_events,
+                         parse_machines)
 from .http import call, call_json
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..actions import Action, ApplyContext
     from ..config import Target
-    from ..context import Run
 
 SYSTEM = "fly-machines"
 MACHINE_COLUMNS = ["id", "name", "state", "region", "image", "cpu_kind", "cpus", "memory_mb",
@@ -35,6 +38,11 @@ CERT_COLUMNS = ["hostname", "status", "configured", "acme_requested", "dns_confi
                 "has_fly_certificate", "has_custom_certificate", "created_at", "updated_at"]
 EVENTS_MAX = 50  # the Machines API's maximum page of events
 WAIT_MAX_S = 60  # the wait endpoint's longest timeout
+TOKEN_ENV = "FLY_API_TOKEN"
+# flyctl: `fly tokens create readonly` makes an org-scoped read-only token (no -a);
+# `fly tokens create deploy -a <app>` an app-scoped one that can also apply plans.
+TOKEN_HINT = ("to diagnose: `fly tokens create readonly -o <org>`; to apply plans: "
+              "`fly tokens create deploy -a <app>`")
 
 
 def auth_header(token: str) -> str:
@@ -55,14 +63,14 @@ def auth_header(token: str) -> str:
 class CertificateList:
     """The app's certificates (summaries), gathered over ``next_cursor`` pages."""
 
-    certificates: list[dict[str, Any]] = field(default_factory=list)
+    certificates: list[CertificateSummary] = field(default_factory=list)
     total_count: int | None = None
     pages: int = 0
     truncated: bool = False  # the page cap was reached before the last page
 
     @property
     def hostnames(self) -> list[str]:
-        return [str(c.get("hostname", "")) for c in self.certificates]
+        return [c.hostname for c in self.certificates]
 
 
 class FlyMachines:
@@ -71,8 +79,7 @@ class FlyMachines:
     def __init__(self, session: Session, app: str, *, token: str, base_url: str,
                  timeout: float | None = None) -> None:
         if session.mode != "replay" and not token:
-            raise NotConfigured("Fly Machines API", "FLY_API_TOKEN",
-                                hint="create one with `fly tokens create readonly` and export it")
+            raise NotConfigured("Fly Machines API", TOKEN_ENV, hint=TOKEN_HINT)
         self.session, self.app = session, app
         headers = {"Authorization": auth_header(token)} if token else {}
         self.client = session.client(SYSTEM, base_url=base_url.rstrip("/") + "/v1",
@@ -85,17 +92,26 @@ class FlyMachines:
         return call_json(self.session, self.client, "GET", path, system=SYSTEM, op=op, **kwargs)
 
     # ------------------------------------------------------------------ machines (read)
-    def list_machines(self) -> list[dict[str, Any]]:
-        return self._get(self._path("machines"), "list_machines")
+    def list_machines(self) -> list[Machine]:
+        body = self._get(self._path("machines"), "list_machines")
+        if not isinstance(body, list):
+            raise _protocol(self, "list_machines", body, "expected a JSON array of machines")
+        return parse_machines(body)
 
-    def get_machine(self, machine_id: str) -> dict[str, Any]:
-        return self._get(self._path("machines", machine_id), "get_machine")
+    def get_machine(self, machine_id: str) -> Machine:
+        body = self._get(self._path("machines", machine_id), "get_machine")
+        if not isinstance(body, dict):
+            raise _protocol(self, "get_machine", body, "expected a machine object")
+        return Machine.from_api(body)
 
-    def events(self, machine_id: str, limit: int = EVENTS_MAX) -> list[dict[str, Any]]:
+    def events(self, machine_id: str, limit: int = EVENTS_MAX) -> tuple[MachineEvent, ...]:
         """The machine's recent events, newest first (the API caps ``limit`` at 50)."""
         limit = max(1, min(int(limit), EVENTS_MAX))
-        return self._get(self._path("machines", machine_id, "events"), "machine_events",
+        body = self._get(self._path("machines", machine_id, "events"), "machine_events",
                          params={"limit": limit})
+        if not isinstance(body, list):
+            raise _protocol(self, "machine_events", body, "expected a JSON array of events")
+        return parse_events(body)
 
     def wait(self, machine_id: str, state: str = "started", *, timeout_s: int = WAIT_MAX_S,
              instance_id: str = "") -> dict[str, Any]:
@@ -125,7 +141,8 @@ class FlyMachines:
             if not isinstance(page, dict) or not isinstance(page.get("certificates", []), list):
                 raise _protocol(self, "list_certificates", page,
                                 'expected {"certificates": [...]}')
-            out.certificates.extend(page.get("certificates") or [])
+            out.certificates.extend(CertificateSummary.from_api(c)
+                                    for c in page.get("certificates") or [] if isinstance(c, dict))
             out.total_count = page.get("total_count", out.total_count)
             out.pages += 1
             cursor = str(page.get("next_cursor") or "")
@@ -136,9 +153,10 @@ class FlyMachines:
                 return out
             seen.add(cursor)
 
-    def certificate(self, hostname: str) -> dict[str, Any]:
+    def certificate(self, hostname: str) -> Certificate:
         """The certificate detail of one hostname (SourceNotFound when not on the app)."""
-        return self._get(self._path("certificates", hostname), "get_certificate")
+        return Certificate.from_api(self._get(self._path("certificates", hostname),
+                                              "get_certificate"))
 
     # ------------------------------------------------------------------ mutating
     # Only ever called by executors of a confirmed plan (opslib.actions).
@@ -161,15 +179,15 @@ class FlyMachines:
         return self._send("POST", self._path("machines", machine_id), "update_machine",
                           json={"config": config})
 
-    def check_certificate(self, hostname: str) -> dict[str, Any]:
+    def check_certificate(self, hostname: str) -> Certificate:
         """Re-run DNS validation (and ACME issuance if due) for ``hostname``."""
-        return self._send("POST", self._path("certificates", hostname, "check"),
-                          "check_certificate")
+        return Certificate.from_api(self._send("POST", self._path("certificates", hostname,
+                                                                   "check"), "check_certificate"))
 
-    def add_certificate(self, hostname: str) -> dict[str, Any]:
+    def add_certificate(self, hostname: str) -> Certificate:
         """Add ``hostname`` to the app and start Let's Encrypt issuance (``fly certs add``)."""
-        return self._send("POST", self._path("certificates", "acme"), "add_certificate",
-                          json={"hostname": hostname})
+        return Certificate.from_api(self._send("POST", self._path("certificates", "acme"),
+                                               "add_certificate", json={"hostname": hostname}))
 
     def remove_certificate(self, hostname: str) -> dict[str, Any]:
         """Remove ``hostname`` and all its certificates from the app (``fly certs remove``)."""
@@ -184,28 +202,20 @@ def _protocol(fly: FlyMachines, op: str, body: Any, expected: str) -> SourceErro
                                hint="the endpoint is not the Machines API; check FLY_FLAPS_BASE_URL")
 
 
-def list_app_machines(session: Session, target: "Target", *,
-                      hint: str = "create one with `fly tokens create readonly`"
-                      ) -> tuple[list[dict[str, Any]] | None, SourceError | None,
-                                 NotConfigured | None]:
-    """The target app's machines, as ``(machines, error, skipped)``: exactly one is set.
-
-    Whether ``FLY_API_TOKEN`` was set is recorded, so a replay skips when the live run did.
-    """
-    token = target.env("FLY_API_TOKEN")
-    if not session.configured("FLY_API_TOKEN", bool(token)):
-        return None, None, NotConfigured("Fly Machines API", "FLY_API_TOKEN", hint=hint)
-    try:
-        return FlyMachines(session, target.app, token=token,
-                           base_url=target.env("FLY_FLAPS_BASE_URL")).list_machines(), None, None
-    except SourceError as exc:
-        return None, exc, None
+def connect(session: Session, target: "Target") -> FlyMachines:
+    """The Machines API client for the target app, or :class:`NotConfigured`."""
+    token, = require(session, target, "Fly Machines API", TOKEN_ENV, hint=TOKEN_HINT)
+    return FlyMachines(session, target.app, token=token,
+                       base_url=target.env("FLY_FLAPS_BASE_URL"))
 
 
-def machines_client(run: "Run") -> FlyMachines:
-    """The Machines API client for a run's live target (used by executors)."""
-    return FlyMachines(run.session, run.app, token=run.target.env("FLY_API_TOKEN"),
-                       base_url=run.target.env("FLY_FLAPS_BASE_URL"))
+MACHINES = Source("Fly Machines API", connect)
+
+
+def _client(ctx: "ApplyContext") -> FlyMachines:
+    """The Machines API client for applying a plan on a live target."""
+    return FlyMachines(ctx.session, ctx.target.app, token=ctx.target.env(TOKEN_ENV),
+                       base_url=ctx.target.env("FLY_FLAPS_BASE_URL"))
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -222,189 +232,124 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- executors
-@executor("machine.start")
-def _apply_start(run: "Run", action: Action) -> Any:
-    return machines_client(run).start(action.params["machine_id"])
+# Registered in opslib.executors; each applies one planned action on a live target.
+def apply_start(ctx: "ApplyContext", action: "Action") -> Any:
+    return _client(ctx).start(action.params["machine_id"])
 
 
-@executor("machine.restart")
-def _apply_restart(run: "Run", action: Action) -> Any:
-    return machines_client(run).restart(action.params["machine_id"])
+def apply_restart(ctx: "ApplyContext", action: "Action") -> Any:
+    return _client(ctx).restart(action.params["machine_id"])
 
 
-@executor("machine.stop")
-def _apply_stop(run: "Run", action: Action) -> Any:
-    return machines_client(run).stop(action.params["machine_id"])
+def apply_stop(ctx: "ApplyContext", action: "Action") -> Any:
+    return _client(ctx).stop(action.params["machine_id"])
 
 
-@executor("machine.update")
-def _apply_update(run: "Run", action: Action) -> Any:
+def apply_update(ctx: "ApplyContext", action: "Action") -> Any:
     """Read the machine's current config, apply ``config_patch``, send the full config back.
 
     A started machine is waited for until it is started again on its new version, so a plan
     that updates several machines rolls through them one at a time and stops at the first
     one that does not come back.
     """
-    fly = machines_client(run)
+    fly = _client(ctx)
     mid = str(action.params["machine_id"])
     patch = action.params.get("config_patch") or {}
     current = fly.get_machine(mid)
-    config = current.get("config")
-    if current.get("host_status", "ok") != "ok" or not isinstance(config, dict):
-        raise OpsError(f"machine {mid}: its host is {current.get('host_status')!r} and only a "
+    if current.host_status != "ok" or current.partial_config:
+        raise OpsError(f"machine {mid}: its host is {current.host_status!r} and only a "
                        "partial config is known; not updated (sending it back would lose "
                        "settings)", hint="retry when `fly machine status` shows the host ok")
-    updated = fly.update_machine(mid, merge_patch(config, patch))
+    updated = fly.update_machine(mid, merge_patch(dict(current.config), patch))
     result: dict[str, Any] = {"machine_id": mid, "config_patch": patch,
                               "instance_id": (updated or {}).get("instance_id")}
-    if current.get("state") == "started":
+    if current.state == "started":
         fly.wait(mid, "started", instance_id=str(result["instance_id"] or ""))
         result["state"] = "started"
     return result
 
 
-def _cert_summary(detail: Any) -> dict[str, Any]:
-    detail = detail if isinstance(detail, dict) else {}
-    return {"hostname": detail.get("hostname"), "status": detail.get("status"),
-            "configured": detail.get("configured"),
-            "validation_errors": [e.get("message", "") for e in detail.get("validation_errors") or []
-                                  if isinstance(e, dict)]}
+def _cert_summary(cert: Certificate) -> dict[str, Any]:
+    return {"hostname": cert.hostname, "status": cert.status, "configured": cert.configured,
+            "validation_errors": [e.message for e in cert.validation_errors]}
 
 
-@executor("cert.check")
-def _apply_cert_check(run: "Run", action: Action) -> Any:
-    return _cert_summary(machines_client(run).check_certificate(action.params["hostname"]))
+def apply_cert_check(ctx: "ApplyContext", action: "Action") -> Any:
+    return _cert_summary(_client(ctx).check_certificate(action.params["hostname"]))
 
 
-@executor("cert.readd")
-def _apply_cert_readd(run: "Run", action: Action) -> Any:
+def apply_cert_readd(ctx: "ApplyContext", action: "Action") -> Any:
     """``fly certs remove`` then ``fly certs add``: a fresh Let's Encrypt order for the host."""
-    fly = machines_client(run)
+    fly = _client(ctx)
     host = str(action.params["hostname"])
     fly.remove_certificate(host)
     try:
         added = fly.add_certificate(host)
     except SourceError as exc:
-        raise OpsError(f"{host} was REMOVED from {run.app} but adding it back failed: "
-                       f"{exc.message}", hint=f"add it now: fly certs add {host} -a {run.app}"
+        raise OpsError(f"{host} was REMOVED from {ctx.target.app} but adding it back failed: "
+                       f"{exc.message}", hint=f"add it now: fly certs add {host} -a {ctx.target.app}"
                        ) from exc
     return {"removed": host, **_cert_summary(added)}
 
 
-# --------------------------------------------------------------------------- analysis helpers
-def exit_event(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The exit data of a machine event, wherever flyd put it.
-
-    fly-go checks ``request.MonitorEvent.exit_event`` first, then ``request.exit_event``;
-    key casing varies, so keys are matched case-insensitively.
-    """
-    request = event.get("request") or {}
-    if not isinstance(request, dict):
-        return None
-    lowered = {k.lower(): v for k, v in request.items()}
-    monitor = lowered.get("monitorevent")
-    if isinstance(monitor, dict):
-        inner = {k.lower(): v for k, v in monitor.items()}.get("exit_event")
-        if isinstance(inner, dict):
-            return inner
-    ee = lowered.get("exit_event")
-    return ee if isinstance(ee, dict) else None
-
-
-def events_frame(events_by_machine: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
-    """One row per machine event, newest first (columns: EVENT_COLUMNS).
-
-    ``timestamp`` is the event's epoch-ms time as a UTC datetime; exit data is read from
-    either place flyd puts it (``request.exit_event`` or ``request.MonitorEvent.exit_event``).
-    """
-    rows = []
-    for mid, events in events_by_machine.items():
-        for ev in events or []:
-            if not isinstance(ev, dict):
-                continue
-            ee = exit_event(ev) or {}
-            req = ev.get("request") if isinstance(ev.get("request"), dict) else {}
-            rows.append({
-                "machine": mid, "timestamp": parse_time(ev.get("timestamp")),
-                "type": ev.get("type", ""), "status": ev.get("status", ""),
-                "source": ev.get("source", ""),
-                "exit_code": ee.get("exit_code") if ee else None,
-                "oom_killed": bool(ee.get("oom_killed")) if ee else False,
-                "requested_stop": bool(ee.get("requested_stop")) if ee else False,
-                "restart_count": int(req.get("restart_count") or 0),
-            })
+# --------------------------------------------------------------------------- frames
+def events_frame(events_by_machine: dict[str, tuple[MachineEvent, ...]]) -> pd.DataFrame:
+    """One row per machine event, newest first (columns: EVENT_COLUMNS)."""
+    rows = [{"machine": mid, "timestamp": ev.timestamp, "type": ev.type, "status": ev.status,
+             "source": ev.source, "exit_code": ev.exit.exit_code if ev.exit else None,
+             "oom_killed": bool(ev.exit and ev.exit.oom_killed),
+             "requested_stop": bool(ev.exit and ev.exit.requested_stop),
+             "restart_count": ev.restart_count}
+            for mid, events in events_by_machine.items() for ev in events]
     df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
     return df.sort_values("timestamp", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def certificates_frame(certs: list[dict[str, Any]]) -> pd.DataFrame:
+def certificates_frame(certs: list[CertificateSummary]) -> pd.DataFrame:
     """One row per certificate summary (columns: CERT_COLUMNS)."""
-    rows = []
-    for c in certs:
-        validation = c.get("validation") if isinstance(c.get("validation"), dict) else {}
-
-        def flag(summary_key: str, detail_key: str) -> Any:
-            return c.get(summary_key, validation.get(detail_key))
-
-        rows.append({
-            "hostname": c.get("hostname", ""), "status": c.get("status", ""),
-            "configured": c.get("configured"), "acme_requested": c.get("acme_requested"),
-            "dns_configured": flag("acme_dns_configured", "dns_configured"),
-            "alpn_configured": flag("acme_alpn_configured", "alpn_configured"),
-            "http_configured": flag("acme_http_configured", "http_configured"),
-            "ownership_txt_configured": flag("ownership_txt_configured",
-                                             "ownership_txt_configured"),
-            "has_fly_certificate": c.get("has_fly_certificate"),
-            "has_custom_certificate": c.get("has_custom_certificate"),
-            "created_at": c.get("created_at", ""), "updated_at": c.get("updated_at", ""),
-        })
-    return pd.DataFrame(rows, columns=CERT_COLUMNS)
+    return pd.DataFrame([{k: getattr(c, k) for k in CERT_COLUMNS} for c in certs],
+                        columns=CERT_COLUMNS)
 
 
-def machines_frame(machines: list[dict[str, Any]]) -> pd.DataFrame:
+def machines_frame(machines: list[Machine]) -> pd.DataFrame:
     """One row per machine with the fields a diagnosis needs (columns: MACHINE_COLUMNS)."""
     rows = []
     for m in machines:
-        config = m.get("config") or m.get("incomplete_config") or {}
-        guest = config.get("guest") or {}
-        checks = [c for c in (m.get("checks") or [])
-                  if not str(c.get("name", "")).startswith("bg_deployments_compat")]
-        last_exit: dict[str, Any] = {}
-        restarts = 0
-        for ev in m.get("events") or []:  # newest first
-            ee = exit_event(ev)
-            if ee is not None:
-                if not last_exit:
-                    last_exit = ee
-                req = ev.get("request") or {}
-                restarts = max(restarts, int(req.get("restart_count") or 0))
-        exited = parse_time(last_exit.get("exited_at")) if last_exit else None
+        last = m.last_exit
         rows.append({
-            "id": m.get("id", ""),
-            "name": m.get("name", ""),
-            "state": m.get("state", ""),
-            "region": m.get("region", ""),
-            "image": config.get("image", ""),
-            "cpu_kind": guest.get("cpu_kind", ""),
-            "cpus": guest.get("cpus"),
-            "memory_mb": guest.get("memory_mb"),
-            "checks_total": len(checks),
-            "checks_passing": sum(c.get("status") == "passing" for c in checks),
-            "checks_critical": sum(c.get("status") == "critical" for c in checks),
-            "last_exit_code": last_exit.get("exit_code") if last_exit else None,
-            "oom_killed": bool(last_exit.get("oom_killed")) if last_exit else False,
-            "restart_count": restarts,
-            "last_exit_at": iso(exited) if exited else None,
-            "updated_at": m.get("updated_at", ""),
+            "id": m.id, "name": m.name, "state": m.state, "region": m.region, "image": m.image,
+            "cpu_kind": m.guest.cpu_kind, "cpus": m.guest.cpus, "memory_mb": m.guest.memory_mb,
+            "checks_total": len(m.checks), "checks_passing": len(m.checks_with("passing")),
+            "checks_critical": len(m.checks_with("critical")),
+            "last_exit_code": last.exit_code if last else None,
+            "oom_killed": bool(last and last.oom_killed), "restart_count": m.restart_count,
+            "last_exit_at": iso(last.exited_at) if last and last.exited_at else None,
+            "updated_at": m.updated_at,
         })
     return pd.DataFrame(rows, columns=MACHINE_COLUMNS)
 
 
-def checks_frame(machines: list[dict[str, Any]]) -> pd.DataFrame:
+def checks_frame(machines: list[Machine]) -> pd.DataFrame:
     """One row per health check per machine: machine, name, status, output, updated_at."""
-    rows = [{"machine": m.get("id", ""), "name": c.get("name", ""),
-             "status": c.get("status", ""), "output": c.get("output", ""),
-             "updated_at": c.get("updated_at", "")}
-            for m in machines for c in (m.get("checks") or [])
-            if not str(c.get("name", "")).startswith("bg_deployments_compat")]
+    rows = [{"machine": m.id, "name": c.name, "status": c.status, "output": c.output,
+             "updated_at": c.updated_at} for m in machines for c in m.checks]
     return pd.DataFrame(rows, columns=["machine", "name", "status", "output", "updated_at"])
+
+
+def release_label(machines: list[Machine] | None) -> str:
+    """The release(s) the machines run (``fly_release_version``), e.g. ``v42`` or ``v41, v42``."""
+    versions = sorted({m.release_version for m in machines or []} - {""},
+                      key=lambda v: (len(v), v))
+    return ", ".join(f"v{v}" for v in versions)
+
+
+RELEASE_COLUMNS = ["id", "region", "state", "release", "image", "checks_critical", "updated_at"]
+
+
+def machine_releases_frame(machines: list[Machine] | None) -> pd.DataFrame:
+    """Which release and image each machine runs (columns: RELEASE_COLUMNS)."""
+    return pd.DataFrame([{"id": m.id, "region": m.region, "state": m.state,
+                          "release": m.release_version, "image": m.image,
+                          "checks_critical": len(m.checks_with("critical")),
+                          "updated_at": m.updated_at} for m in machines or []],
+                        columns=RELEASE_COLUMNS)

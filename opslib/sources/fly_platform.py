@@ -12,18 +12,23 @@ Fly's incidents feed is a status page and lives with the other status pages.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import quote
 
 import pandas as pd
 
 from ..errors import (NotConfigured, SourceAuthError, SourceError, SourceNotFound,
                       SourceProtocolError, SourceUnavailable)
+from ..reads import Source, require
 from ..session import Session
-from ..times import iso, parse_time
-from .fly import auth_header
+from ..times import parse_time
+from .fly import TOKEN_ENV, TOKEN_HINT, auth_header
+from .fly_models import Release
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Target
 from .http import call_json
 
 SYSTEM = "fly-api"
@@ -39,55 +44,36 @@ LOG_COLUMNS = ["timestamp", "level", "instance", "region", "provider", "message"
 DEFAULT_MAX_PAGES = 20
 
 
-@dataclass
+@dataclass(frozen=True)
 class Releases:
     """Releases newest first, and where they came from (``rest`` or ``graphql``)."""
 
-    releases: list[dict[str, Any]] = field(default_factory=list)
+    releases: tuple[Release, ...] = ()
     source: str = "rest"
     fallback_reason: str = ""  # why REST was not used, when it was not
 
 
-def _user(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("email") or value.get("name") or value.get("id") or "")
-    return str(value or "")
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(str(value).lstrip("vV"))
-    except (TypeError, ValueError):
-        return None
-
-
-def normalise_release(raw: dict[str, Any], source: str) -> dict[str, Any]:
-    """One release in the shape of :data:`RELEASE_KEYS`, from REST or GraphQL keys."""
-    status = str(raw.get("status") or "")
-    created = parse_time(raw.get("created_at", raw.get("createdAt")))
-    in_progress = raw.get("in_progress", raw.get("inProgress"))
-    return {
-        "version": _int(raw.get("version")),
-        "id": str(raw.get("id") or ""),
-        "status": status,
-        "stable": bool(raw.get("stable")),
-        "in_progress": bool(in_progress) if in_progress is not None else status == "running",
-        "image_ref": str(raw.get("image_ref", raw.get("imageRef")) or ""),
-        "created_at": iso(created) if created else None,
-        "user": _user(raw.get("user")),
-        "strategy": str(raw.get("strategy") or raw.get("deploymentStrategy") or ""),
-        "description": str(raw.get("description") or raw.get("reason") or ""),
-        "source": source,
-    }
-
-
-def releases_frame(releases: list[dict[str, Any]]) -> pd.DataFrame:
-    """Normalised releases as a table, newest first."""
-    df = pd.DataFrame(releases, columns=RELEASE_KEYS)
+def releases_frame(releases: "list[Release] | tuple[Release, ...]") -> pd.DataFrame:
+    """Releases as a table (columns: RELEASE_KEYS), newest first."""
+    df = pd.DataFrame([r.to_dict() for r in releases], columns=RELEASE_KEYS)
     if df.empty:
         return df
     return df.sort_values("version", ascending=False, kind="stable",
                           na_position="last").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """The app's log lines of ``[since, until]`` as fetched: entries, paging facts, and the
+    error of a page that failed after earlier pages arrived (their lines are kept)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    entries: tuple[dict[str, Any], ...] = ()
+    pages: int = 0
+    truncated: bool = False
+    stop_reason: str = ""
+    error: SourceError | None = None
 
 
 class FlyPlatform:
@@ -96,8 +82,7 @@ class FlyPlatform:
     def __init__(self, session: Session, app: str, *, token: str, base_url: str,
                  timeout: float | None = None) -> None:
         if session.mode != "replay" and not token:
-            raise NotConfigured("Fly platform API", "FLY_API_TOKEN",
-                                hint="create one with `fly tokens create readonly` and export it")
+            raise NotConfigured("Fly platform API", TOKEN_ENV, hint=TOKEN_HINT)
         self.session, self.app = session, app
         headers = {"Authorization": auth_header(token)} if token else {}
         self.client = session.client(SYSTEM, base_url=base_url.rstrip("/"), headers=headers,
@@ -110,14 +95,14 @@ class FlyPlatform:
             hint="the endpoint is not Fly's platform API; check FLY_API_BASE_URL")
 
     # ------------------------------------------------------------------ releases
-    def releases_rest(self, limit: int = 25) -> list[dict[str, Any]]:
+    def releases_rest(self, limit: int = 25) -> list[Release]:
         """``GET /api/v1/apps/{app}/releases?limit=N`` (undocumented; what flyctl uses)."""
         body = call_json(self.session, self.client, "GET",
                          f"/api/v1/apps/{quote(self.app, safe='')}/releases",
                          params={"limit": int(limit)}, system=SYSTEM, op="releases_rest")
         if not isinstance(body, dict) or not isinstance(body.get("releases"), list):
             raise self._protocol("releases_rest", body, 'expected {"releases": [...]}')
-        return [normalise_release(r, "rest") for r in body["releases"] if isinstance(r, dict)]
+        return [Release.from_api(r, "rest") for r in body["releases"] if isinstance(r, dict)]
 
     def graphql(self, query: str, variables: dict[str, Any], op: str) -> dict[str, Any]:
         """One GraphQL query (a read: retried like a GET). GraphQL errors become SourceErrors."""
@@ -146,7 +131,7 @@ class FlyPlatform:
             raise self._protocol(op, body, 'expected {"data": {…}}')
         return body["data"]
 
-    def releases_graphql(self, limit: int = 25) -> list[dict[str, Any]]:
+    def releases_graphql(self, limit: int = 25) -> list[Release]:
         """The releases via GraphQL, exactly as ``fly releases`` asks for them."""
         data = self.graphql(RELEASES_QUERY, {"appName": self.app, "limit": int(limit)},
                             "releases_graphql")
@@ -158,7 +143,7 @@ class FlyPlatform:
         nodes = ((app.get("releases") or {}).get("nodes")) if isinstance(app, dict) else None
         if not isinstance(nodes, list):
             raise self._protocol("releases_graphql", data, "expected app.releases.nodes")
-        return [normalise_release(n, "graphql") for n in nodes if isinstance(n, dict)]
+        return [Release.from_api(n, "graphql") for n in nodes if isinstance(n, dict)]
 
     def releases(self, limit: int = 25) -> Releases:
         """Releases newest first: REST, or GraphQL when REST is missing, failing or malformed.
@@ -183,10 +168,36 @@ class FlyPlatform:
         return LogStream(self, since=since, until=until or self.session.now(),
                          instance=instance, region=region, max_pages=max_pages)
 
+    def read_logs(self, *, since: datetime | None, until: datetime,
+                  max_pages: int = DEFAULT_MAX_PAGES) -> LogWindow:
+        """Every line of the window (up to ``max_pages`` pages). A page that fails after
+        others arrived is kept as the window's ``error``; a first page that fails raises."""
+        stream = self.logs(since=since, until=until, max_pages=max_pages)
+        entries: list[dict[str, Any]] = []
+        error = None
+        try:
+            entries.extend(stream)
+        except SourceError as exc:
+            if stream.pages <= 1 and not entries:
+                raise
+            error = exc
+        return LogWindow(since, until, tuple(entries), stream.pages, stream.truncated,
+                         stream.stop_reason, error)
 
-def _newest_first(releases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(releases, key=lambda r: (r["version"] is not None, r["version"] or 0),
-                  reverse=True)
+
+def connect(session: Session, target: "Target") -> FlyPlatform:
+    """api.fly.io for the target app, or :class:`NotConfigured`."""
+    token, = require(session, target, "Fly platform API", TOKEN_ENV, hint=TOKEN_HINT)
+    return FlyPlatform(session, target.app, token=token, base_url=target.env("FLY_API_BASE_URL"))
+
+
+PLATFORM = Source("Fly platform API", connect)
+LOGS = Source("Fly logs API", connect)
+
+
+def _newest_first(releases: list[Release]) -> tuple[Release, ...]:
+    return tuple(sorted(releases, key=lambda r: (r.version is not None, r.version or 0),
+                        reverse=True))
 
 
 def _ns(dt: datetime) -> str:

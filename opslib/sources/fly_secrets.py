@@ -21,15 +21,17 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ..actions import Action, executor
+from ..actions import Action
 from ..errors import NotConfigured, OpsError
+from ..reads import Source, require
 from ..session import Session
 from ..times import parse_time
-from .fly import auth_header
+from .fly import TOKEN_ENV, TOKEN_HINT, auth_header
 from .http import call_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..context import Run
+    from ..actions import ApplyContext
+    from ..config import Target
 
 SYSTEM = "fly-machines"
 SECRET_COLUMNS = ["name", "digest", "created_at", "updated_at"]
@@ -51,8 +53,7 @@ class FlySecrets:
 
     def __init__(self, session: Session, app: str, *, token: str, base_url: str) -> None:
         if session.mode != "replay" and not token:
-            raise NotConfigured("Fly Machines API", "FLY_API_TOKEN",
-                                hint="create one with `fly tokens create readonly` and export it")
+            raise NotConfigured("Fly secrets API", TOKEN_ENV, hint=TOKEN_HINT)
         self.session, self.app = session, app
         headers = {"Authorization": auth_header(token)} if token else {}
         self.client = session.client(SYSTEM, base_url=base_url.rstrip("/") + "/v1",
@@ -80,6 +81,14 @@ class FlySecrets:
                     "secrets": [{"name": s.get("name"), "digest": s.get("digest")}
                                 for s in body.get("secrets") or [] if isinstance(s, dict)]}
         return body
+
+
+def connect(session: Session, target: "Target") -> FlySecrets:
+    token, = require(session, target, "Fly secrets API", TOKEN_ENV, hint=TOKEN_HINT)
+    return FlySecrets(session, target.app, token=token, base_url=target.env("FLY_FLAPS_BASE_URL"))
+
+
+SECRETS = Source("Fly secrets API", connect)
 
 
 def env_digests(session: Session, app: str, names: list[str],
@@ -114,18 +123,17 @@ def set_action(app: str, names: list[str], digests: dict[str, str | None],
         reason=reason)
 
 
-@executor("secrets.set")
-def _apply_set(run: "Run", action: Action) -> Any:
+def apply_set(ctx: "ApplyContext", action: Action) -> Any:
     names = list(action.params["names"])
     values: dict[str, str] = {}
     for name in names:
-        value = run.target.env(name)
+        value = ctx.target.env(name)
         if not value:
             raise OpsError(f"${name} is not set in this environment: nothing was sent",
                            hint="export the value, run again and confirm the new plan")
-        if value_digest(run.app, name, value) != action.basis["value_digests"].get(name):
+        if value_digest(ctx.target.app, name, value) != action.basis["value_digests"].get(name):
             raise OpsError(f"${name} changed since the plan was made: nothing was sent",
                            hint="run again and confirm the new plan")
         values[name] = value
-    return FlySecrets(run.session, run.app, token=run.target.env("FLY_API_TOKEN"),
-                      base_url=run.target.env("FLY_FLAPS_BASE_URL")).update(values)
+    return FlySecrets(ctx.session, ctx.target.app, token=ctx.target.env("FLY_API_TOKEN"),
+                      base_url=ctx.target.env("FLY_FLAPS_BASE_URL")).update(values)

@@ -197,3 +197,11 @@ def probe(session: Session, url: str, *, timeout: float = 5.0, source: str = "ap
     elapsed = float(response.extensions.get("elapsed_ms", (time.perf_counter() - t0) * 1000))
     return ProbeResult(url, response.status_code, round(elapsed, 1), None, "",
                        dict(response.headers), response.text[:65536])
+
+
+def probe_many(session: Session, url: str, n: int, *, timeout: float = 5.0) -> list[ProbeResult]:
+    """``n`` GETs of ``url``, one after another (they measure the app, not us)."""
+    if n <= 0:
+        return []
+    client = session.client("app", timeout=httpx.Timeout(timeout, connect=timeout))
+    return [probe(session, url, timeout=timeout, client=client) for _ in range(n)]

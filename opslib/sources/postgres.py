@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..actions import Action, executor
+from ..actions import Action
 from ..errors import NotConfigured, SourceAuthError, SourceError, SourceUnavailable
+from ..reads import Source, require
 from ..session import Session
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..context import Run
+    from ..actions import ApplyContext
+    from ..config import Target
 
 SYSTEM = "postgres"
 
@@ -95,6 +97,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+DSN_HINT = "the Supabase connection string (Settings → Database → Connection string)"
+
+
 class Postgres:
     """Runs named read-only queries on ``DATABASE_URL``; one lazily opened connection."""
 
@@ -102,9 +107,7 @@ class Postgres:
                  statement_timeout_ms: int = 10_000,
                  application_name: str = "opslib-runbook") -> None:
         if session.mode != "replay" and not dsn:
-            raise NotConfigured("Postgres", "DATABASE_URL",
-                                hint="export the Supabase connection string "
-                                     "(Settings → Database → Connection string)")
+            raise NotConfigured("Postgres", "DATABASE_URL", hint=DSN_HINT)
         self.session = session
         self.dsn = dsn
         self.connect_timeout = connect_timeout
@@ -245,6 +248,15 @@ QUERIES = {"db.capacity": CAPACITY_SQL, "db.breakdown": BREAKDOWN_SQL,
            "db.blockers": BLOCKERS_SQL, "db.settings": SETTINGS_SQL}
 
 
+def connect(session: Session, target: "Target") -> Postgres:
+    """A (lazily connecting) client for ``DATABASE_URL``, or :class:`NotConfigured`."""
+    dsn, = require(session, target, "Postgres", "DATABASE_URL", hint=DSN_HINT)
+    return Postgres(session, dsn)
+
+
+POSTGRES = Source("Postgres", connect)
+
+
 def capacity(pg: Postgres) -> pd.DataFrame:
     """One row: max_connections, su_reserved, reserved (PG16+, else 0), total, client_backends,
     usable (slots a non-superuser can take), pct (client backends % of max_connections)."""
@@ -329,18 +341,15 @@ def signal_backend(pg: Postgres, kind: str, *, pid: int, xact_start: str, state:
             "reason": verb if ok else "the server did not signal the backend"}
 
 
-def _apply_signal(run: "Run", action: Action) -> Any:
-    pg = Postgres(run.session, run.target.env("DATABASE_URL"), application_name="opslib-remediation")
+def apply_signal(ctx: "ApplyContext", action: Action) -> Any:
+    """Executor of ``pg.terminate`` / ``pg.cancel`` (see :func:`signal_backend`)."""
+    pg = Postgres(ctx.session, ctx.target.env("DATABASE_URL"), application_name="opslib-remediation")
     try:
         return signal_backend(pg, action.kind, pid=action.basis["pid"],
                               xact_start=action.basis["xact_start"], state=action.basis["state"],
                               key=f"action.{action.id}")
     finally:
         pg.close()
-
-
-executor("pg.terminate")(_apply_signal)
-executor("pg.cancel")(_apply_signal)
 
 
 def backend_action(kind: str, row: Any, *, app: str, reason: str) -> Action:

@@ -14,10 +14,9 @@ it is ``QueryResult.empty``, and :func:`no_data_finding` says what to check.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import httpx
 import pandas as pd
@@ -28,6 +27,7 @@ from ..errors import (NotConfigured, PrometheusQueryError, SourceAuthError, Sour
 from ..findings import Finding
 from ..promql import NO_DATA_HINTS
 from ..times import parse_duration
+from ..reads import Read, Readings, Source
 from ..session import Session
 from .fly import auth_header
 from .http import call
@@ -56,6 +56,7 @@ class QueryResult:
     result_type: str
     frame: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    endpoint: str = ""  # the API root that answered
 
     @property
     def empty(self) -> bool:
@@ -163,7 +164,7 @@ class Prometheus:
                             system=SYSTEM, op=op, ok_statuses=(400, 422))
         except SourceAuthError as exc:
             exc.hint = ("the token was refused: FLY_API_TOKEN must be allowed to read this org's "
-                        "metrics (e.g. `fly tokens create readonly <org>`), and FLY_ORG must be "
+                        "metrics (e.g. `fly tokens create readonly -o <org>`), and FLY_ORG must be "
                         "that org's slug")
             raise
         except SourceNotFound as exc:
@@ -192,6 +193,7 @@ class Prometheus:
                 hint=_ERROR_HINTS.get(etype, "see the server's error message"))
         result = tidy(body.get("data") or {}, name=name, query=query)
         result.warnings = [str(w) for w in body.get("warnings") or []]
+        result.endpoint = self.base_url
         return result
 
     def query(self, promql: str, *, at: datetime, name: str = "") -> QueryResult:
@@ -203,34 +205,6 @@ class Prometheus:
         """Range query over ``[start, end]`` (Unix seconds) every ``step`` seconds."""
         return self._get("query_range", {"query": promql, "start": _num(start), "end": _num(end),
                                          "step": _num(step)}, name, promql)
-
-    def range_many(self, queries: Mapping[str, str], *, now: datetime, window: str,
-                   step: str) -> dict[str, QueryResult | SourceError]:
-        """Range queries by name, concurrently; each answer is a result or the error it raised."""
-        start, end, step_s = aligned_range(now, window, step)
-        return self._many({n: (lambda q=q, n=n: self.query_range(q, start=start, end=end,
-                                                                 step=step_s, name=n))
-                           for n, q in queries.items()})
-
-    def instant_many(self, queries: Mapping[str, str], *,
-                     now: datetime) -> dict[str, QueryResult | SourceError]:
-        """Instant queries by name, concurrently; each answer is a result or its error."""
-        return self._many({n: (lambda q=q, n=n: self.query(q, at=now, name=n))
-                           for n, q in queries.items()})
-
-    @staticmethod
-    def _many(calls: Mapping[str, Any]) -> dict[str, QueryResult | SourceError]:
-        def one(fn: Any) -> QueryResult | SourceError:
-            try:
-                return fn()
-            except SourceError as exc:
-                return exc
-
-        if not calls:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(8, len(calls))) as pool:
-            futures = {n: pool.submit(one, fn) for n, fn in calls.items()}
-            return {n: f.result() for n, f in futures.items()}
 
 
 # --------------------------------------------------------------------------- configuration
@@ -261,11 +235,42 @@ def connect(session: Session, target: Target) -> Prometheus:
     return Prometheus(session, url, token=token)
 
 
+PROMETHEUS = Source("Prometheus", connect)
+
+
+def range_reads(queries: Mapping[str, str], *, now: datetime, window: str,
+                step: str) -> list[Read]:
+    """One read per named range query over ``window`` ending at ``now`` (see
+    :func:`aligned_range`), each measured, failed or skipped on its own.
+
+    Raises:
+        UsageError: a bad window or step (before any call is made).
+    """
+    start, end, step_s = aligned_range(now, window, step)
+    return [Read(name, f"{name} over the last {window} every {step} (Prometheus)",
+                 lambda p, q=q, n=name: p.query_range(q, start=start, end=end, step=step_s, name=n),
+                 PROMETHEUS) for name, q in queries.items()]
+
+
+def instant_reads(queries: Mapping[str, str], *, now: datetime) -> list[Read]:
+    """One read per named instant query at ``now``."""
+    return [Read(name, f"{name} now (Prometheus)",
+                 lambda p, q=q, n=name: p.query(q, at=now, name=n), PROMETHEUS)
+            for name, q in queries.items()]
+
+
+def results(readings: Readings, names: Iterable[str]) -> dict[str, QueryResult | SourceError]:
+    """The answer (or the error) of each named query that was read; skipped ones are absent."""
+    return {n: readings[n].value if readings[n].measured else readings[n].error
+            for n in names if n in readings and not readings[n].skipped}
+
+
 # --------------------------------------------------------------------------- findings
-def no_data_finding(result: QueryResult, *, app: str, window: str, endpoint_url: str = "",
-                    severity: str = "unknown", what: str = "") -> Finding:
+def no_data_finding(result: QueryResult, *, app: str, window: str, severity: str = "unknown",
+                    what: str = "") -> Finding:
     """The explicit "no data" outcome of an empty query: never silently OK."""
     hint = NO_DATA_HINTS.get(result.name, "")
+    endpoint_url = result.endpoint
     return Finding(
         f"no-data-{result.name.replace('_', '-')}", severity,
         f"no data from Prometheus for {what or result.name} over the last {window}",

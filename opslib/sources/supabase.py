@@ -20,16 +20,20 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 import pandas as pd
 
 from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
+from ..reads import Source, require
 from ..session import Session
 from ..times import iso, parse_time, utcnow
 from .http import call_json, transport_kind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Target
 
 AUTH_SYSTEM = "supabase-auth"
 API_SYSTEM = "supabase-api"
@@ -145,6 +149,30 @@ def gateway_get(session: Session, client: httpx.Client, path: str, *, name: str)
                         None, "", body, iso(server) if server else None, skew, headers)
 
 
+ACCESS_TOKEN_HINT = ("a personal access token (sbp_…) from "
+                     "supabase.com/dashboard/account/tokens")
+REF_HINT = "or SUPABASE_URL=https://<ref>.supabase.co, which names the project"
+
+
+def connect_auth(session: Session, target: "Target") -> "SupabaseAuth":
+    """The project's Auth service (``SUPABASE_URL``, with ``SUPABASE_ANON_KEY`` when set)."""
+    url, = require(session, target, "Supabase Auth", "SUPABASE_URL",
+                   hint="https://<ref>.supabase.co")
+    return SupabaseAuth(session, recorded_setting(session, "SUPABASE_URL", url),
+                        target.env("SUPABASE_ANON_KEY"))
+
+
+def connect_management(session: Session, target: "Target") -> "SupabaseManagement":
+    """The Management API for the project, or :class:`NotConfigured` (token, or which
+    project: ``SUPABASE_PROJECT_REF`` or the ref in ``SUPABASE_URL``)."""
+    token, = require(session, target, "Supabase Management API", "SUPABASE_ACCESS_TOKEN",
+                     hint=ACCESS_TOKEN_HINT)
+    ref = recorded_ref(session, target.env("SUPABASE_URL"), target.env("SUPABASE_PROJECT_REF"))
+    if not ref:
+        raise NotConfigured("Supabase Management API", "SUPABASE_PROJECT_REF", hint=REF_HINT)
+    return SupabaseManagement(session, token, ref, base_url=target.env("SUPABASE_API_BASE_URL"))
+
+
 class SupabaseAuth:
     """The project gateway's Auth service (GoTrue behind Kong)."""
 
@@ -244,11 +272,9 @@ class SupabaseManagement:
     def __init__(self, session: Session, token: str, ref: str, *, base_url: str) -> None:
         if session.mode != "replay" and not token:
             raise NotConfigured("Supabase Management API", "SUPABASE_ACCESS_TOKEN",
-                                hint="create a personal access token (sbp_…) at "
-                                     "supabase.com/dashboard/account/tokens")
+                                hint=ACCESS_TOKEN_HINT)
         if not ref:
-            raise NotConfigured("Supabase Management API", "SUPABASE_PROJECT_REF",
-                                hint="or set SUPABASE_URL=https://<ref>.supabase.co")
+            raise NotConfigured("Supabase Management API", "SUPABASE_PROJECT_REF", hint=REF_HINT)
         self.session, self.ref = session, ref
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client = session.client(API_SYSTEM, base_url=base_url.rstrip("/"), headers=headers)
@@ -346,3 +372,7 @@ def backups_frame(body: dict[str, Any] | None) -> pd.DataFrame:
     if not df.empty:
         df = df.sort_values("inserted_at", ascending=False, na_position="last").reset_index(drop=True)
     return df
+
+
+AUTH = Source("Supabase Auth", connect_auth)
+MANAGEMENT = Source("Supabase Management API", connect_management)

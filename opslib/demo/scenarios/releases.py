@@ -46,16 +46,10 @@ def _world(releases: list[dict], machines: list[dict], probes: list) -> World:
     return w
 
 
-def _deploy_collect(session, target):  # noqa: ANN001
-    from ...runbooks import deploy
+def _collect(session, target):  # noqa: ANN001 - deploy and rollback read the same
+    from ...assess import releases
 
-    return deploy.collect(session, target, probes=3, timeout=5.0, limit=10)
-
-
-def _rollback_collect(session, target):  # noqa: ANN001
-    from ...runbooks import rollback
-
-    return rollback.collect(session, target, probes=3, timeout=5.0, limit=10)
+    return releases.collect(session, target, probes=3, timeout=5.0, limit=10)
 
 
 def _healthy_world() -> World:
@@ -95,23 +89,23 @@ def _interrupted_world() -> World:
 
 
 def deploy_healthy() -> tuple[World, Callable[..., Any]]:
-    return _healthy_world(), _deploy_collect
+    return _healthy_world(), _collect
 
 
 def deploy_degraded() -> tuple[World, Callable[..., Any]]:
-    return _degraded_world(), _deploy_collect
+    return _degraded_world(), _collect
 
 
 def deploy_interrupted() -> tuple[World, Callable[..., Any]]:
-    return _interrupted_world(), _deploy_collect
+    return _interrupted_world(), _collect
 
 
 def rollback_bad_release() -> tuple[World, Callable[..., Any]]:
-    return _degraded_world(), _rollback_collect
+    return _degraded_world(), _collect
 
 
 def rollback_healthy() -> tuple[World, Callable[..., Any]]:
-    return _healthy_world(), _rollback_collect
+    return _healthy_world(), _collect
 
 
 SCENARIOS = {

@@ -1,0 +1,1 @@
+"""Pure analysis that several runbooks share (each runbook module has its own)."""

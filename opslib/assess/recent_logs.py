@@ -1,0 +1,139 @@
+"""The app's recent logs, as any runbook reads them: a window of the Fly logs API (each page
+recorded under ``raw/``, so a replay re-reads the same lines), analysed by
+:mod:`opslib.logscan`, and phrased as findings — for one runbook, signals that belong to
+another become context pointing at it.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+import pandas as pd
+
+from ..findings import Finding
+from ..logscan import CATEGORY_DEFINITIONS, LogReport, analyze as _analyze_entries, findings_from_logs
+from ..reads import Read, Reading
+from ..session import Session
+from ..sources.fly_platform import LOGS, LogWindow
+
+DEFAULT_WINDOW_MIN = 30
+DEFAULT_MAX_PAGES = 20
+
+
+def read(session: Session, *, window_minutes: float = DEFAULT_WINDOW_MIN,
+         max_pages: int = DEFAULT_MAX_PAGES, until: datetime | None = None,
+         key: str = "logs") -> Read:
+    """The read of the app's log lines for the last ``window_minutes`` (at most ``max_pages``
+    pages). ``until`` ends the window before the run's now: the logs around a past event (Fly
+    keeps about 7 days of logs)."""
+    end = until or session.now()
+    since = end - timedelta(minutes=window_minutes)
+    what = (f"the app's logs {since:%Y-%m-%d %H:%M}–{end:%H:%M} UTC "
+            f"(at most {max_pages} pages)")
+    return Read(key, what, lambda api: api.read_logs(since=since, until=end, max_pages=max_pages),
+                LOGS)
+
+
+def analyze(window: LogWindow) -> LogReport:
+    """Run the log engine on a window's entries (the logs-API layout)."""
+    return _analyze_entries(list(window.entries), fmt="api")
+
+
+def report_of(reading: Reading | None) -> LogReport | None:
+    """The analysis of a runbook's recent logs; None when no line could be read (not asked
+    for, not configured, or the read failed)."""
+    if reading is None or not reading.measured:
+        return None
+    return analyze(reading.value)
+
+
+def fetch_findings(reading: Reading | None) -> list[Finding]:
+    """Findings about the read itself: failed (wholly or part-way), truncated, or empty."""
+    if reading is None or reading.skipped:
+        return []
+    window: LogWindow | None = reading.value
+    error = reading.error or (window.error if window is not None else None)
+    lines = len(window.entries) if window is not None else 0
+    out = []
+    if error is not None:
+        out.append(Finding("logs-fetch-failed", "unknown",
+                           f"could not read the app's logs: {error.message}",
+                           f"{error.hint} ({lines} lines read before the failure)",
+                           source="fly-api"))
+    if window is not None and window.truncated:
+        out.append(Finding("logs-truncated", "info",
+                           f"log window not fully covered: {window.stop_reason}",
+                           f"{lines} lines in {window.pages} pages were analysed; "
+                           "raise max_pages or shorten window_minutes for the rest"))
+    if window is not None and not window.entries and error is None:
+        out.append(Finding("logs-empty", "info", "no log lines in the window",
+                           "the app printed nothing, or the window is too short"))
+    return out
+
+
+def findings(report: LogReport, runbook: str | None = None) -> list[Finding]:
+    """Findings from log signals. With ``runbook``, signals routed elsewhere become info
+    findings that name the runbook handling them."""
+    out = []
+    for f in findings_from_logs(report, include_ok=runbook is None):
+        owner = f.get("runbook") or ""
+        sev = f["severity"]
+        title = f["title"]
+        # "no signals" is the answer of the logs themselves, not a pointer elsewhere
+        if runbook is not None and owner and owner != runbook and f["id"] != "logs.no_signals":
+            sev = "info"
+            title = f"{title} → see the {owner} runbook"
+        out.append(Finding(f["id"], sev, title, f.get("detail", ""), list(f.get("evidence", [])),
+                           source="logs"))
+    return out
+
+
+def categories_table(report: LogReport) -> pd.DataFrame:
+    """What the seed's three grep pipelines would have counted, with their patterns."""
+    rows = [{"category": name, "seed grep": f"grep -i \"{pattern}\"",
+             "lines": int(report.categories.get(name, 0))}
+            for name, pattern in CATEGORY_DEFINITIONS.items()]
+    return pd.DataFrame(rows, columns=["category", "seed grep", "lines"])
+
+
+def signals_table(report: LogReport) -> pd.DataFrame:
+    """One row per signal: what happened, how often, when, where, and which runbook handles it."""
+    rows = [{"signal": s["id"], "severity": s["severity"], "count": s["count"],
+             "first_seen": s["first_seen"], "last_seen": s["last_seen"],
+             "instances": ", ".join(s.get("instances", [])[:4]),
+             "runbook": s.get("runbook", ""), "what": s.get("title", "")}
+            for s in report.signals]
+    return pd.DataFrame(rows, columns=["signal", "severity", "count", "first_seen", "last_seen",
+                                       "instances", "runbook", "what"])
+
+
+def count(report: LogReport, *signal_ids: str) -> int:
+    """Occurrences of these signals in the report (0 for a signal not raised)."""
+    return sum(int((report.signal(sid) or {}).get("count", 0)) for sid in signal_ids)
+
+
+def raised(report: LogReport, signal_ids: Iterable[str], *,
+           severities: tuple[str, ...] = ("warning", "critical")) -> list[dict[str, Any]]:
+    """The signals among ``signal_ids`` raised at one of ``severities``, in report order."""
+    wanted = set(signal_ids)
+    return [s for s in report.signals if s["id"] in wanted and s["severity"] in severities]
+
+
+def signal_evidence(s: dict[str, Any], lines: int = 2) -> list[str]:
+    """One signal as evidence lines: count, when, where, then a few example lines."""
+    where = ", ".join(s.get("instances", [])[:4]) or "-"
+    return ([f"logs: {s['id']} x{s['count']} {s.get('first_seen') or '?'} → "
+             f"{s.get('last_seen') or '?'} on {where}"] + list(s.get("examples", []))[:lines])
+
+
+def recent_findings(reading: Reading | None, report: LogReport | None,
+                    runbook: str) -> list[Finding]:
+    """A runbook's "Recent logs" findings: the read's own (failed, truncated, empty), then
+    the signals, those of other runbooks as info pointing at them. Nothing about signals
+    when no line was read: "no signals" would claim more than was seen."""
+    if reading is None or reading.skipped:
+        return []
+    out = fetch_findings(reading)
+    if report is not None and reading.measured and reading.value.entries:
+        out += findings(report, runbook=runbook)
+    return out
