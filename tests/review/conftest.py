@@ -7,6 +7,7 @@ inc-a holds three real runs through the ``run`` contract: ``health`` on the demo
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def site(evidence: Path, tmp_path: Path) -> Path:
 
 
 def runs_of(reports: Path, runbook: str, incident: str = "inc-a") -> list[Path]:
-    return sorted(p for p in (reports / incident).iterdir() if p.name.endswith(f"-{runbook}"))
+    """The runs of ``runbook`` in time order (a second run in the same second is ``…-N``)."""
+    name = re.compile(rf"^\d{{8}}T\d{{6}}Z-{re.escape(runbook)}(-\d+)?$")
+    return sorted(p for p in (reports / incident).iterdir() if name.match(p.name))
 
 
 def degraded(reports: Path) -> Path:
