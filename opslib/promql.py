@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from .errors import UsageError
 from .times import parse_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .reads import Readings
 
 QUERIES: dict[str, str] = {
     # memory in use, % of the machine's RAM: what is *not available* (page cache is available)
@@ -126,3 +129,14 @@ def queries(app: str, *, rate: str = "5m", window: str = "1h",
     rendered = {name: render(over.get(name, tpl), app=app, rate=rate, window=window)
                 for name, tpl in QUERIES.items()}
     return QuerySet(app, rate, window, rendered, frozenset(over))
+
+
+@dataclass(frozen=True)
+class MetricsData:
+    """What a metrics runbook collected: its window and step, the queries it asked (after
+    overrides) and its readings."""
+
+    window: str
+    step: str
+    queries: QuerySet
+    readings: "Readings"

@@ -180,6 +180,31 @@ class Readings(Mapping[str, Reading]):
                             columns=["source", "what", "outcome", "detail"])
 
 
+class measured:
+    """A data-class attribute that is the measured value of one reading (or one part of it).
+
+    ``machines = measured()`` reads ``self.readings.value("machines")``; ``db =
+    measured("database")`` names the key; ``capacity = measured("database", part="capacity")``
+    reads that item of the value. ``None`` (or ``empty()``, e.g. ``empty=list``) when the read
+    failed, was skipped or was not made. The owner has a ``readings`` attribute.
+    """
+
+    def __init__(self, key: str = "", *, part: str = "",
+                 empty: Callable[[], Any] | None = None) -> None:
+        self.key, self.part, self.empty = key, part, empty
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = self.key or name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.readings.value(self.key)
+        if self.part:
+            value = (value or {}).get(self.part)
+        return self.empty() if value is None and self.empty else value
+
+
 def _connect(session: "Session", target: "Target",
              source: Source) -> tuple[Any, NotConfigured | SourceError | None]:
     try:

@@ -176,7 +176,6 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
 
 def _all_opslib_exceptions() -> list[type]:
     import importlib
-    import inspect
     import pkgutil
 
     import opslib

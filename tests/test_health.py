@@ -3,7 +3,6 @@ local servers (HTTP on 127.0.0.1, PostgreSQL 15) and the Fly Machines API STAND-
 from __future__ import annotations
 
 import json
-import socket
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -34,6 +34,12 @@ def read(session: Session, *, window_minutes: float = DEFAULT_WINDOW_MIN,
                 LOGS)
 
 
+def recent(session: Session, window_minutes: float, max_pages: int) -> list[Read]:
+    """The runbook's "recent logs" read, or none when ``window_minutes`` is 0 (turned off)."""
+    return [read(session, window_minutes=window_minutes, max_pages=max_pages)] \
+        if window_minutes > 0 else []
+
+
 def analyze(window: LogWindow) -> LogReport:
     """Run the log engine on a window's entries (the logs-API layout)."""
     return _analyze_entries(list(window.entries), fmt="api")

@@ -11,13 +11,12 @@ import pandas as pd
 
 from ..config import Target
 from ..findings import Finding, rank
-from ..reads import Read, Readings, gather
+from ..reads import Read, Readings, gather, measured
 from ..session import Session
 from ..sources import fly
 from ..sources.fly import machine_releases_frame
-from ..sources.fly_models import Machine
-from ..sources.fly_platform import PLATFORM, Releases, releases_frame
-from ..sources.http import ProbeResult, probe_many
+from ..sources.fly_platform import PLATFORM, releases_frame
+from ..sources.http import probe_many
 from ..times import parse_time
 from .endpoint import assess_probes, probes_frame
 from .fly_api import error_finding
@@ -36,17 +35,9 @@ class ReleaseData:
 
     readings: Readings
 
-    @property
-    def releases(self) -> Releases | None:
-        return self.readings.value("releases")
-
-    @property
-    def machines(self) -> list[Machine] | None:
-        return self.readings.value("machines")
-
-    @property
-    def probes(self) -> list[ProbeResult]:
-        return self.readings.value("probes", [])
+    releases = measured()  # Releases | None
+    machines = measured()  # list[Machine] | None
+    probes = measured(empty=list)  # list[ProbeResult]
 
 
 def collect(session: Session, target: Target, *, probes: int = 3, timeout: float = 5.0,

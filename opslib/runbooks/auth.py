@@ -25,7 +25,7 @@ from ..config import Target
 from ..errors import SourceError
 from ..findings import Finding
 from ..logscan import LogReport
-from ..reads import Read, Readings, gather
+from ..reads import Read, Readings, gather, measured
 from ..session import Session
 from ..sources.fly_secrets import SECRETS, env_digests, set_action
 from ..sources.supabase import (AUTH, MANAGEMENT, GatewayCheck, assess_gateway_status,
@@ -44,25 +44,11 @@ class AuthData:
     readings: Readings
     digests: dict[str, str | None] = field(default_factory=dict)
 
-    @property
-    def auth(self) -> GatewayCheck | None:
-        return self.readings.value("auth")
-
-    @property
-    def app(self) -> GatewayCheck | None:
-        return self.readings.value("app")
-
-    @property
-    def key(self) -> dict[str, Any] | None:
-        return self.readings.value("key")
-
-    @property
-    def secrets(self) -> pd.DataFrame | None:
-        return self.readings.value("secrets")
-
-    @property
-    def bans(self) -> dict | None:
-        return self.readings.value("bans")
+    auth = measured()  # GatewayCheck | None
+    app = measured()  # GatewayCheck | None
+    key = measured()  # dict[str, Any] | None
+    secrets = measured()  # pd.DataFrame | None
+    bans = measured()  # dict | None
 
     @property
     def banned_ips(self) -> list | None:
@@ -118,9 +104,7 @@ def collect(session: Session, target: Target, *, names: tuple[str, ...] = REQUIR
         Read("bans", "network bans (IPs blocked after failed logins, Management API)",
              lambda api: api.network_bans(), MANAGEMENT),
     ]
-    if log_window_minutes > 0:
-        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
-                                      max_pages=log_max_pages))
+    reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     readings = gather(session, target, reads)
     return AuthData(readings, env_digests(session, target.app, sorted(set(names)), target.env))
 
@@ -334,10 +318,6 @@ def assess_logs(report: LogReport | None, data: AuthData, app: str) -> list[Find
                            recent_logs.signal_evidence(key), source="logs"))
     return out
 
-
-def log_findings(data: AuthData, report: LogReport | None) -> list[Finding]:
-    """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
-    return recent_logs.recent_findings(data.readings.get("logs"), report, "auth")
 
 
 def auth_over_time(report: LogReport | None) -> pd.DataFrame:

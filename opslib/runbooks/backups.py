@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from ..config import Target
 from ..errors import SourceAuthError, SourceError, SourceNotFound
 from ..findings import Finding
-from ..reads import Read, Readings, gather
+from ..reads import Read, Readings, gather, measured
 from ..session import Session
 from ..sources import postgres
 from ..sources.supabase import MANAGEMENT, backups_frame
@@ -46,18 +46,13 @@ L2 = ("data integrity concern: backups are Supabase-managed; the Platform Team t
 class BackupsData:
     readings: Readings
 
-    @property
-    def body(self) -> dict | None:
-        """The Management API's backup list answer."""
-        return self.readings.value("backups")
+    body = measured("backups")  # dict | None: The Management API's backup list answer
 
     @property
     def backups(self) -> pd.DataFrame | None:
         return None if self.body is None else backups_frame(self.body)
 
-    @property
-    def archiver(self) -> pd.DataFrame | None:
-        return self.readings.value("archiver")
+    archiver = measured()  # pd.DataFrame | None
 
     @property
     def settings(self) -> pd.DataFrame | None:

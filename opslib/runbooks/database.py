@@ -23,7 +23,7 @@ from ..config import Target
 from ..errors import SourceAuthError, SourceError, SourceNotFound
 from ..findings import Finding
 from ..logscan import LogReport
-from ..reads import Read, Readings, gather
+from ..reads import Read, Readings, gather, measured
 from ..session import Session
 from ..sources import fly, postgres
 from ..sources import postgres as pgq
@@ -45,53 +45,18 @@ UNREACHABLE_SIGNALS = ("db_connection_refused", "db_dns_failure", "db_connection
 class DatabaseData:
     readings: Readings
 
-    def _part(self, key: str, part: str) -> Any:
-        return (self.readings.value(key) or {}).get(part)
-
     # Tables as the notebook shows them (None: the source was skipped or failed).
-    @property
-    def capacity(self) -> pd.DataFrame | None:
-        return self._part("database", "capacity")
-
-    @property
-    def breakdown(self) -> pd.DataFrame | None:
-        return self._part("database", "breakdown")
-
-    @property
-    def idle_tx(self) -> pd.DataFrame | None:
-        return self._part("database", "idle_tx")
-
-    @property
-    def long_queries(self) -> pd.DataFrame | None:
-        return self._part("database", "long_queries")
-
-    @property
-    def blockers(self) -> pd.DataFrame | None:
-        return self._part("database", "blockers")
-
-    @property
-    def settings(self) -> pd.DataFrame | None:
-        return self._part("database", "settings")
-
-    @property
-    def status(self) -> StatusPage | None:
-        return self.readings.value("status")
-
-    @property
-    def project(self) -> dict | None:
-        return self._part("supabase", "project")
-
-    @property
-    def services(self) -> list | None:
-        return self._part("supabase", "services")
-
-    @property
-    def pooler(self) -> list | None:
-        return self._part("supabase", "pooler")
-
-    @property
-    def machines(self) -> list[Machine] | None:
-        return self.readings.value("machines")
+    capacity = measured("database", part="capacity")  # pd.DataFrame | None
+    breakdown = measured("database", part="breakdown")  # pd.DataFrame | None
+    idle_tx = measured("database", part="idle_tx")  # pd.DataFrame | None
+    long_queries = measured("database", part="long_queries")  # pd.DataFrame | None
+    blockers = measured("database", part="blockers")  # pd.DataFrame | None
+    settings = measured("database", part="settings")  # pd.DataFrame | None
+    status = measured()  # StatusPage | None
+    project = measured("supabase", part="project")  # dict | None
+    services = measured("supabase", part="services")  # list | None
+    pooler = measured("supabase", part="pooler")  # list | None
+    machines = measured()  # list[Machine] | None
 
     @property
     def max_connections(self) -> int | None:
@@ -154,9 +119,7 @@ def collect(session: Session, target: Target, *, long_query_s: float = 60.0,
         Read("machines", "the app's machines (to plan an app restart)",
              lambda api: api.list_machines(), fly.MACHINES),
     ]
-    if log_window_minutes > 0:
-        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
-                                      max_pages=log_max_pages))
+    reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     return DatabaseData(gather(session, target, reads))
 
 
@@ -458,10 +421,6 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
             [line for s in cut for line in recent_logs.signal_evidence(s, 1)], source="logs"))
     return out
 
-
-def log_findings(data: DatabaseData, report: LogReport | None) -> list[Finding]:
-    """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
-    return recent_logs.recent_findings(data.readings.get("logs"), report, "database")
 
 
 # --------------------------------------------------------------------------- chart

@@ -13,7 +13,7 @@ import pandas as pd
 from ..actions import Action
 from ..config import Target
 from ..findings import Finding
-from ..reads import Read, Reading, Readings, gather
+from ..reads import Read, Reading, Readings, gather, measured
 from ..session import Session
 from ..sources import fly, postgres
 from ..sources.fly import checks_frame, machines_frame
@@ -27,13 +27,8 @@ DB_QUERY = "SELECT pg_is_in_recovery() AS in_recovery, current_timestamp AS serv
 class HealthData:
     readings: Readings
 
-    @property
-    def probes(self) -> list:
-        return self.readings.value("probes", [])
-
-    @property
-    def db(self) -> pd.DataFrame | None:
-        return self.readings.value("database")
+    probes = measured(empty=list)  # list
+    db = measured("database")  # pd.DataFrame | None
 
 
 def collect(session: Session, target: Target, *, probes: int = 5,

@@ -14,7 +14,7 @@ from ..assess import recent_logs
 from ..config import Target
 from ..findings import Finding
 from ..logscan import LogReport
-from ..reads import Readings, gather
+from ..reads import Readings, gather, measured
 from ..session import Session
 from ..sources.fly_platform import LogWindow
 
@@ -23,9 +23,7 @@ from ..sources.fly_platform import LogWindow
 class LogsData:
     readings: Readings
 
-    @property
-    def window(self) -> LogWindow | None:
-        return self.readings.value("logs")
+    window = measured("logs")  # LogWindow | None
 
     @cached_property
     def report(self) -> LogReport:

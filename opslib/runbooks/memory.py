@@ -30,13 +30,13 @@ from ..charting import time_axis
 from ..config import Target
 from ..findings import Finding
 from ..logscan import LogReport
-from ..promql import QuerySet, queries
-from ..reads import Read, Readings, gather
+from ..promql import MetricsData, queries
+from ..reads import Read, gather, measured
 from ..session import Session
 from ..sources import fly
 from ..sources import prometheus as prom
 from ..sources.fly import machines_frame
-from ..sources.fly_models import Machine, MachineEvent
+from ..sources.fly_models import MachineEvent
 from ..sources.fly_platform import LogWindow
 from ..thresholds import classify
 from ..times import iso, parse_duration
@@ -59,18 +59,12 @@ _KILLED = re.compile(r"Killed process (\d+) \(([^)]*)\).*?anon-rss:(\d+)kB")
 
 
 @dataclass(frozen=True)
-class MemoryData:
-    window: str
-    step: str
-    queries: QuerySet
-    readings: Readings
+class MemoryData(MetricsData):
     log_window_minutes: float = recent_logs.DEFAULT_WINDOW_MIN
     # (machine, exit time, read key) of the logs read around the most recent OOM exits
     oom_slices: tuple[tuple[str, datetime, str], ...] = ()
 
-    @property
-    def machines(self) -> list[Machine] | None:
-        return self.readings.value("machines")
+    machines = measured()  # list[Machine] | None
 
     @property
     def events(self) -> dict[str, tuple[MachineEvent, ...]]:
@@ -131,9 +125,7 @@ def collect(session: Session, target: Target, *, window: str = "6h", step: str =
              *prom.range_reads({n: qs[n] for n in RANGE_QUERIES}, now=now, window=window,
                                step=step),
              *prom.instant_reads({n: qs[n] for n in INSTANT_QUERIES}, now=now)]
-    if log_window_minutes > 0:
-        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
-                                      max_pages=log_max_pages))
+    reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     readings = gather(session, target, reads)
     machines = readings.value("machines") or []
     if machines:
@@ -578,10 +570,6 @@ def assess_logs(data: MemoryData, report: LogReport | None, summary: pd.DataFram
             recent_logs.signal_evidence(heap), source="logs"))
     return out
 
-
-def log_findings(data: MemoryData, report: LogReport | None) -> list[Finding]:
-    """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
-    return recent_logs.recent_findings(data.readings.get("logs"), report, "memory")
 
 
 # --------------------------------------------------------------------------- plan

@@ -26,8 +26,8 @@ from ..charting import time_axis
 from ..config import Target
 from ..findings import Finding
 from ..logscan import LogReport
-from ..promql import QuerySet, queries
-from ..reads import Read, Readings, gather
+from ..promql import MetricsData, queries
+from ..reads import Read, gather
 from ..session import Session
 from ..sources import postgres
 from ..sources import prometheus as prom
@@ -59,12 +59,7 @@ _UNIT_TEXT = {"response_time_ms": "ms", "error_rate_pct": "%", "memory_pct": "%"
 
 
 @dataclass(frozen=True)
-class MonitoringData:
-    window: str
-    step: str
-    queries: QuerySet
-    readings: Readings
-
+class MonitoringData(MetricsData):
     @property
     def metrics(self) -> dict[str, prom.QueryResult | Exception]:
         return prom.results(self.readings, QUERY_NAMES)
@@ -89,9 +84,7 @@ def collect(session: Session, target: Target, *, window: str = "6h", step: str =
              Read("connections", "client connections against max_connections (Postgres)",
                   lambda pg: pg.query("monitoring.connections", CONNECTIONS_SQL),
                   postgres.POSTGRES)]
-    if log_window_minutes > 0:
-        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
-                                      max_pages=log_max_pages))
+    reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     return MonitoringData(window, step, qs, gather(session, target, reads))
 
 
@@ -336,12 +329,6 @@ def assess_logs(report: LogReport | None, rows: list[MetricRow],
 def _log_minutes(report: LogReport) -> int:
     first, last = report.window
     return int(round((last - first).total_seconds() / 60)) if first is not None and last is not None else 0
-
-
-def log_findings(data: MonitoringData, report: LogReport | None) -> list[Finding]:
-    """The recent-logs findings: the fetch itself, then the signals, each pointing at the
-    runbook that handles it (monitoring handles none itself)."""
-    return recent_logs.recent_findings(data.readings.get("logs"), report, "monitoring")
 
 
 # --------------------------------------------------------------------------- charts

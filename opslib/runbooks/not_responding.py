@@ -35,14 +35,14 @@ from ..config import Target
 from ..escalation import escalation
 from ..findings import Finding
 from ..logscan import LogReport
-from ..promql import QuerySet, queries
-from ..reads import Read, Readings, gather
+from ..promql import MetricsData, queries
+from ..reads import Read, gather, measured
 from ..session import Session
 from ..sources import fly
 from ..sources import prometheus as prom
 from ..sources.fly import checks_frame, machines_frame
 from ..sources.fly_models import Machine
-from ..sources.http import ProbeResult, probe_many
+from ..sources.http import probe_many
 from ..thresholds import classify
 from ..times import iso, parse_duration, parse_time
 
@@ -53,19 +53,9 @@ DEPLOY_NEAR = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
-class NotRespondingData:
-    window: str
-    step: str
-    queries: QuerySet
-    readings: Readings
-
-    @property
-    def probes(self) -> list[ProbeResult]:
-        return self.readings.value("probes", [])
-
-    @property
-    def machines(self) -> list[Machine] | None:
-        return self.readings.value("machines")
+class NotRespondingData(MetricsData):
+    probes = measured(empty=list)  # list[ProbeResult]
+    machines = measured()  # list[Machine] | None
 
     @property
     def metrics(self) -> dict[str, prom.QueryResult | Exception]:
@@ -95,9 +85,7 @@ def collect(session: Session, target: Target, *, probes: int = 5, timeout: float
                   lambda api: api.list_machines(), fly.MACHINES),
              *prom.range_reads({n: qs[n] for n in RANGE_QUERIES}, now=session.now(),
                                window=window, step=step)]
-    if log_window_minutes > 0:
-        reads.append(recent_logs.read(session, window_minutes=log_window_minutes,
-                                      max_pages=log_max_pages))
+    reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     return NotRespondingData(window, step, qs, gather(session, target, reads))
 
 
@@ -458,10 +446,6 @@ def assess_logs(diag: Diagnosis, data: NotRespondingData,
             [line for s in crashes for line in recent_logs.signal_evidence(s, 1)], source="logs"))
     return out
 
-
-def log_findings(data: NotRespondingData, report: LogReport | None) -> list[Finding]:
-    """The recent-logs findings: the fetch itself, then the signals (others' as pointers)."""
-    return recent_logs.recent_findings(data.readings.get("logs"), report, "not-responding")
 
 
 # --------------------------------------------------------------------------- plan

@@ -28,7 +28,7 @@ from ..assess.fly_api import error_finding
 from ..config import Target
 from ..errors import UsageError
 from ..findings import Finding
-from ..reads import Read, Readings, gather
+from ..reads import Read, Readings, gather, measured
 from ..session import Session
 from ..sources import fly
 from ..sources.fly_models import Machine
@@ -43,9 +43,7 @@ GONE = ("destroyed", "destroying", "replaced", "migrated")
 class ScaleData:
     readings: Readings
 
-    @property
-    def machines(self) -> list[Machine] | None:
-        return self.readings.value("machines")
+    machines = measured()  # list[Machine] | None
 
     @property
     def record(self) -> dict[str, Any] | None:

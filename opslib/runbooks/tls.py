@@ -29,10 +29,10 @@ from ..assess.fly_api import error_finding
 from ..config import Target
 from ..errors import SourceError
 from ..findings import Finding
-from ..reads import Read, Readings, gather
+from ..reads import Read, Readings, gather, measured
 from ..session import Session
 from ..sources import fly
-from ..sources.fly import CertificateList, certificates_frame
+from ..sources.fly import certificates_frame
 from ..sources.fly_models import Certificate, DnsRequirements
 from ..sources.tls import TLSResult, probe_tls, tls_frame
 from ..times import parse_time
@@ -58,9 +58,7 @@ class TLSData:
     def served(self) -> dict[str, TLSResult]:
         return self._by_host("served:")
 
-    @property
-    def certificates(self) -> CertificateList | None:
-        return self.readings.value("certificates")
+    certificates = measured()  # CertificateList | None
 
     @property
     def certificates_error(self) -> SourceError | None:

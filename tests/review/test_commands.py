@@ -14,7 +14,7 @@ from opslib.review.scan import SITE_DIR, RunSummary, read_run
 from opslib.review.triage import READ_ONLY, next_step
 from tests.conftest import REPO, TEST_NOTEBOOKS, clean_env, opslib_cli, run_dirs
 from tests.inprocess import opslib_run
-from tests.review.conftest import degraded, healthy, rewrite, runs_of
+from tests.review.conftest import degraded, healthy, rewrite
 
 
 # ----------------------------------------------------------------------------- compare
