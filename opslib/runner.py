@@ -229,21 +229,26 @@ def _kernel_name() -> str:
 
 
 # --------------------------------------------------------------------------- execute
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """Kill the child and every descendant (the kernel runs in its own session)."""
+def kill_tree(pid: int, *, including: bool = True) -> None:
+    """Kill every descendant of ``pid`` (and ``pid`` itself when ``including``), then reap."""
     import psutil
 
     try:
-        parent = psutil.Process(proc.pid)
-        victims = parent.children(recursive=True) + [parent]
-    except psutil.NoSuchProcess:
-        victims = []
+        parent = psutil.Process(pid)
+        victims = parent.children(recursive=True) + ([parent] if including else [])
+    except psutil.Error:
+        return
     for p in victims:
         try:
             p.kill()
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             pass
     psutil.wait_procs(victims, timeout=10)
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the child and every descendant (the kernel runs in its own session)."""
+    kill_tree(proc.pid)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored

@@ -204,18 +204,9 @@ def execute_all(preps: list, *, jobs: int | None = None,
 
 
 def _kill_children() -> None:
-    import psutil
+    from ..runner import kill_tree
 
-    try:
-        kids = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    for p in kids:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(kids, timeout=10)
+    kill_tree(os.getpid(), including=False)
 
 
 def triage(*, jobs: int | None = None, on_done: Callable[[object], None] | None = None,

@@ -73,17 +73,30 @@ class CertificateList:
         return [c.hostname for c in self.certificates]
 
 
-class FlyMachines:
-    """The Machines API for one app."""
+class FlyClient:
+    """One app's view of a Fly API: a recorded httpx client with the token's scheme.
+
+    Without a token it is :class:`NotConfigured` (replay needs none: the answers are on disk).
+    """
+
+    SOURCE = ""  # as shown to users
+    SYSTEM = ""  # the session's name for its captures
+    PREFIX = ""  # path under base_url
 
     def __init__(self, session: Session, app: str, *, token: str, base_url: str,
                  timeout: float | None = None) -> None:
         if session.mode != "replay" and not token:
-            raise NotConfigured("Fly Machines API", TOKEN_ENV, hint=TOKEN_HINT)
+            raise NotConfigured(self.SOURCE, TOKEN_ENV, hint=TOKEN_HINT)
         self.session, self.app = session, app
         headers = {"Authorization": auth_header(token)} if token else {}
-        self.client = session.client(SYSTEM, base_url=base_url.rstrip("/") + "/v1",
+        self.client = session.client(self.SYSTEM, base_url=base_url.rstrip("/") + self.PREFIX,
                                      headers=headers, timeout=timeout)
+
+
+class FlyMachines(FlyClient):
+    """The Machines API for one app."""
+
+    SOURCE, SYSTEM, PREFIX = "Fly Machines API", SYSTEM, "/v1"
 
     def _path(self, *parts: str) -> str:
         return "/apps/" + "/".join(quote(p, safe="") for p in (self.app, *parts))

@@ -19,12 +19,12 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ..errors import (NotConfigured, SourceAuthError, SourceError, SourceNotFound,
+from ..errors import (SourceAuthError, SourceError, SourceNotFound,
                       SourceProtocolError, SourceUnavailable)
 from ..reads import Source, require
 from ..session import Session
 from ..times import parse_time
-from .fly import TOKEN_ENV, TOKEN_HINT, auth_header
+from .fly import TOKEN_ENV, TOKEN_HINT, FlyClient
 from .fly_models import Release
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,17 +76,10 @@ class LogWindow:
     error: SourceError | None = None
 
 
-class FlyPlatform:
+class FlyPlatform(FlyClient):
     """api.fly.io for one app: releases and logs."""
 
-    def __init__(self, session: Session, app: str, *, token: str, base_url: str,
-                 timeout: float | None = None) -> None:
-        if session.mode != "replay" and not token:
-            raise NotConfigured("Fly platform API", TOKEN_ENV, hint=TOKEN_HINT)
-        self.session, self.app = session, app
-        headers = {"Authorization": auth_header(token)} if token else {}
-        self.client = session.client(SYSTEM, base_url=base_url.rstrip("/"), headers=headers,
-                                     timeout=timeout)
+    SOURCE, SYSTEM = "Fly platform API", SYSTEM
 
     def _protocol(self, op: str, body: Any, expected: str) -> SourceProtocolError:
         return SourceProtocolError(
