@@ -77,7 +77,6 @@ class Run:
     actions: list[dict] = field(default_factory=list)
     version: str = ""
     apply_record: dict[str, Any] | None = None
-    readings: Readings = field(default_factory=Readings)
     _header: Any = None
     _finished: bool = False
 
@@ -155,8 +154,6 @@ class Run:
     def sources(self, readings: Readings) -> None:
         """Show what was read — measured, failed or skipped — and record every source that
         was skipped (not configured) as a visible info finding saying what to set."""
-        self.readings = self.readings | Readings(
-            [r for r in readings.values() if r.key not in self.readings])
         self.show(readings.frame(), "What this run read")
         for r in readings.skipped_sources():
             self.finding(f"skipped-{r.source.lower().replace(' ', '-')}", "info",
