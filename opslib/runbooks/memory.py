@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..actions import Action
+from ..actions import Action, machine_action
 from ..assess import recent_logs
 from ..charting import time_axis
 from ..config import Target
@@ -601,16 +601,13 @@ def plan_actions(data: MemoryData, summary: pd.DataFrame, app: str,
                            + (f" --vm-cpus {size['guest']['cpus']}"
                               if size["guest"]["cpus"] != _int(r.cpus) else "") + f" -a {app}")
             guest = dict((m.config.get("guest") if m else None) or {})
-            actions.append(Action(
-                id=f"resize-{r.machine}", kind="machine.update",
+            actions.append(machine_action(
+                "machine.update", app, r.machine, id=f"resize-{r.machine}", shown=command,
+                config_patch={"guest": size["guest"]},
                 title=(f"resize {r.machine} ({r.region}) from "
                        f"{preset_name(r.cpu_kind, _int(r.cpus))} {_mb(r.memory_mb)} to "
                        f"{preset_name(size['guest']['cpu_kind'], size['guest']['cpus'])} "
                        f"{size['memory_mb']} MB"),
-                command=command,
-                api={"method": "POST", "path": f"/v1/apps/{app}/machines/{r.machine}",
-                     "body": {"config": {"guest": size["guest"]}}},
-                params={"machine_id": r.machine, "config_patch": {"guest": size["guest"]}},
                 basis={"guest": guest, "state": r.state, "updated_at": m.updated_at if m else ""},
                 reason=(f"`{command}` resizes every machine of the app; opslib applies it to "
                         f"{r.machine} alone, as `{per_machine}`. The machine restarts with the new size.")))

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..actions import Action
+from ..actions import Action, machine_action
 from ..assess import recent_logs
 from ..assess.endpoint import assess_probes, probes_frame
 from ..charting import time_axis
@@ -467,16 +467,14 @@ def plan_actions(diag: Diagnosis, data: NotRespondingData, app: str) -> list[Act
                 "last_exit_code": None if r.last_exit_code != r.last_exit_code else r.last_exit_code,
                 "updated_at": r.updated_at}
 
-    def machine_action(verb: str, mid: str, title: str, reason: str) -> Action:
-        return Action(id=f"{verb}-{mid}", kind=f"machine.{verb}", title=title,
-                      command=f"fly machine {verb} {mid} -a {app}",
-                      api={"method": "POST", "path": f"/v1/apps/{app}/machines/{mid}/{verb}"},
-                      params={"machine_id": mid}, basis=basis(mid), reason=reason)
+    def act(verb: str, mid: str, title: str, reason: str) -> Action:
+        return machine_action(f"machine.{verb}", app, mid, title=title, basis=basis(mid),
+                              reason=reason)
 
     actions: list[Action] = []
     for mid in diag.stopped:
         r = rows[mid]
-        actions.append(machine_action("start", mid, f"start {r.state} machine {mid} ({r.region})",
+        actions.append(act("start", mid, f"start {r.state} machine {mid} ({r.region})",
                                       "a stopped machine serves nothing; starting it is the "
                                       "seed's restart for a machine that is not running"))
     if diag.kind not in ("not-listening", "crashing", "checks-failing", "partial") or not diag.unhealthy:
@@ -485,17 +483,17 @@ def plan_actions(diag: Diagnosis, data: NotRespondingData, app: str) -> list[Act
     every = set(diag.unhealthy) == set(started)
     if diag.persisted_after_restart:
         for mid in diag.unhealthy:
-            actions.append(machine_action(
+            actions.append(act(
                 "stop", mid, f"stop machine {mid} ({rows[mid].region}) — scale down",
                 "the seed: if restart fails, scale down and up (`fly scale count 0`, then "
                 "`fly scale count N`); stopping and starting keeps each machine's config"))
         for mid in diag.unhealthy:
-            actions.append(machine_action(
+            actions.append(act(
                 "start", mid, f"start machine {mid} ({rows[mid].region}) — scale up",
                 "brings the machine back with a fresh boot after the stop above"))
         return actions
     for mid in diag.unhealthy:
-        actions.append(machine_action(
+        actions.append(act(
             "restart", mid,
             f"restart machine {mid} ({rows[mid].region})"
             + (f" — with the others, `fly apps restart {app}`" if every and len(started) > 1 else ""),

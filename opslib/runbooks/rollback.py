@@ -18,7 +18,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from ..actions import Action
+from ..actions import Action, machine_action
 from ..assess import releases
 from ..assess.endpoint import assess_probes, probes_frame
 from ..assess.fly_api import error_finding
@@ -162,13 +162,11 @@ def plan_actions(decision: Decision, machines: pd.DataFrame, app: str) -> list[A
     for r in ordered.itertuples():
         if r.state in SKIP_STATES or r.image == image:
             continue
-        actions.append(Action(
-            id=f"rollback-{r.id}", kind="machine.update",
+        actions.append(machine_action(
+            "machine.update", app, r.id, id=f"rollback-{r.id}",
             title=f"set machine {r.id} ({r.region}, {r.state}) to v{to}'s image",
-            command=f"fly machine update {r.id} --image {image} -a {app} --yes",
-            api={"method": "POST", "path": f"/v1/apps/{app}/machines/{r.id}",
-                 "body": "current config with config.image replaced"},
-            params={"machine_id": r.id, "config_patch": {"image": image}},
+            flags=("--image", image), config_patch={"image": image},
+            body="current config with config.image replaced",
             basis={"image": r.image, "release": r.release, "state": r.state,
                    "updated_at": r.updated_at},
             reason=f"roll back from v{decision.current['version']} to v{to}"))

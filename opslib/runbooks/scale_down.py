@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..actions import Action
+from ..actions import Action, machine_action
 from ..assess.fly_api import error_finding
 from ..config import Target
 from ..errors import UsageError
@@ -267,12 +267,9 @@ def plan_actions(plan: ScalePlan, app: str) -> list[Action]:
     for kind, verb, rows in (("machine.stop", "stop", plan.stop),
                              ("machine.start", "start", plan.start)):
         for r in rows:
-            actions.append(Action(
-                id=f"{verb}-{r['id']}", kind=kind,
+            actions.append(machine_action(
+                kind, app, r["id"],
                 title=f"{verb} machine {r['id']} ({r['region']}, {r['size']} {r['memory_mb']} MB)",
-                command=f"fly machine {verb} {r['id']} -a {app}",
-                api={"method": "POST", "path": f"/v1/apps/{app}/machines/{r['id']}/{verb}"},
-                params={"machine_id": r["id"]},
                 basis={"state": r["state"], "region": r["region"], "size": r["size"],
                        "cpu_kind": r["cpu_kind"], "cpus": r["cpus"],
                        "memory_mb": r["memory_mb"], "image": r["image"],

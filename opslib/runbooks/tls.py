@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..actions import Action
+from ..actions import Action, cert_action
 from ..assess.fly_api import error_finding
 from ..config import Target
 from ..errors import SourceError
@@ -332,27 +332,18 @@ def plan_actions(verdicts: list[HostVerdict], app: str) -> list[Action]:
     """``cert.check`` / ``cert.readd`` per hostname, as :func:`assess` decided."""
     actions = []
     for v in verdicts:
-        base = f"/v1/apps/{app}/certificates"
         if v.action == "cert.check":
-            actions.append(Action(
-                id=f"cert-check-{v.host}", kind="cert.check",
+            actions.append(cert_action(
+                "cert.check", app, v.host, basis=v.basis,
                 title=f"re-run DNS validation and issuance for {v.host}",
-                command=f"fly certs check {v.host} -a {app}",
-                api={"method": "POST", "path": f"{base}/{v.host}/check"},
-                params={"hostname": v.host}, basis=v.basis,
                 reason={"pending": "Fly is waiting for DNS validation",
                         "not_configured": "DNS did not point at Fly when last checked",
                         "validation_errors": "validation is failing"}.get(
                     v.fly_problem, "the served certificate is close to expiry")))
         elif v.action == "cert.readd":
-            actions.append(Action(
-                id=f"cert-readd-{v.host}", kind="cert.readd",
+            actions.append(cert_action(
+                "cert.readd", app, v.host, basis=v.basis,
                 title=f"remove and re-add the certificate of {v.host}",
-                command=f"fly certs remove {v.host} -a {app} && fly certs add {v.host} -a {app}",
-                api={"method": "DELETE", "path": f"{base}/{v.host}",
-                     "then": {"method": "POST", "path": f"{base}/acme",
-                              "json": {"hostname": v.host}}},
-                params={"hostname": v.host}, basis=v.basis,
                 reason=f"the served certificate is {v.served_problem}: a fresh Let's Encrypt "
                        "order (users already see an error, so removal costs nothing)"))
     return actions
