@@ -132,6 +132,21 @@ def signal_evidence(s: dict[str, Any], lines: int = 2) -> list[str]:
              f"{s.get('last_seen') or '?'} on {where}"] + list(s.get("examples", []))[:lines])
 
 
+def span(s: dict[str, Any]) -> str:
+    """When a signal was seen, in words: "at 14:02 UTC" or "between 14:02 and 14:31 UTC"."""
+    first, last = (s.get("first_seen") or "?")[11:16], (s.get("last_seen") or "?")[11:16]
+    return f"at {first} UTC" if first == last else f"between {first} and {last} UTC"
+
+
+def signals_finding(fid: str, severity: str, lead: str, signals: list[dict[str, Any]],
+                    detail: str) -> Finding:
+    """One finding over several raised signals: "<lead>: id xN (when), …", one example each."""
+    return Finding(fid, severity,
+                   lead + ": " + ", ".join(f"{s['id']} x{s['count']} {span(s)}" for s in signals),
+                   detail, [line for s in signals for line in signal_evidence(s, 1)],
+                   source="logs")
+
+
 def recent_findings(reading: Reading | None, report: LogReport | None,
                     runbook: str) -> list[Finding]:
     """A runbook's "Recent logs" findings: the read's own (failed, truncated, empty), then

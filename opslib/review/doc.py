@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from .html import esc, url
 
@@ -36,32 +36,25 @@ def md_code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+# How each segment of a Line is written: plain text, then ("link", text, href), ("code", text),
+# ("b", text); every piece of text escaped for its format.
+_MD = {"text": md_text, "link": lambda t, h: f"[{md_text(t)}](<{url(h)}>)", "code": md_code,
+       "b": lambda t: f"**{md_text(t)}**"}
+_HTML = {"text": esc, "link": lambda t, h: f'<a href="{esc(url(h))}">{esc(t)}</a>',
+         "code": lambda t: f"<code>{esc(t)}</code>", "b": lambda t: f"<b>{esc(t)}</b>"}
+
+
+def _render(line: Line, fmt: dict[str, Any]) -> str:
+    return "".join(fmt["text"](seg) if isinstance(seg, str) else fmt[seg[0]](*seg[1:])
+                   for seg in line)
+
+
 def _md_line(line: Line) -> str:
-    out = []
-    for seg in line:
-        if isinstance(seg, str):
-            out.append(md_text(seg))
-        elif seg[0] == "link":
-            out.append(f"[{md_text(seg[1])}](<{url(seg[2])}>)")
-        elif seg[0] == "code":
-            out.append(md_code(seg[1]))
-        elif seg[0] == "b":
-            out.append(f"**{md_text(seg[1])}**")
-    return "".join(out)
+    return _render(line, _MD)
 
 
 def _html_line(line: Line) -> str:
-    out = []
-    for seg in line:
-        if isinstance(seg, str):
-            out.append(esc(seg))
-        elif seg[0] == "link":
-            out.append(f'<a href="{esc(url(seg[2]))}">{esc(seg[1])}</a>')
-        elif seg[0] == "code":
-            out.append(f"<code>{esc(seg[1])}</code>")
-        elif seg[0] == "b":
-            out.append(f"<b>{esc(seg[1])}</b>")
-    return "".join(out)
+    return _render(line, _HTML)
 
 
 @dataclass

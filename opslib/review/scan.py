@@ -351,23 +351,23 @@ class Scan:
                            reverse=True))
 
 
-def incident_dirs(reports: Path) -> list[Path]:
-    """Incident folders: not hidden (``.staging``), not ours (``_review``)."""
+def _subdirs(folder: Path, hidden: tuple[str, ...]) -> list[Path]:
+    """Real sub-folders (no symlinks) whose names do not start with ``hidden``, sorted."""
     try:
-        entries = list(os.scandir(reports))
-    except FileNotFoundError:
-        return []
-    return sorted(Path(e.path) for e in entries
-                  if e.is_dir(follow_symlinks=False) and not e.name.startswith((".", "_")))
-
-
-def run_dirs(incident: Path) -> list[Path]:
-    try:
-        entries = list(os.scandir(incident))
+        entries = list(os.scandir(folder))
     except OSError:
         return []
     return sorted(Path(e.path) for e in entries
-                  if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+                  if e.is_dir(follow_symlinks=False) and not e.name.startswith(hidden))
+
+
+def incident_dirs(reports: Path) -> list[Path]:
+    """Incident folders: not hidden (``.staging``), not ours (``_review``)."""
+    return _subdirs(reports, (".", "_"))
+
+
+def run_dirs(incident: Path) -> list[Path]:
+    return _subdirs(incident, (".",))
 
 
 def cache_path(reports: Path) -> Path:

@@ -18,7 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action, machine_action
-from ..assess import recent_logs
+from ..assess import postgres as postgres_checks, recent_logs
+from ..assess.postgres import L2
 from ..config import Target
 from ..errors import SourceAuthError, SourceError, SourceNotFound
 from ..findings import Finding
@@ -33,7 +34,6 @@ from ..sources.status import StatusPage, component_indicator, supabase_status
 from ..sources.supabase import MANAGEMENT, SupabaseManagement, health_frame, pooler_frame
 from ..thresholds import classify
 
-L2 = "Supabase or database platform problems are handled by the Platform Team (Level 2)"
 # Connection errors that mean "every slot is taken" rather than "the database is down".
 CAPACITY_KINDS = ("too_many_clients", "reserved_slots", "supavisor_limit")
 INFRA_KINDS = ("dns", "refused", "timeout", "ssl", "unavailable", "error")
@@ -253,10 +253,7 @@ def assess_settings(settings: pd.DataFrame | None) -> list[Finding]:
     row = settings.iloc[0]
     out = []
     if bool(row["in_recovery"]):
-        out.append(Finding("db-in-recovery", "warning",
-                           "database is in recovery (a replica, or a restore in progress)",
-                           "writes fail: check DATABASE_URL points at the primary and the "
-                           "project status", source="postgres", escalate=2, escalate_reason=L2))
+        out.append(postgres_checks.in_recovery())
     if str(row["idle_in_transaction_session_timeout"]) in ("0", "0ms", ""):
         out.append(Finding("db-no-idle-timeout", "info",
                            "idle_in_transaction_session_timeout is off",
@@ -347,11 +344,6 @@ def assess_project(project: dict | None, services: list | None, pooler: list | N
 
 
 # --------------------------------------------------------------------------- logs
-def _span(s: dict) -> str:
-    first, last = (s.get("first_seen") or "?")[11:16], (s.get("last_seen") or "?")[11:16]
-    return f"at {first} UTC" if first == last else f"between {first} and {last} UTC"
-
-
 def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
                 db_error: SourceError | None, pooler: list | None, status: StatusPage | None,
                 limits: dict[str, tuple[float, float]]) -> list[Finding]:
@@ -378,7 +370,7 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
         full_now = refused_for_capacity(db_error) or (pct is not None and pct > warn)
         out.append(Finding(
             "db-logs-slots", "critical" if full_now else "warning",
-            f"the app was refused a connection {slots['count']}x for lack of slots {_span(slots)}"
+            f"the app was refused a connection {slots['count']}x for lack of slots {recent_logs.span(slots)}"
             + (f", and {pct:.0f}% of max_connections are in use now" if full_now and pct is not None
                else ", and the slots are still full" if full_now
                else f"; {pct:.0f}% in use now: it cleared" if pct is not None else ""),
@@ -407,18 +399,15 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
                       "size with the compute size.")
         out.append(Finding(
             "db-logs-pooler", "warning" if outage else "critical",
-            f"Supavisor refused clients {pool['count']}x {_span(pool)}"
+            f"Supavisor refused clients {pool['count']}x {recent_logs.span(pool)}"
             + (" during the Supabase incident" if outage else ""),
             detail, recent_logs.signal_evidence(pool), source="logs"))
     cut = recent_logs.raised(report, UNREACHABLE_SIGNALS)
     if cut and outage:
-        out.append(Finding(
-            "db-logs-outage", "info",
-            "the app's logs show the outage: " + ", ".join(
-                f"{s['id']} x{s['count']} {_span(s)}" for s in cut),
+        out.append(recent_logs.signals_finding(
+            "db-logs-outage", "info", "the app's logs show the outage", cut,
             "connections refused or dropped while Supabase reports the incident: restarting "
-            "the app will not help; it reconnects when the database is back.",
-            [line for s in cut for line in recent_logs.signal_evidence(s, 1)], source="logs"))
+            "the app will not help; it reconnects when the database is back."))
     return out
 
 

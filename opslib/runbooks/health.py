@@ -10,6 +10,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from ..assess import postgres as postgres_checks
 from ..actions import Action, machine_action
 from ..config import Target
 from ..findings import Finding
@@ -109,11 +110,7 @@ def assess_db(reading: Reading, now: datetime) -> list[Finding]:
     row = db.iloc[0]
     out = []
     if bool(row["in_recovery"]):
-        out.append(Finding("db-in-recovery", "warning",
-                           "database is in recovery (a read-only replica, or a restore in progress)",
-                           "pg_is_in_recovery() is true: writes will fail. Check DATABASE_URL "
-                           "points at the primary and the Supabase project status.", escalate=2,
-                           escalate_reason="database problems are handled by the Platform Team"))
+        out.append(postgres_checks.in_recovery())
     server = parse_time(row["server_time"])
     skew = (server - now).total_seconds() if server else 0.0
     out.append(Finding("db-ok" if not out else "db-time", "ok" if not out else "info",

@@ -437,13 +437,11 @@ def assess_logs(diag: Diagnosis, data: NotRespondingData,
                 "e.g. PORT), deploy — or roll back the release that changed it (rollback "
                 "runbook). A restart does not change the port.", evidence, source="logs"))
     if crashes and diag.kind in ("crashing", "checks-failing", "partial", "not-listening"):
-        out.append(Finding(
+        out.append(recent_logs.signals_finding(
             "nr-logs-crashes", "critical" if diag.kind == "crashing" else "warning",
-            "the logs show the app exiting: " + ", ".join(
-                f"{s['id']} x{s['count']}" for s in crashes),
+            "the logs show the app exiting", crashes,
             "a process that exits is a crash, not a port problem: read the lines just before "
-            "each exit (`fly logs -a …`); an OOM kill → the memory runbook.",
-            [line for s in crashes for line in recent_logs.signal_evidence(s, 1)], source="logs"))
+            "each exit (`fly logs -a …`); an OOM kill → the memory runbook."))
     return out
 
 

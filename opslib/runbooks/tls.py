@@ -206,19 +206,16 @@ def assess(data: TLSData, app: str, now: datetime, *, warn_days: float = 30,
                                    source="tls"))
             if not v.served_problem and res.days_left is not None:
                 days = res.days_left
-                if days <= critical_days:
+                if days <= warn_days:
                     v.served_problem = "expiring"
-                    out.append(Finding(f"tls-expiring-{host}", "critical",
-                                       f"{host}: certificate expires in {days:.0f} day(s)",
-                                       f"on {res.not_after:%Y-%m-%d %H:%M} UTC; Let's Encrypt "
-                                       "certificates renew ~30 days ahead, so renewal is "
-                                       "failing", ev, source="tls"))
-                elif days <= warn_days:
-                    v.served_problem = "expiring"
-                    out.append(Finding(f"tls-expiring-{host}", "warning",
-                                       f"{host}: certificate expires in {days:.0f} days",
-                                       f"on {res.not_after:%Y-%m-%d} UTC (warning at "
-                                       f"{warn_days:.0f} days)", ev, source="tls"))
+                    crit = days <= critical_days
+                    out.append(Finding(
+                        f"tls-expiring-{host}", "critical" if crit else "warning",
+                        f"{host}: certificate expires in {days:.0f} day" + ("(s)" if crit else "s"),
+                        (f"on {res.not_after:%Y-%m-%d %H:%M} UTC; Let's Encrypt certificates "
+                         "renew ~30 days ahead, so renewal is failing") if crit else
+                        f"on {res.not_after:%Y-%m-%d} UTC (warning at {warn_days:.0f} days)",
+                        ev, source="tls"))
                 else:
                     out.append(Finding(f"tls-ok-{host}", "ok",
                                        f"{host}: valid for {days:.0f} more days, trusted, "
@@ -333,19 +330,19 @@ def plan_actions(verdicts: list[HostVerdict], app: str) -> list[Action]:
     actions = []
     for v in verdicts:
         if v.action == "cert.check":
-            actions.append(cert_action(
-                "cert.check", app, v.host, basis=v.basis,
-                title=f"re-run DNS validation and issuance for {v.host}",
-                reason={"pending": "Fly is waiting for DNS validation",
-                        "not_configured": "DNS did not point at Fly when last checked",
-                        "validation_errors": "validation is failing"}.get(
-                    v.fly_problem, "the served certificate is close to expiry")))
+            title = f"re-run DNS validation and issuance for {v.host}"
+            reason = {"pending": "Fly is waiting for DNS validation",
+                      "not_configured": "DNS did not point at Fly when last checked",
+                      "validation_errors": "validation is failing"}.get(
+                v.fly_problem, "the served certificate is close to expiry")
         elif v.action == "cert.readd":
-            actions.append(cert_action(
-                "cert.readd", app, v.host, basis=v.basis,
-                title=f"remove and re-add the certificate of {v.host}",
-                reason=f"the served certificate is {v.served_problem}: a fresh Let's Encrypt "
-                       "order (users already see an error, so removal costs nothing)"))
+            title = f"remove and re-add the certificate of {v.host}"
+            reason = (f"the served certificate is {v.served_problem}: a fresh Let's Encrypt "
+                      "order (users already see an error, so removal costs nothing)")
+        else:
+            continue
+        actions.append(cert_action(v.action, app, v.host, basis=v.basis, title=title,
+                                   reason=reason))
     return actions
 
 
