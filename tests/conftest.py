@@ -11,6 +11,25 @@ import pytest
 
 from tests.servers import PostgresServer
 
+
+@pytest.fixture(autouse=True)
+def _close_sessions(monkeypatch):
+    """Every opslib Session a test opens is closed when it ends (its HTTP connections with
+    it), whether or not the test closed it: a leaked socket is a ResourceWarning."""
+    from opslib.session import Session
+
+    opened: list[Session] = []
+    original = Session.__init__
+
+    def tracking_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(Session, "__init__", tracking_init)
+    yield
+    for session in opened:
+        session.close()
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 # Environment variables that must not leak from the developer's shell into tests.

@@ -37,22 +37,9 @@ FIXTURE = {
 }
 
 
-_SESSIONS: list[Session] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_sessions():
-    yield
-    while _SESSIONS:
-        _SESSIONS.pop().close()
-
-
 def client(stand: PrometheusStandIn, session: Session | None = None, token: str = TOKEN,
            **kw) -> prom.Prometheus:
-    if session is None:
-        session = Session("live")
-        _SESSIONS.append(session)
-    return prom.Prometheus(session, stand.base, token=token, **kw)
+    return prom.Prometheus(session or Session("live"), stand.base, token=token, **kw)
 
 
 # ----------------------------------------------------------------------------- PromQL catalogue
