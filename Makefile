@@ -18,6 +18,7 @@ target ?=
 scenario ?=
 params ?=
 fail_on ?=
+allow_unknown ?=
 apply ?=
 confirm ?=
 timeout ?=
@@ -35,6 +36,7 @@ RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
 	$(if $(scenario),--scenario $(call q,$(scenario))) \
 	$(foreach p,$(params),-p $(call q,$(p))) \
 	$(if $(fail_on),--fail-on $(call q,$(fail_on))) \
+	$(if $(filter true yes 1,$(allow_unknown)),--allow-unknown) \
 	$(if $(filter true yes 1,$(apply)),--apply) \
 	$(if $(confirm),--confirm $(call q,$(confirm))) \
 	$(if $(timeout),--timeout $(call q,$(timeout)))
@@ -49,7 +51,8 @@ help: ## Show this help
 	@echo
 	@echo "Variables for run/triage: issue=NAME app=APP app_url=URL incident=ID"
 	@echo "  target=demo|live|replay:PATH scenario=NAME params=\"k=v k2=v2\""
-	@echo "  fail_on=never|warning|critical apply=true confirm=DIGEST timeout=SECONDS"
+	@echo "  fail_on=never|warning|critical (unknown fails too; allow_unknown=true: it does not)"
+	@echo "  apply=true confirm=DIGEST timeout=SECONDS"
 	@echo "Examples: make run issue=health"
 	@echo "          make run issue=memory scenario=oom"
 	@echo "          make run issue=health app=my-app fail_on=critical"
@@ -95,6 +98,7 @@ triage: $(KERNELS) ## Run every read-only runbook into one incident: make triage
 		$(if $(target),--target $(call q,$(target))) \
 		$(if $(scenario),--scenario $(call q,$(scenario))) \
 		$(if $(fail_on),--fail-on $(call q,$(fail_on))) \
+		$(if $(filter true yes 1,$(allow_unknown)),--allow-unknown) \
 		$(if $(timeout),--timeout $(call q,$(timeout))) \
 		$(if $(jobs),--jobs $(call q,$(jobs)))
 

@@ -113,6 +113,29 @@ def runbooks() -> dict[str, Runbook]:
     return out
 
 
+def defining_cell(path: Path, name: str) -> tuple[int, str] | None:
+    """The first code cell of the notebook at ``path`` that assigns ``name`` (its number,
+    counting every cell from 1, and the heading of the markdown cell before it), or None."""
+    import ast
+
+    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    heading = ""
+    for number, cell in enumerate(cells, start=1):
+        source = "".join(cell.get("source", ""))
+        if cell.get("cell_type") == "markdown":
+            heading = next((ln.lstrip("# ").strip() for ln in source.splitlines()
+                            if ln.strip()), heading)
+            continue
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+                return number, heading
+    return None
+
+
 def get_runbook(name: str) -> Runbook:
     path = notebooks_dir() / f"{name}.ipynb"
     if not _IDENT.match(name.replace("-", "_")) or not path.is_file():

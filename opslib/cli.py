@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="runbook parameter (repeatable)")
     r.add_argument("--fail-on", default="never", choices=["never", "warning", "critical"],
-                   help="exit 3 when severity reaches this level (default never)")
+                   help="exit 3 when severity reaches this level (default never); "
+                        "`unknown` (a check could not run) reaches warning and critical")
+    r.add_argument("--allow-unknown", action="store_true",
+                   help="with --fail-on: do not fail on `unknown` (checks that could not run)")
     r.add_argument("--timeout", type=float, default=None,
                    help="execution deadline in seconds (default 600)")
     r.add_argument("--apply", action="store_true", help="apply the planned actions")
@@ -70,7 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     req = RunRequest(
         runbook=args.runbook, app=args.app, app_url=args.app_url, incident=args.incident,
         target=args.target, scenario=args.scenario, params=parse_assignments(args.param),
-        fail_on=args.fail_on, timeout=args.timeout if args.timeout is not None else DEFAULT_TIMEOUT_S,
+        fail_on=args.fail_on, allow_unknown=args.allow_unknown, timeout=args.timeout if args.timeout is not None else DEFAULT_TIMEOUT_S,
         reports=Path(args.reports) if args.reports else None, apply=args.apply,
         confirm=args.confirm)
     prep = prepare(req)

@@ -27,7 +27,7 @@ from .evidence import atomic_write_json
 from .findings import FINDINGS_SCHEMA, Finding, rank, worst
 from .thresholds import thresholds
 from .escalation import escalation
-from .reads import Readings
+from .reads import Reading, Readings, coverage
 from .redact import Redactor
 from .session import Session
 from .times import iso
@@ -79,6 +79,12 @@ class Run:
     apply_record: dict[str, Any] | None = None
     _header: Any = None
     _finished: bool = False
+    # what the run read, by key: a re-run cell replaces its readings (see :meth:`sources`)
+    _readings: dict[str, Reading] = field(default_factory=dict)
+    # where each finding was added from: (call site, execution), parallel to ``findings``
+    _origins: list[tuple[str, Any]] = field(default_factory=list)
+    # the notebook's globals when stepping through in JupyterLab (see _sync_params)
+    _namespace: Any = None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -87,7 +93,29 @@ class Run:
 
     @property
     def thresholds(self) -> dict[str, tuple[float, float]]:
+        self._sync_params()
         return thresholds(self.params.get("thresholds") or {})
+
+    def _sync_params(self) -> None:
+        """Stepping through: a parameter edited after the start cell is taken up here (the
+        header says so); one that changes what is being looked at needs the start cell."""
+        if self._namespace is None:
+            return
+        spec = get_runbook(self.runbook)
+        now = {p.name: self._namespace.get(p.name, p.default) for p in spec.params}
+        changed = sorted(k for k in now if now[k] != self.params.get(k))
+        if not changed:
+            return
+        moved = [k for k in changed if k in ("app", "app_url", "target", "scenario", "incident")]
+        if moved:
+            raise UsageError(f"{', '.join(moved)} changed since the start cell",
+                             hint="re-run the cell with `run = opslib.start(...)`, then the "
+                                  "cells after it")
+        self.params = {**self.params, **{k: now[k] for k in changed}}
+        self.note(f"_parameters changed since the start cell: {', '.join(changed)} "
+                  "(taken up from here on)_")
+        if self._header is not None:
+            self._header.update(_markdown(self._header_md()))
 
     @property
     def app(self) -> str:
@@ -141,8 +169,16 @@ class Run:
 
     # ------------------------------------------------------------------ findings
     def add(self, findings: Finding | Iterable[Finding]) -> None:
+        """Add findings. Re-running a cell replaces what it added before (the same call site
+        in an earlier execution) and any earlier finding with the same id: stepping through
+        in JupyterLab never counts a finding twice."""
         items = [findings] if isinstance(findings, Finding) else list(findings)
-        self.findings.extend(items)
+        site, execution = _origin()
+        ids = {f.id for f in items}
+        kept = [(f, o) for f, o in zip(self.findings, self._origins)
+                if o[1] == execution or (o[0] != site and f.id not in ids)]
+        self.findings = [f for f, _ in kept] + items
+        self._origins = [o for _, o in kept] + [(site, execution)] * len(items)
         self._save()
 
     def finding(self, id: str, severity: str, title: str, detail: str = "",
@@ -154,6 +190,7 @@ class Run:
     def sources(self, readings: Readings) -> None:
         """Show what was read — measured, failed or skipped — and record every source that
         was skipped (not configured) as a visible info finding saying what to set."""
+        self._readings.update(readings)
         self.show(readings.frame(), "What this run read")
         for r in readings.skipped_sources():
             self.finding(f"skipped-{r.source.lower().replace(' ', '-')}", "info",
@@ -212,8 +249,35 @@ class Run:
         return path
 
     # ------------------------------------------------------------------ output
+    def coverage(self) -> tuple[dict[str, Any], list[Finding]]:
+        """The ``coverage`` block, and the ``unknown`` finding when the verdict is blind: a
+        check it rests on could not run, or nothing was read at all."""
+        cov = coverage(self._readings.values())
+        blind = [self._readings[k] for k in cov["blind"]]
+        if blind:
+            by_source: dict[str, list[Reading]] = {}
+            for r in blind:
+                by_source.setdefault(r.source or r.key, []).append(r)
+            return cov, [Finding("coverage", "unknown",
+                                 "not checked: " + "; ".join(
+                                     f"{src} ({', '.join(sorted({r.outcome for r in rs}))}"
+                                     + (f", {len(rs)} reads)" if len(rs) > 1 else ")")
+                                     for src, rs in by_source.items()),
+                                 f"{len(blind)} of the {len(cov['checks'])} reads this "
+                                 "verdict rests on were not measured, so it cannot say ok",
+                                 [f"{r.what}: {r.outcome}: {r.detail}" for r in blind],
+                                 source="coverage")]
+        if not cov["checks"]:
+            return cov, [Finding("coverage", "unknown",
+                                 "nothing was read: the verdict rests on no measurement",
+                                 "the notebook recorded no reads (run.sources); run its "
+                                 "Collect cell", source="coverage")]
+        return cov, []
+
     def summary(self) -> dict[str, Any]:
-        sev = worst(f.severity for f in self.findings)
+        cov, blind = self.coverage()
+        every = [*self.findings, *blind]
+        sev = worst(f.severity for f in every)
         return {
             "schema": FINDINGS_SCHEMA,
             "runbook": self.runbook,
@@ -225,8 +289,9 @@ class Run:
             "version": self.version or None,
             "reference_time": iso(self.now),
             "severity": sev,
-            "findings": [f.to_dict() for f in sorted(self.findings, key=lambda f: -rank(f.severity))],
-            "escalation": escalation(self.findings),
+            "findings": [f.to_dict() for f in sorted(every, key=lambda f: -rank(f.severity))],
+            "escalation": escalation(every),
+            "coverage": cov,
             "actions": self.actions,
             "plan_digest": (self.apply_record or {}).get("plan_digest"),
             "apply": self.apply_record,
@@ -239,6 +304,13 @@ class Run:
 
     def finish(self) -> dict[str, Any]:
         """Write findings.json (complete) and show the findings, escalation and actions."""
+        self._sync_params()
+        spec = get_runbook(self.runbook)
+        if self.apply_record is None and "run.plan(" in spec.path.read_text(encoding="utf-8"):
+            self.add(Finding("plan-not-run", "unknown",
+                             "the remediation plan was not made: its cell did not run",
+                             "run the Plan cell (it lists the actions for what was found), "
+                             "then this one", source="coverage"))
         self._finished = True
         self._save()
         self.session.close()
@@ -256,6 +328,44 @@ class Run:
                       for a in self.actions]
         _display(_markdown("\n".join(lines)))
         return s
+
+
+def _needs_earlier_cell(notebook: Path) -> Any:
+    """An IPython handler for NameError that says, in one line after the traceback, which
+    earlier cell of this runbook sets the missing name (a skipped cell)."""
+    import re
+
+    from .catalog import defining_cell
+
+    def handler(shell: Any, etype: type, value: BaseException, tb: Any,
+                tb_offset: int | None = None) -> Any:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        match = re.search(r"name '([^']+)' is not defined", str(value))
+        where = defining_cell(notebook, match.group(1)) if match else None
+        if where is not None:
+            print(f"→ `{match.group(1)}` is set by cell {where[0]} ({where[1] or 'above'}): "
+                  "run that cell first, then this one again.")
+        return None
+
+    return handler
+
+
+def _origin() -> tuple[str, Any]:
+    """Where :meth:`Run.add` was called from (the first frame outside this module: in a
+    kernel, a cell's file is named after its content) and the kernel's execution count."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    site = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        shell = None
+    return site, (shell.execution_count if shell is not None else None)
 
 
 def _run_dir(runbook: str) -> tuple[Path, bool]:
@@ -298,17 +408,22 @@ def start(runbook: str, namespace: Mapping[str, Any]) -> Run:
     redactor = Redactor.from_env()
     session = Session("replay" if kind in ("demo", "replay") else "record",
                       raw_dir=run_dir / "raw", capture_dir=capture,
-                      timeline_path=run_dir / "timeline.jsonl", redactor=redactor)
+                      timeline_path=run_dir / "timeline.jsonl", redactor=redactor,
+                      rewind=interactive)
     target = Target(kind, app, resolve_app_url(app, app_url), scenario, capture)
     incident = str(params.get("incident") or "") or os.environ.get("OPSLIB_INCIDENT", "") or "adhoc"
     on_call = str(params.get("on_call") or "") or env("OPS_ON_CALL")
     run = Run(runbook, params, target, session, run_dir, interactive, incident, on_call)
     from IPython import get_ipython
 
-    if get_ipython() is not None:
+    shell = get_ipython()
+    if shell is not None:
         from IPython.display import display
 
         run._header = display(_markdown(run._header_md()), display_id=True)
+        if interactive:
+            run._namespace = namespace
+            shell.set_custom_exc((NameError,), _needs_earlier_cell(spec.path))
     else:
         print(run._header_md())
     run._save()

@@ -29,7 +29,10 @@ def escalation(findings: Iterable[Finding], *, persisted_after_restart: bool = F
         worst_f = max(actionable, key=lambda f: rank(f.severity))
         return {"level": 1, "team": TEAMS[1],
                 "reason": f"{worst_f.severity}: {worst_f.title} — follow this runbook's remediation"}
-    if any(f.severity == "unknown" for f in findings):
+    unknown = [f for f in findings if f.severity == "unknown"]
+    if unknown:
         return {"level": 1, "team": TEAMS[1],
-                "reason": "some checks could not run; on-call to confirm by hand"}
+                "reason": "confirm by hand — "
+                          + "; ".join(f.title for f in unknown[:3])
+                          + (f" (+{len(unknown) - 3} more)" if len(unknown) > 3 else "")}
     return {"level": 0, "team": TEAMS[0], "reason": "no findings need action"}

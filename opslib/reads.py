@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import NotConfigured, SourceError
 
@@ -68,12 +68,18 @@ class Read:
 
     ``fetch`` is called with the source's client (or with nothing when ``source`` is None)
     and returns the value or raises :class:`SourceError` / :class:`NotConfigured`.
+
+    ``context=True`` marks a read the verdict does not rest on (recent logs, status pages,
+    the version for the header): when it cannot be made the run says so, but stays able to
+    say "ok". Any other read that is not measured makes the run's verdict ``unknown`` (see
+    :func:`coverage`).
     """
 
     key: str
     what: str
     fetch: Callable[..., Any]
     source: Source | None = None
+    context: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Reading:
     error: SourceError | None = None
     needs: str = ""
     hint: str = ""
+    context: bool = False
 
     @property
     def measured(self) -> bool:
@@ -113,7 +120,8 @@ class Reading:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "what": self.what, "source": self.source,
-                               "outcome": self.outcome}
+                               "outcome": self.outcome,
+                               "basis": "context" if self.context else "verdict"}
         if self.error is not None:
             out["error"] = {"kind": self.error.kind, "message": self.error.message,
                             "hint": self.error.hint}
@@ -180,6 +188,20 @@ class Readings(Mapping[str, Reading]):
                             columns=["source", "what", "outcome", "detail"])
 
 
+def coverage(readings: Iterable[Reading]) -> dict[str, Any]:
+    """What a verdict rests on (the ``coverage`` block of findings.json): every read with its
+    outcome, and ``blind`` — the reads the verdict needs (not ``context``) that were not
+    measured. ``complete`` is true only when something was read and nothing is blind."""
+    checks = [r.to_dict() for r in readings]
+    blind = [c["key"] for c in checks if c["basis"] == "verdict" and c["outcome"] != MEASURED]
+    return {"checks": checks,
+            "measured": [c["key"] for c in checks if c["outcome"] == MEASURED],
+            "failed": [c["key"] for c in checks if c["outcome"] == FAILED],
+            "skipped": [c["key"] for c in checks if c["outcome"] == SKIPPED],
+            "blind": blind,
+            "complete": bool(checks) and not blind}
+
+
 class measured:
     """A data-class attribute that is the measured value of one reading (or one part of it).
 
@@ -218,11 +240,14 @@ def _do(read: Read, client: Any) -> Reading:
     try:
         value = read.fetch(client) if read.source is not None else read.fetch()
     except NotConfigured as exc:
-        return Reading(read.key, read.what, exc.source or name, SKIPPED, needs=exc.needs,
-                       hint=exc.hint)
+        return _reading(read, exc.source or name, SKIPPED, needs=exc.needs, hint=exc.hint)
     except SourceError as exc:
-        return Reading(read.key, read.what, name or exc.system, FAILED, error=exc)
-    return Reading(read.key, read.what, name, MEASURED, value=value)
+        return _reading(read, name or exc.system, FAILED, error=exc)
+    return _reading(read, name, MEASURED, value=value)
+
+
+def _reading(read: Read, source: str, outcome: str, **kw: Any) -> Reading:
+    return Reading(read.key, read.what, source, outcome, context=read.context, **kw)
 
 
 def gather(session: "Session", target: "Target", reads: Sequence[Read]) -> Readings:
@@ -243,10 +268,10 @@ def gather(session: "Session", target: "Target", reads: Sequence[Read]) -> Readi
             continue
         _client, problem = clients[read.source.name]
         if isinstance(problem, NotConfigured):
-            results[i] = Reading(read.key, read.what, read.source.name, SKIPPED,
-                                 needs=problem.needs, hint=problem.hint)
+            results[i] = _reading(read, read.source.name, SKIPPED, needs=problem.needs,
+                                  hint=problem.hint)
         elif problem is not None:
-            results[i] = Reading(read.key, read.what, read.source.name, FAILED, error=problem)
+            results[i] = _reading(read, read.source.name, FAILED, error=problem)
         else:
             runnable.append(i)
     try:

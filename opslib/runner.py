@@ -15,7 +15,8 @@
 
 Exit codes: 0 completed (severity below ``fail_on``), 1 the runbook failed to execute
 (evidence saved), 2 bad usage or configuration (nothing written), 3 severity reached
-``fail_on``.
+``fail_on``. ``unknown`` (a check the verdict rests on could not run) reaches every
+``fail_on`` but ``never``: blind is not green, unless ``allow_unknown`` says otherwise.
 """
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ class RunRequest:
     scenario: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     fail_on: str = "never"
+    allow_unknown: bool = False  # the old behaviour: `unknown` does not reach fail_on
     timeout: float = DEFAULT_TIMEOUT_S
     reports: Path | None = None
     apply: bool = False
@@ -334,7 +336,8 @@ def execute(prep: Prepared) -> RunOutcome:
 
     findings = _final_findings(prep, staging, status, error, started, finished)
     exit_code = outcome_exit_code(status, findings["severity"], req.fail_on,
-                                  (findings.get("apply") or {}).get("outcome", ""))
+                                  (findings.get("apply") or {}).get("outcome", ""),
+                                  allow_unknown=req.allow_unknown)
     findings["exit_code"] = exit_code
     atomic_write_json(staging / "findings.json", redactor.obj(findings))
     safe_params = redactor.obj(prep.parameters)
@@ -389,10 +392,16 @@ def derive_status(result: dict, *, killed: bool, returncode: int | None,
     return "ok", {}
 
 
-def outcome_exit_code(status: str, severity: str, fail_on: str, apply_outcome: str = "") -> int:
+def outcome_exit_code(status: str, severity: str, fail_on: str, apply_outcome: str = "", *,
+                      allow_unknown: bool = False) -> int:
+    """0, 1 or 3 (see the module docstring): ``unknown`` fails like ``fail_on`` itself."""
     if status != "ok" or apply_outcome in ("refused", "failed"):
         return EXIT_FAILED
-    if fail_on != "never" and severity in ("warning", "critical") and rank(severity) >= rank(fail_on):
+    if fail_on == "never":
+        return EXIT_OK
+    if severity == "unknown" and not allow_unknown:
+        return EXIT_SEVERITY
+    if severity in ("warning", "critical") and rank(severity) >= rank(fail_on):
         return EXIT_SEVERITY
     return EXIT_OK
 
@@ -418,17 +427,27 @@ def _final_findings(prep: Prepared, staging: Path, status: str, error: dict,
         "started_at": iso(started),
         "finished_at": iso(finished),
         "findings": findings,
-        "escalation": data.get("escalation") or {"level": 1, "team": "On-Call Engineer",
-                                                 "reason": f"the runbook did not complete ({status}); "
-                                                           "diagnose by hand"},
+        "escalation": _escalation(data.get("escalation"), status),
         "actions": data.get("actions") or [],
     }
-    for key in ("app_url", "version", "reference_time", "plan_digest", "apply"):
+    for key in ("app_url", "version", "reference_time", "plan_digest", "apply", "coverage"):
         if data.get(key) is not None:
             out[key] = data[key]
     if error:
         out["error"] = error
     return out
+
+
+def _escalation(recorded: dict | None, status: str) -> dict[str, Any]:
+    """The run's escalation: what the notebook recorded, but a run that did not finish is at
+    least level 1 — its partial findings cannot say "no action needed"."""
+    if status == "ok" and recorded:
+        return recorded
+    why = f"the runbook did not finish ({status}): diagnose by hand"
+    level = int((recorded or {}).get("level") or 0)
+    if level >= 2:
+        return {**recorded, "reason": f"{recorded.get('reason')}; {why}"}
+    return {"level": 1, "team": "On-Call Engineer", "reason": why}
 
 
 def _read_json(path: Path) -> dict | None:

@@ -63,6 +63,9 @@ class Session:
         capture_backend: ``(kind, source, key, payload) -> result`` used instead of the live
             callable by :meth:`capture` (the demo generator answers from its world).
         now: reference time; replay takes it from the capture's ``session.json``.
+        rewind: on replay, a request whose captured answers were all used is answered again
+            from the first (an engineer re-running a Collect cell in JupyterLab); off for
+            ``make run``, where a request the live run did not make is a replay miss.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Session:
         capture_backend: Callable[[str, str, str, Any], Any] | None = None,
         now: datetime | None = None,
         verify: bool | str = True,
+        rewind: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -93,6 +97,8 @@ class Session:
         self._seq = 0
         self._clients: list[httpx.Client] = []
         self._replay: dict[str, deque] = defaultdict(deque)
+        self._captured: dict[str, list[dict]] = {}
+        self.rewind = rewind
         self.capture_meta: dict[str, Any] = {}
         if mode == "replay":
             if self.capture_dir is None:
@@ -130,10 +136,13 @@ class Session:
                 records.append(rec)
         for rec in sorted(records, key=lambda r: r["seq"]):
             self._replay[rec["key"]].append(rec)
+        self._captured = {k: list(q) for k, q in self._replay.items()}
 
     def _take(self, key: str) -> dict:
         with self._lock:
             queue = self._replay.get(key)
+            if not queue and self.rewind and self._captured.get(key):
+                queue = self._replay[key] = deque(self._captured[key])
             if not queue:
                 held = sorted(self._replay)
                 raise ReplayMissError(

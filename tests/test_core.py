@@ -147,7 +147,12 @@ def test_exit_codes():
     assert runner.outcome_exit_code("ok", "critical", "never") == 0
     assert runner.outcome_exit_code("ok", "warning", "critical") == 0
     assert runner.outcome_exit_code("ok", "critical", "warning") == 3
-    assert runner.outcome_exit_code("ok", "unknown", "warning") == 0
+    # blind is not green: unknown reaches any fail_on but never, unless allowed explicitly
+    assert runner.outcome_exit_code("ok", "unknown", "warning") == 3
+    assert runner.outcome_exit_code("ok", "unknown", "critical") == 3
+    assert runner.outcome_exit_code("ok", "unknown", "never") == 0
+    assert runner.outcome_exit_code("ok", "unknown", "critical", allow_unknown=True) == 0
+    assert runner.outcome_exit_code("ok", "critical", "critical", allow_unknown=True) == 3
     assert runner.outcome_exit_code("timeout", "ok", "never") == 1
 
 

@@ -175,7 +175,14 @@ def test_live_without_configuration_skips_visibly(reports):
     assert "skipped: Postgres not configured" in skipped
     assert "FLY_API_TOKEN" in skipped["skipped: Fly Machines API not configured"]["detail"]
     assert "skipped: Fly Machines API not configured" in (run / "health.html").read_text()
-    assert f["severity"] == "ok"
+    # the endpoint answered, but machines and database were not checked: blind is not green
+    assert f["severity"] == "unknown"
+    assert f["escalation"]["level"] == 1 and "confirm by hand" in f["escalation"]["reason"]
+    cov = f["coverage"]
+    assert cov["measured"] == ["probes"] and set(cov["blind"]) == {"machines", "database"}
+    assert cov["complete"] is False
+    unknown = next(x for x in f["findings"] if x["id"] == "coverage")
+    assert "Fly Machines API (skipped)" in unknown["title"] and "Postgres (skipped)" in unknown["title"]
 
 
 # ----------------------------------------------------------------------------- live, probes

@@ -155,7 +155,10 @@ def test_failures_save_evidence_with_true_status(reports, fault, status):
     assert f["status"] == status
     assert f["exit_code"] == 1
     assert f["severity"] == "warning", "findings made before the fault are kept"
-    assert [x["id"] for x in f["findings"]] == ["canary"]
+    assert [x["id"] for x in f["findings"]][0] == "canary"
+    # a run that did not finish never says "no findings need action"
+    assert f["escalation"]["level"] == 1
+    assert f"the runbook did not finish ({status}): diagnose by hand" in f["escalation"]["reason"]
     nb = nbformat.read(str(run / "faulty.ipynb"), as_version=4)
     nbformat.validate(nb)
     assert (run / "faulty.html").stat().st_size > 1000

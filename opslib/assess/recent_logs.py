@@ -22,7 +22,7 @@ DEFAULT_MAX_PAGES = 20
 
 def read(session: Session, *, window_minutes: float = DEFAULT_WINDOW_MIN,
          max_pages: int = DEFAULT_MAX_PAGES, until: datetime | None = None,
-         key: str = "logs") -> Read:
+         key: str = "logs", context: bool = False) -> Read:
     """The read of the app's log lines for the last ``window_minutes`` (at most ``max_pages``
     pages). ``until`` ends the window before the run's now: the logs around a past event (Fly
     keeps about 7 days of logs)."""
@@ -31,12 +31,13 @@ def read(session: Session, *, window_minutes: float = DEFAULT_WINDOW_MIN,
     what = (f"the app's logs {since:%Y-%m-%d %H:%M}–{end:%H:%M} UTC "
             f"(at most {max_pages} pages)")
     return Read(key, what, lambda api: api.read_logs(since=since, until=end, max_pages=max_pages),
-                LOGS)
+                LOGS, context=context)
 
 
 def recent(session: Session, window_minutes: float, max_pages: int) -> list[Read]:
-    """The runbook's "recent logs" read, or none when ``window_minutes`` is 0 (turned off)."""
-    return [read(session, window_minutes=window_minutes, max_pages=max_pages)] \
+    """The runbook's "recent logs" read, or none when ``window_minutes`` is 0 (turned off).
+    Context: the runbook's verdict rests on its own checks, the logs add the story."""
+    return [read(session, window_minutes=window_minutes, max_pages=max_pages, context=True)] \
         if window_minutes > 0 else []
 
 

@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--jobs", type=int, default=0,
                     help="runbooks at a time (default and maximum: the number of cores)")
     tr.add_argument("--fail-on", default="never", choices=["never", "warning", "critical"],
-                    help="exit 3 when a run's severity reaches this level")
+                    help="exit 3 when a run's severity reaches this level (`unknown` too)")
+    tr.add_argument("--allow-unknown", action="store_true",
+                    help="with --fail-on: do not fail on `unknown` (checks that could not run)")
     tr.add_argument("--timeout", type=float, default=None, help="deadline per runbook (s)")
     tr.add_argument("--reports", default="", help="evidence folder (default reports/)")
     tr.set_defaults(handler=cmd_triage)
@@ -130,7 +132,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be 1 or more")
     preps, skipped = plan(app=args.app, app_url=args.app_url, incident=args.incident,
                           target=args.target, scenario=args.scenario, fail_on=args.fail_on,
-                          timeout=args.timeout,
+                          allow_unknown=args.allow_unknown, timeout=args.timeout,
                           reports=Path(args.reports) if args.reports else None)
     jobs = max(1, min(args.jobs or default_jobs(), default_jobs()))
     incident = preps[0].incident

@@ -15,7 +15,7 @@ from .. import __version__
 CSP = ("default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
        "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'")
 
-SEV_COLOURS = {"critical": "#b71c1c", "warning": "#b26a00", "unknown": "#616161",
+SEV_COLOURS = {"critical": "#b71c1c", "warning": "#b26a00", "unknown": "#4527a0",
                "ok": "#2e7d32", "info": "#1565c0"}
 
 STYLE = """
@@ -30,7 +30,7 @@ th{background:#eceff1;font-weight:600}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 pre{background:#f1f3f4;padding:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;color:#fff;font-size:12px;font-weight:600;white-space:nowrap}
-.sev-critical{background:#b71c1c}.sev-warning{background:#b26a00}.sev-unknown{background:#616161}
+.sev-critical{background:#b71c1c}.sev-warning{background:#b26a00}.sev-unknown{background:#4527a0}
 .sev-ok{background:#2e7d32}.sev-info{background:#1565c0}
 .st-bad{background:#6a1b9a}.st-ok{background:#546e7a}
 .verified{color:#2e7d32;font-weight:600}

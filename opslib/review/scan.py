@@ -108,8 +108,11 @@ def sev_rank(severity: str) -> int:
 
 
 def badness(run: RunSummary) -> tuple[int, int, int]:
-    """Sort key, larger is worse: severity, then a run that did not complete, then escalation."""
-    return (sev_rank(run.severity), int(run.status != "ok"), run.escalation_level)
+    """Sort key, larger is worse: severity (``unknown`` — something could not be checked —
+    as bad as ``critical``: blind is not green), then a run that did not complete, then
+    escalation."""
+    sev = "critical" if run.severity == "unknown" else run.severity
+    return (sev_rank(sev), int(run.status != "ok"), run.escalation_level)
 
 
 # --------------------------------------------------------------------------- reading one run

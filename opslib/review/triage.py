@@ -138,8 +138,8 @@ def available(names: tuple[str, ...] = READ_ONLY) -> tuple[list[str], list[str]]
 
 
 def plan(*, app: str = "", app_url: str = "", incident: str = "", target: str = "",
-         scenario: str = "", fail_on: str = "never", timeout: float | None = None,
-         reports: Path | None = None, names: tuple[str, ...] = READ_ONLY) -> tuple[list, list[str]]:
+         scenario: str = "", fail_on: str = "never", allow_unknown: bool = False,
+         timeout: float | None = None, reports: Path | None = None, names: tuple[str, ...] = READ_ONLY) -> tuple[list, list[str]]:
     """Prepare one run per present read-only runbook, all into one incident.
 
     Raises ``UsageError`` (nothing written) when no runbook is present or any is misused.
@@ -159,7 +159,7 @@ def plan(*, app: str = "", app_url: str = "", incident: str = "", target: str = 
         scen = scenario if scenario and scenario in demo_scenarios(name) else ""
         preps.append(prepare(RunRequest(
             runbook=name, app=app, app_url=app_url, incident=incident, target=target,
-            scenario=scen, fail_on=fail_on,
+            scenario=scen, fail_on=fail_on, allow_unknown=allow_unknown,
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT_S, reports=reports)))
     return preps, skipped
 

@@ -102,7 +102,7 @@ def collect(session: Session, target: Target, *, names: tuple[str, ...] = REQUIR
         Read("secrets", "the app's secrets (`fly secrets list`: names and digests)",
              lambda api: api.list(), SECRETS),
         Read("bans", "network bans (IPs blocked after failed logins, Management API)",
-             lambda api: api.network_bans(), MANAGEMENT),
+             lambda api: api.network_bans(), MANAGEMENT, context=True),
     ]
     reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     readings = gather(session, target, reads)

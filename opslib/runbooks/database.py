@@ -113,11 +113,11 @@ def collect(session: Session, target: Target, *, long_query_s: float = 60.0,
              "queries, blockers, settings", lambda pg: _diagnostics(pg, long_query_s),
              postgres.POSTGRES),
         Read("status", "status.supabase.com",
-             lambda: supabase_status(session, target.env("SUPABASE_STATUS_URL"))),
+             lambda: supabase_status(session, target.env("SUPABASE_STATUS_URL")), context=True),
         Read("supabase", "project status, service health and pooler config "
              "(Management API)", _project, MANAGEMENT),
         Read("machines", "the app's machines (to plan an app restart)",
-             lambda api: api.list_machines(), fly.MACHINES),
+             lambda api: api.list_machines(), fly.MACHINES, context=True),
     ]
     reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     return DatabaseData(gather(session, target, reads))

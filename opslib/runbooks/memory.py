@@ -102,7 +102,8 @@ def _oom_slice_reads(session: Session, data: MemoryData, max_pages: int
             continue  # the recent window has these lines already
         key = f"oom-logs:{i}"
         reads.append(recent_logs.read(session, window_minutes=span, max_pages=max_pages,
-                                      until=min(now, t + OOM_SLICE_AFTER), key=key))
+                                      until=min(now, t + OOM_SLICE_AFTER), key=key,
+                                      context=True))
         slices.append((r.machine, t, key))
     return reads, slices
 
@@ -123,7 +124,7 @@ def collect(session: Session, target: Target, *, window: str = "6h", step: str =
     reads = [Read("machines", "the app's machines and their sizes",
                   lambda api: api.list_machines(), fly.MACHINES),
              *prom.range_reads({n: qs[n] for n in RANGE_QUERIES}, now=now, window=window,
-                               step=step),
+                               step=step, context=("memory_used_incl_cache_pct",)),
              *prom.instant_reads({n: qs[n] for n in INSTANT_QUERIES}, now=now)]
     reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     readings = gather(session, target, reads)

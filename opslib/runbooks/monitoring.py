@@ -80,7 +80,7 @@ def collect(session: Session, target: Target, *, window: str = "6h", step: str =
     """
     qs = queries(target.app, rate=rate, window=window, overrides=promql)
     reads = [*prom.range_reads({n: qs[n] for n in QUERY_NAMES}, now=session.now(),
-                               window=window, step=step),
+                               window=window, step=step, context=CONTEXT_QUERIES),
              Read("connections", "client connections against max_connections (Postgres)",
                   lambda pg: pg.query("monitoring.connections", CONNECTIONS_SQL),
                   postgres.POSTGRES)]
@@ -386,7 +386,11 @@ def concurrency_chart(data: MonitoringData) -> Figure:
 
 def summary_line(rows: list[MetricRow], now: datetime) -> str:
     bad = [r for r in rows if r.status in ("warning", "critical")]
+    blind = [THRESHOLD_LABELS[r.key] for r in rows if r.status in ("unknown", "skipped")]
+    if not bad and len(blind) == len(rows):
+        return "No key metric could be measured: the verdict is UNKNOWN (see what was skipped)."
     if not bad:
-        return f"All measured key metrics are within the seed's thresholds at {now:%H:%M} UTC."
+        return (f"The key metrics measured are within the seed's thresholds at {now:%H:%M} UTC"
+                + (f"; not measured: {', '.join(blind)} (UNKNOWN)." if blind else "."))
     return "Outside the thresholds: " + "; ".join(
         f"{THRESHOLD_LABELS[r.key]} {_fmt(r.key, r.now)} ({r.status.upper()})" for r in bad) + "."

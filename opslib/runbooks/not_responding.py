@@ -84,7 +84,7 @@ def collect(session: Session, target: Target, *, probes: int = 5, timeout: float
              Read("machines", "the app's machines, checks and recent events",
                   lambda api: api.list_machines(), fly.MACHINES),
              *prom.range_reads({n: qs[n] for n in RANGE_QUERIES}, now=session.now(),
-                               window=window, step=step)]
+                               window=window, step=step, context=RANGE_QUERIES)]
     reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     return NotRespondingData(window, step, qs, gather(session, target, reads))
 

@@ -239,9 +239,10 @@ PROMETHEUS = Source("Prometheus", connect)
 
 
 def range_reads(queries: Mapping[str, str], *, now: datetime, window: str,
-                step: str) -> list[Read]:
+                step: str, context: Iterable[str] = ()) -> list[Read]:
     """One read per named range query over ``window`` ending at ``now`` (see
-    :func:`aligned_range`), each measured, failed or skipped on its own.
+    :func:`aligned_range`), each measured, failed or skipped on its own; those named in
+    ``context`` are context for the verdict (see :class:`~opslib.reads.Read`).
 
     Raises:
         UsageError: a bad window or step (before any call is made).
@@ -249,7 +250,7 @@ def range_reads(queries: Mapping[str, str], *, now: datetime, window: str,
     start, end, step_s = aligned_range(now, window, step)
     return [Read(name, f"{name} over the last {window} every {step} (Prometheus)",
                  lambda p, q=q, n=name: p.query_range(q, start=start, end=end, step=step_s, name=n),
-                 PROMETHEUS) for name, q in queries.items()]
+                 PROMETHEUS, context=name in set(context)) for name, q in queries.items()]
 
 
 def instant_reads(queries: Mapping[str, str], *, now: datetime) -> list[Read]:

@@ -1,0 +1,159 @@
+"""Verdicts you can trust: blind is never green, and stepping through in JupyterLab is
+idempotent.
+
+Runs use the real command line and runner (notebooks executed in process, see
+tests/inprocess.py); the JupyterLab tests drive a runbook's notebook cell by cell through an
+IPython shell, as an engineer does.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from opslib import catalog
+from tests.conftest import clean_env, findings, only_run
+from tests.inprocess import opslib_run
+
+
+def _run(reports: Path, *args: str) -> tuple[int, dict, str]:
+    proc = opslib_run("run", *args, env=clean_env(OPSLIB_REPORTS=str(reports)))
+    assert proc.returncode in (0, 3), proc.stdout + proc.stderr
+    return proc.returncode, findings(only_run(reports)), proc.stdout
+
+
+# ----------------------------------------------------------------------------- fail closed
+def test_monitoring_with_nothing_configured_is_unknown_not_ok(reports):
+    code, f, out = _run(reports, "monitoring", "--app", "x")
+    assert code == 0  # fail_on defaults to never
+    assert f["severity"] == "unknown"
+    assert f["escalation"]["level"] == 1
+    assert f["escalation"]["reason"].startswith("confirm by hand — not checked: Prometheus")
+    assert not any(x["severity"] == "ok" for x in f["findings"]), f["findings"]
+    cov = f["coverage"]
+    assert cov["complete"] is False and cov["measured"] == []
+    assert {"p95_latency_ms", "error_rate_pct", "memory_pct", "cpu_pct",
+            "connections"} <= set(cov["blind"])
+    # context (the concurrency chart, the recent logs) is not what the verdict rests on
+    assert "concurrency" not in cov["blind"]
+    assert {c["key"]: c["basis"] for c in cov["checks"]}["concurrency"] == "context"
+    assert "severity: UNKNOWN" in out and "UNKNOWN   not checked: Prometheus" in out
+
+
+def test_the_daily_backups_check_fails_closed_unless_told_otherwise(reports):
+    code, f, _ = _run(reports / "a", "backups", "--app", "x", "--fail-on", "critical")
+    assert (code, f["severity"], f["exit_code"]) == (3, "unknown", 3)
+    assert set(f["coverage"]["skipped"]) == {"backups", "archiver"}
+    code, f, _ = _run(reports / "b", "backups", "--app", "x", "--fail-on", "critical",
+                      "--allow-unknown")
+    assert (code, f["severity"]) == (0, "unknown")
+
+
+def test_a_fully_measured_demo_run_is_complete_and_ok(reports):
+    code, f, _ = _run(reports, "health")
+    assert (code, f["severity"]) == (0, "ok")
+    assert f["coverage"]["complete"] is True and f["coverage"]["blind"] == []
+    assert set(f["coverage"]["measured"]) == {"probes", "machines", "database"}
+
+
+# ----------------------------------------------------------------------------- JupyterLab
+class Lab:
+    """A runbook's notebook stepped through cell by cell in one IPython shell."""
+
+    def __init__(self, runbook: str, env: dict[str, str]) -> None:
+        nb = json.loads(catalog.get_runbook(runbook).path.read_text(encoding="utf-8"))
+        self.cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+        self.shell = InteractiveShell.instance()
+        self.env = env
+
+    def run(self, index: int, source: str | None = None) -> str:
+        out = io.StringIO()
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(self.env)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                self.shell.run_cell(self.cells[index] if source is None else source,
+                                    store_history=True)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return out.getvalue()
+
+    @property
+    def ns(self) -> dict:
+        return self.shell.user_ns
+
+    def close(self) -> None:
+        InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def lab():
+    env = clean_env(MPLBACKEND="Agg")
+    env.pop("OPSLIB_RUN_DIR", None)
+    labs = []
+
+    def open_lab(runbook: str) -> Lab:
+        labs.append(Lab(runbook, env))
+        return labs[-1]
+
+    yield open_lab
+    for x in labs:
+        x.close()
+
+
+def test_rerunning_cells_on_the_demo_target_never_counts_a_finding_twice(lab):
+    nb = lab("health")
+    for i in range(len(nb.cells)):
+        nb.run(i)
+    first = nb.ns["result"]
+    ids = [f["id"] for f in first["findings"]]
+    assert first["severity"] == "ok" and ids and len(ids) == len(set(ids))
+    # re-run Collect (the demo capture answers again) and every cell after it, twice
+    collect = next(i for i, c in enumerate(nb.cells) if ".collect(" in c)
+    for _ in range(2):
+        outputs = [nb.run(i) for i in range(collect, len(nb.cells))]
+        assert not any("Error" in o for o in outputs), outputs
+    again = nb.ns["result"]
+    assert sorted(f["id"] for f in again["findings"]) == sorted(ids)
+    assert again["severity"] == "ok" and again["coverage"] == first["coverage"]
+
+
+def test_a_skipped_cell_is_named_in_one_line(lab):
+    nb = lab("health")
+    nb.run(0)
+    nb.run(1)
+    collect = next(i for i, c in enumerate(nb.cells) if ".collect(" in c)
+    out = nb.run(collect + 1)  # the cell after Collect, without Collect
+    assert "NameError" in out
+    hint = [line for line in out.splitlines() if line.startswith("→")]
+    assert len(hint) == 1 and "`data` is set by cell" in hint[0] and "run that cell first" in hint[0]
+
+
+def test_parameters_edited_after_the_start_cell_are_taken_up_or_refused(lab):
+    nb = lab("health")
+    nb.run(0)
+    nb.run(1)
+    run = nb.ns["run"]
+    nb.run(0, 'thresholds = {"response_time_ms": [100, 150]}')
+    assert run.thresholds["response_time_ms"] == (100.0, 150.0)
+    nb.run(0, 'app = "another-app"')
+    with pytest.raises(Exception, match="app changed since the start cell"):
+        run.thresholds
+
+
+def test_a_skipped_plan_cell_is_unknown_not_silently_dropped(lab):
+    nb = lab("health")
+    for i in range(len(nb.cells) - 1):
+        nb.run(i)
+    assert "run.plan(" in nb.cells[-1]
+    result = nb.ns["run"].finish()  # the engineer ends the run without the Plan cell
+    ids = {f["id"]: f for f in result["findings"]}
+    assert ids["plan-not-run"]["severity"] == "unknown"
+    assert result["severity"] == "unknown" and result["escalation"]["level"] == 1
