@@ -118,6 +118,21 @@ class Session:
         """The run's reference time: wall clock live, the captured time on replay."""
         return self._now
 
+    def clock(self, name: str) -> datetime:
+        """Our UTC clock at this moment of the run (a measurement's own time: when a probe
+        was sent or answered), recorded so a replay sees the same instant. A capture made
+        before these were recorded answers with the run's reference time."""
+        key = f"clock:local-clock:{name}"
+        if self.mode == "replay" and not self._replay.get(key) and not (
+                self.rewind and self._captured.get(key)):
+            return self._now
+        value = self.capture("clock", "local-clock", name, lambda: iso(utcnow()),
+                             op=f"local clock at {name}", payload=name)
+        parsed = parse_time(value)
+        if parsed is None:  # pragma: no cover - we wrote it ourselves
+            raise ValueError(f"recorded clock {value!r} is not a time")
+        return parsed
+
     # ------------------------------------------------------------------ replay loading
     def _load_capture(self, folder: Path) -> None:
         if not folder.is_dir():

@@ -31,7 +31,7 @@ def mem_a(t: float) -> float:
 FIXTURE = {
     Q["memory_pct"]: [({"app": APP, "instance": "m1", "region": "iad"}, mem_a),
                       ({"app": APP, "instance": "m2", "region": "ams"},
-                       lambda t: float("nan") if t % 1800 == 0 else 61.5)],
+                       lambda t: float("nan") if t % 1800 == 30 else 61.5)],
     Q["oom_exits"]: [({"instance": "m1"}, lambda t: 1.0)],
     Q["p95_latency_ms"]: [({}, lambda t: 180.0)],
 }
@@ -111,10 +111,12 @@ def test_tidy_rejects_shapes_that_are_not_prometheus(data):
         prom.tidy(data)
 
 
-def test_range_is_aligned_to_the_step_and_bounded():
+def test_range_ends_at_now_so_the_freshest_sample_is_read_and_is_bounded():
     start, end, step = prom.aligned_range(NOW, "1h", "1m")
-    assert (end, step) == (datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc).timestamp(), 60)
+    assert (end, step) == (NOW.timestamp(), 60)  # 12:00:30, not rounded down to 12:00
     assert end - start == 3600
+    later = NOW.replace(microsecond=700_000)
+    assert prom.aligned_range(later, "1h", "1m") == (start, end, step)  # whole seconds
     with pytest.raises(UsageError, match="11000"):
         prom.aligned_range(NOW, "30d", "1m")
     with pytest.raises(UsageError, match="at least 1s"):
@@ -178,6 +180,37 @@ def test_bad_query_is_a_typed_bad_data_error_and_not_retried():
     assert "check the PromQL" in exc.hint
     f = prom.error_finding("broken", exc, what="memory")
     assert f.severity == "unknown" and "bad_data" in f.title
+
+
+def test_a_series_younger_than_a_step_is_read_not_no_data():
+    """A machine that started 40 s ago has samples only after NOW-40s: with a 2-minute step
+    ending at NOW rounded down (12:00:00) there was no point after it, and the runbook said
+    "no data"."""
+    young = {Q["memory_pct"]: [({"instance": "new"},
+                                lambda t: 55.0 if t >= NOW.timestamp() - 40 else None)]}
+    with PrometheusStandIn(TOKEN, young) as stand:
+        start, end, step = prom.aligned_range(NOW, "1h", "2m")
+        r = client(stand).query_range(Q["memory_pct"], start=start, end=end, step=step)
+    assert not r.empty and r.frame["value"].tolist()[-1] == 55.0
+    assert r.frame["timestamp"].iloc[-1] == pd.Timestamp(NOW)
+
+
+@pytest.mark.parametrize("query, status, kind, hint", [
+    ('sum(rate(x[5m])', 422, "bad_data", "check the PromQL"),  # cannot parse
+])
+def test_victoriametrics_errors_carry_the_status_as_error_type_and_get_the_right_hint(
+        query, status, kind, hint):
+    """Fly's managed metrics are VictoriaMetrics: ``errorType`` is "422", not "bad_data"."""
+    with PrometheusStandIn(TOKEN, FIXTURE, flavour="victoriametrics") as stand:
+        with pytest.raises(PrometheusQueryError) as info:
+            client(stand).query(query, at=NOW)
+        assert stand.requests and len(stand.requests) == 1
+    assert (info.value.kind, info.value.status) == (kind, status)
+    assert hint in info.value.hint
+    for error_type, code, expected in (("422", 422, "bad_data"), ("400", 400, "bad_data"),
+                                       ("503", 503, "unavailable"), ("504", 504, "timeout"),
+                                       ("500", 500, "internal"), ("execution", 422, "execution")):
+        assert prom.error_kind(error_type, code) == expected
 
 
 def test_execution_error_envelope_is_typed():

@@ -157,3 +157,39 @@ def test_a_skipped_plan_cell_is_unknown_not_silently_dropped(lab):
     ids = {f["id"]: f for f in result["findings"]}
     assert ids["plan-not-run"]["severity"] == "unknown"
     assert result["severity"] == "unknown" and result["escalation"]["level"] == 1
+
+
+# ----------------------------------------------------------------------------- time of measurement
+def test_clock_skew_is_judged_at_each_probe_not_at_the_start_of_the_run(tmp_path):
+    """An engineer steps slowly through health.ipynb, or a rollback's verification probes a
+    minute after the run began: the app's clock is right, and no skew may be reported. The
+    app answers after a real delay (latency) with its own correct clock."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from opslib.assess import endpoint
+    from opslib.config import Target
+    from opslib.runbooks import health
+    from opslib.session import Session
+    from opslib.thresholds import THRESHOLDS
+    from tests.servers import LocalHTTPServer, Reply
+
+    def app(_request):
+        time.sleep(0.2)  # latency, like a real app over the network
+        return Reply(200, {"status": "ok", "timestamp": datetime.now(timezone.utc).isoformat()})
+
+    started = datetime.now(timezone.utc) - timedelta(seconds=45)  # the run began 45 s ago
+    with LocalHTTPServer(app) as server:
+        session = Session("record", raw_dir=tmp_path / "raw", now=started)
+        data = health.collect(session, Target("live", "x", server.url, environ={}), probes=2,
+                              timeout=5.0)
+        df = endpoint.probes_frame(data.probes, session.now())
+        session.close()
+    assert df["skew_s"].abs().max() < 2, df
+    ids = {f.id for f in endpoint.assess_probes(df, dict(THRESHOLDS), server.url + "/health")}
+    assert "health-clock-skew" not in ids
+    # the replay of that capture judges the same way, from the recorded times
+    replay = Session("replay", capture_dir=tmp_path / "raw")
+    again = health.collect(replay, Target("replay", "x", server.url, environ={}), probes=2)
+    assert endpoint.probes_frame(again.probes, replay.now())["skew_s"].tolist() == \
+        df["skew_s"].tolist()

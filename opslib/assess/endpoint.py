@@ -37,14 +37,17 @@ def body_check(result: ProbeResult) -> tuple[bool, str, datetime | None]:
 
 
 def probes_frame(results: list[ProbeResult], now: datetime) -> pd.DataFrame:
+    """One row per probe. ``skew_s`` is the app's timestamp against our clock at the time of
+    that probe (the middle of its request); ``now`` only for probes recorded without it."""
     rows = []
     for i, r in enumerate(results, 1):
+        at = r.measured_at or now
         ok, why, ts = body_check(r) if r.status is not None else (False, "", None)
         detail = r.error_detail if r.error else (why if r.status == 200 else "")
         rows.append({"probe": i, "status": r.status, "latency_ms": r.latency_ms,
                      "error": r.error, "body_ok": ok if r.status == 200 else None,
                      "server_time": ts.isoformat() if ts else None,
-                     "skew_s": round((ts - now).total_seconds(), 1) if ts else None,
+                     "skew_s": round((ts - at).total_seconds(), 1) if ts else None,
                      "detail": detail[:160]})
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 

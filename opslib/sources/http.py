@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -175,6 +176,17 @@ class ProbeResult:
     error_detail: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     body: str = ""
+    # our clock when the request was sent and the answer came back (the time of this
+    # measurement: a skew is judged against it, not against the run's start)
+    sent_at: datetime | None = None
+    received_at: datetime | None = None
+
+    @property
+    def measured_at(self) -> datetime | None:
+        """The middle of the exchange, or None when the times were not recorded."""
+        if self.sent_at is None or self.received_at is None:
+            return None
+        return self.sent_at + (self.received_at - self.sent_at) / 2
 
     @property
     def json(self) -> Any:
@@ -188,15 +200,18 @@ def probe(session: Session, url: str, *, timeout: float = 5.0, source: str = "ap
           client: httpx.Client | None = None) -> ProbeResult:
     """GET ``url`` once with a timeout; every failure becomes a ProbeResult, never an exception."""
     client = client or session.client(source, timeout=httpx.Timeout(timeout, connect=timeout))
+    sent = session.clock(f"{source}-probe:sent")
     t0 = time.perf_counter()
     try:
         response = client.get(url, extensions={"opslib_op": "probe"})
     except httpx.TransportError as exc:
         elapsed = getattr(exc, "elapsed_ms", (time.perf_counter() - t0) * 1000)
-        return ProbeResult(url, None, round(elapsed, 1), transport_kind(exc), str(exc))
+        return ProbeResult(url, None, round(elapsed, 1), transport_kind(exc), str(exc),
+                           sent_at=sent, received_at=session.clock(f"{source}-probe:received"))
+    received = session.clock(f"{source}-probe:received")
     elapsed = float(response.extensions.get("elapsed_ms", (time.perf_counter() - t0) * 1000))
     return ProbeResult(url, response.status_code, round(elapsed, 1), None, "",
-                       dict(response.headers), response.text[:65536])
+                       dict(response.headers), response.text[:65536], sent, received)
 
 
 def probe_many(session: Session, url: str, n: int, *, timeout: float = 5.0) -> list[ProbeResult]:

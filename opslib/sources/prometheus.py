@@ -47,6 +47,18 @@ _ERROR_HINTS = {
 }
 
 
+def error_kind(error_type: Any, status: int) -> str:
+    """Prometheus' ``errorType`` (``bad_data``, ``execution``, …). VictoriaMetrics — what
+    Fly's managed metrics run — puts the HTTP status there instead (``"422"``): read that as
+    the Prometheus kind it stands for."""
+    text = str(error_type or "").strip()
+    if not text.isdigit():
+        return text or "error"
+    code = int(text or status)
+    return {400: "bad_data", 422: "bad_data", 503: "unavailable", 504: "timeout",
+            429: "unavailable"}.get(code, "internal" if code >= 500 else "bad_data")
+
+
 @dataclass
 class QueryResult:
     """One query's answer. ``frame`` columns: ``timestamp``, the label columns, ``value``."""
@@ -118,8 +130,10 @@ def tidy(data: Mapping[str, Any], *, name: str = "", query: str = "") -> QueryRe
 
 
 def aligned_range(now: datetime, window: str, step: str) -> tuple[float, float, float]:
-    """``(start, end, step)`` in Unix seconds: ``end`` is ``now`` rounded down to the step,
-    so a replay (same ``now``) asks exactly the same question, and dashboards agree.
+    """``(start, end, step)`` in Unix seconds: ``end`` is ``now`` (to the second), so the
+    freshest sample is in the answer — rounding down to the step would drop up to a step of
+    it, and a series younger than a step would read as "no data". A replay has the same
+    ``now`` and so asks exactly the same question.
 
     Raises:
         UsageError: bad durations, a step under 1 s, or more than MAX_POINTS points.
@@ -132,7 +146,7 @@ def aligned_range(now: datetime, window: str, step: str) -> tuple[float, float, 
     if window_s / step_s + 1 > MAX_POINTS:
         raise UsageError(f"window {window} at step {step} is {int(window_s / step_s) + 1} points "
                          f"per series; Prometheus allows {MAX_POINTS}: raise the step")
-    end = math.floor(now.timestamp() / step_s) * step_s
+    end = float(math.floor(now.timestamp()))
     return end - window_s, end, step_s
 
 
@@ -185,7 +199,7 @@ class Prometheus:
                 system=SYSTEM, target=str(response.request.url), status=response.status_code,
                 hint="the URL does not serve the Prometheus HTTP API; check FLY_PROMETHEUS_URL")
         if body["status"] == "error":
-            etype = str(body.get("errorType") or "error")
+            etype = error_kind(body.get("errorType"), response.status_code)
             raise PrometheusQueryError(
                 f"prometheus: {op} failed ({etype}, HTTP {response.status_code}): "
                 f"{body.get('error', '')}",

@@ -29,7 +29,7 @@ import pandas as pd
 from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
 from ..reads import Source, require
 from ..session import Session
-from ..times import iso, parse_time, utcnow
+from ..times import iso, parse_time
 from .http import call_json, transport_kind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,13 +69,8 @@ def recorded_ref(session: Session, supabase_url: str, explicit: str = "") -> str
 
 # --------------------------------------------------------------------------- clock
 def local_clock(session: Session, name: str) -> datetime:
-    """Our UTC clock at this point of the run, recorded so a replay sees the same instant."""
-    value = session.capture("clock", "local-clock", name, lambda: iso(utcnow()),
-                            op=f"local clock at {name}", payload=name)
-    parsed = parse_time(value)
-    if parsed is None:  # pragma: no cover - we wrote it ourselves
-        raise ValueError(f"recorded clock {value!r} is not a time")
-    return parsed
+    """Our UTC clock at this point of the run, recorded (see :meth:`Session.clock`)."""
+    return session.clock(name)
 
 
 def http_date(headers: dict[str, str]) -> datetime | None:

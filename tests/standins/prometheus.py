@@ -13,6 +13,10 @@ Strict like the real endpoint:
   (valid, but not for this org) gets 403; another org's path gets 404;
 * bad parameters get 400 ``bad_data`` with Prometheus' own messages; unbalanced brackets or
   quotes get 400 ``bad_data`` "parse error"; more than 11,000 points per series is refused.
+  Fly's managed metrics are VictoriaMetrics, whose error bodies carry the HTTP status as
+  ``errorType`` (``"422"`` for a query it cannot parse, app/vmselect): ``flavour=
+  "victoriametrics"`` answers that way;
+* ``latency`` (seconds) delays every answer, as a real server over the network does.
 
 Every request is recorded (``requests``; ``queries`` decodes their parameters).
 ``fail_next(*replies)`` makes the next requests answer with the given replies first (5xx,
@@ -21,6 +25,7 @@ Every request is recorded (``requests``; ``queries`` decodes their parameters).
 from __future__ import annotations
 
 import re
+import time
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
@@ -77,14 +82,19 @@ def _fmt(v: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def bad_data(message: str) -> Reply:
+def bad_data(message: str, flavour: str = "prometheus", parse: bool = False) -> Reply:
+    if flavour == "victoriametrics":
+        status = 422 if parse else 400
+        return Reply(status, {"status": "error", "errorType": str(status), "error": message})
     return Reply(400, {"status": "error", "errorType": "bad_data", "error": message})
 
 
 class PrometheusStandIn(LocalHTTPServer):
     def __init__(self, token: str, fixture: Fixture | None = None, *, org: str = "personal",
-                 forbidden: Iterable[str] = ()) -> None:
+                 forbidden: Iterable[str] = (), flavour: str = "prometheus",
+                 latency: float = 0.0) -> None:
         self.token = token
+        self.flavour, self.latency = flavour, latency
         self.org = org
         self.forbidden = set(forbidden)
         self.fixture = {normalise(q): s for q, s in (fixture or {}).items()}
@@ -130,7 +140,12 @@ class PrometheusStandIn(LocalHTTPServer):
                 return None
         return Reply(401, {"error": "You must be authenticated to view this."})
 
+    def _bad(self, message: str, parse: bool = False) -> Reply:
+        return bad_data(message, self.flavour, parse)
+
     def _handle(self, req: Request) -> Reply:
+        if self.latency:
+            time.sleep(self.latency)
         denied = self._auth(req)
         if denied is not None:
             return denied
@@ -148,14 +163,14 @@ class PrometheusStandIn(LocalHTTPServer):
         query = params.get("query", "")
         problem = parse_error(query)
         if problem:
-            return bad_data(problem if query.strip() else
-                            f"invalid parameter \"query\": {problem}")
+            return self._bad(problem if query.strip() else
+                             f"invalid parameter \"query\": {problem}", parse=True)
         series = self.fixture.get(normalise(query), [])
         if m.group(2) == "query":
             try:
                 t = float(params.get("time", "0"))
             except ValueError:
-                return bad_data(f"invalid parameter \"time\": cannot parse \"{params['time']}\" "
+                return self._bad(f"invalid parameter \"time\": cannot parse \"{params['time']}\" "
                                 "to a valid timestamp")
             result = [{"metric": labels, "value": [t, _fmt(v)]}
                       for labels, fn in series if (v := fn(t)) is not None]
@@ -165,20 +180,20 @@ class PrometheusStandIn(LocalHTTPServer):
             start, end = float(params["start"]), float(params["end"])
         except (KeyError, ValueError):
             name = "start" if "start" not in params else "end"
-            return bad_data(f"invalid parameter \"{name}\": cannot parse "
+            return self._bad(f"invalid parameter \"{name}\": cannot parse "
                             f"\"{params.get(name, '')}\" to a valid timestamp")
         try:
             step = float(params["step"])
         except (KeyError, ValueError):
-            return bad_data(f"invalid parameter \"step\": cannot parse \"{params.get('step', '')}\""
+            return self._bad(f"invalid parameter \"step\": cannot parse \"{params.get('step', '')}\""
                             " to a valid duration")
         if end < start:
-            return bad_data("end timestamp must not be before start time")
+            return self._bad("end timestamp must not be before start time")
         if step <= 0:
-            return bad_data("zero or negative query resolution step widths are not accepted. "
+            return self._bad("zero or negative query resolution step widths are not accepted. "
                             "Try a positive integer")
         if (end - start) / step > MAX_POINTS:
-            return bad_data("exceeded maximum resolution of 11,000 points per timeseries. "
+            return self._bad("exceeded maximum resolution of 11,000 points per timeseries. "
                             "Try decreasing the query resolution (?step=XX)")
         stamps = [start + i * step for i in range(int((end - start) // step) + 1)]
         result = []
