@@ -193,3 +193,50 @@ def test_clock_skew_is_judged_at_each_probe_not_at_the_start_of_the_run(tmp_path
     again = health.collect(replay, Target("replay", "x", server.url, environ={}), probes=2)
     assert endpoint.probes_frame(again.probes, replay.now())["skew_s"].tolist() == \
         df["skew_s"].tolist()
+
+
+# ----------------------------------------------------------------------------- auto-stop
+def _auto_stopped(mid: str, *, autostop: str = "stop") -> dict:
+    """A machine Fly's proxy stopped while idle: a service with autostop/autostart, and a
+    requested, clean exit (exit code 0, not OOM) — the event flyd records for a stop."""
+    from datetime import datetime, timedelta, timezone
+
+    from opslib.demo.world import exit_events, machine
+
+    m = machine(mid, name=f"idle-{mid[:4]}", region="ams", state="stopped", checks="critical",
+                events=exit_events(at=datetime.now(timezone.utc) - timedelta(minutes=9),
+                                   code=0, oom=False, restarts=0, requested=True))
+    m["config"]["services"] = [{"protocol": "tcp", "internal_port": 8080,
+                                "autostop": autostop, "autostart": True, "min_machines_running": 0,
+                                "ports": [{"port": 443, "handlers": ["tls", "http"]}]}]
+    return m
+
+
+def test_an_auto_stopped_machine_is_info_and_never_started(reports, pg):
+    from datetime import datetime, timezone
+
+    from opslib.demo.world import machine
+    from tests.servers import LocalHTTPServer, Reply
+    from tests.standins.fly_machines import FlyMachinesStandIn
+
+    token = "fo1_TestReadOnlyToken_abcdefghijklmnopqrstuvwxyz0123"
+    machines = [machine("148ed193b95089", name="busy", region="iad"),
+                _auto_stopped("3d8d9e1fe67e89")]
+
+    def ok(_request):
+        return Reply(200, {"status": "ok", "timestamp": datetime.now(timezone.utc).isoformat()})
+
+    with LocalHTTPServer(ok) as app, FlyMachinesStandIn(token, {"live-app": machines}) as fly:
+        env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=token,
+                        FLY_FLAPS_BASE_URL=fly.url, DATABASE_URL=pg.dsn())
+        proc = opslib_run("run", "health", "--app", "live-app", "--app-url", app.url,
+                          "-p", "probes=2", env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        f = findings(only_run(reports))
+        assert fly.mutations == []
+    by = {x["id"]: x for x in f["findings"]}
+    assert by["machines-auto-stopped"]["severity"] == "info"
+    assert "will start on the next request" in by["machines-auto-stopped"]["title"]
+    assert "machines-down" not in by and f["severity"] == "ok", f["findings"]
+    assert f["actions"] == []  # no `fly machine start` for a machine the proxy starts itself
+

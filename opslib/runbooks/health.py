@@ -64,8 +64,18 @@ def assess_machines(reading: Reading, app: str
                            f"(`fly scale count 2 -a {app}`)"))
         return out, mdf, cdf
     started = mdf[mdf["state"] == "started"]
-    down = mdf[mdf["state"].isin(["stopped", "failed", "suspended"])]
-    if started.empty:
+    idle = mdf[mdf["auto_stopped"].astype(bool)]
+    down = mdf[mdf["state"].isin(["stopped", "failed", "suspended"]) & ~mdf["id"].isin(idle["id"])]
+    if len(idle):
+        out.append(Finding("machines-auto-stopped", "info",
+                           f"{len(idle)} machine(s) stopped by auto-stop: will start on the next "
+                           "request",
+                           "Fly's proxy stops idle machines and starts them on demand "
+                           "(auto_stop_machines / auto_start_machines): not a fault",
+                           [f"{r.id} {r.region}: {r.state}" for r in idle.itertuples()]))
+    if started.empty and len(idle) == len(mdf):
+        pass  # scaled to zero while idle: the proxy starts one on the next request
+    elif started.empty:
         out.append(Finding("machines-none-started", "critical",
                            f"no machine of {app} is started ({len(mdf)} in total)",
                            "all machines down: users get 503. Run the not-responding runbook.",
@@ -76,7 +86,9 @@ def assess_machines(reading: Reading, app: str
                            "capacity is reduced; if they stopped after a crash, check exits below",
                            [f"{r.id} {r.region}: {r.state} (last exit {r.last_exit_code})"
                             for r in down.itertuples()]))
-    failing = cdf[cdf["status"] == "critical"] if not cdf.empty else cdf
+    # a stopped machine's checks do not run: only a started machine's critical check counts
+    failing = (cdf[(cdf["status"] == "critical") & cdf["machine"].isin(started["id"])]
+               if not cdf.empty else cdf)
     if len(failing):
         sev = "critical" if set(failing["machine"]) >= set(started["id"]) and len(started) else "warning"
         out.append(Finding("checks-critical", sev,
@@ -90,9 +102,10 @@ def assess_machines(reading: Reading, app: str
                            f"{len(oom)} machine(s) last exited OOM-killed",
                            "run the memory runbook",
                            [f"{r.id}: exit {r.last_exit_code} at {r.last_exit_at}" for r in oom.itertuples()]))
-    if not out:
+    if not [f for f in out if f.severity != "info"]:
         out.append(Finding("machines-ok", "ok",
-                           f"{len(started)}/{len(mdf)} machines started, all checks passing"))
+                           f"{len(started)}/{len(mdf)} machines started, all checks passing"
+                           + (f", {len(idle)} idle (auto-stopped)" if len(idle) else "")))
     return out, mdf, cdf
 
 
@@ -124,7 +137,7 @@ def plan_actions(mdf: pd.DataFrame, app: str) -> list[Action]:
     """The seed's first remediation step for what health saw: start machines that are down."""
     actions = []
     for r in mdf.itertuples() if not mdf.empty else []:
-        if r.state in ("stopped", "failed"):
+        if r.state in ("stopped", "failed") and not r.auto_stopped:
             actions.append(machine_action(
                 "machine.start", app, r.id,
                 title=f"start {r.state} machine {r.id} ({r.region})",

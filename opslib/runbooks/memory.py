@@ -245,6 +245,8 @@ def machine_summary(data: MemoryData, now: datetime,
         current = float(s["value"].iloc[-1]) if fresh else None
         peak = float(s["value"].max()) if len(s) else None
         mex = exits[exits["machine"] == mid]
+        # a requested stop (auto-stop of an idle machine, `fly machine stop`) is not a restart
+        unrequested = mex[~mex["requested_stop"].astype(bool) | mex["oom_killed"].astype(bool)]
         row = {
             "machine": mid,
             "region": mrow["region"] if mrow is not None else "",
@@ -259,7 +261,7 @@ def machine_summary(data: MemoryData, now: datetime,
             "climb_pct_per_h": (round(v, 1) if (v := _climb(s, now)) is not None else None),
             "incl_cache_pct": round(float(c["value"].iloc[-1]), 1) if len(c) else None,
             "oom_kills": int(mex["oom_killed"].sum()),
-            "exits": len(mex),
+            "exits": len(unrequested),
             "restart_count": int(mex["restart_count"].max()) if len(mex) else 0,
             "prom_oom": oom_by.get(mid),
         }

@@ -204,7 +204,9 @@ def _diagnose(data: NotRespondingData, app: str, now: datetime) -> Diagnosis:
                                 f"or scale up (`fly scale count 2 -a {app}`)."))
         return Diagnosis("no-machines", findings)
     started = mdf[mdf["state"] == "started"]
-    down = mdf[mdf["state"].isin(["stopped", "failed", "suspended"])]
+    idle = mdf[mdf["auto_stopped"].astype(bool)]
+    # auto-stopped machines are started by Fly's proxy on demand: never "down", never started
+    down = mdf[mdf["state"].isin(["stopped", "failed", "suspended"]) & ~mdf["id"].isin(idle["id"])]
     critical_checks = cdf[cdf["status"] == "critical"] if not cdf.empty else cdf
     unhealthy = [mid for mid in started["id"] if mid in set(critical_checks["machine"])]
     healthy = [mid for mid in started["id"] if mid not in unhealthy]
@@ -221,7 +223,25 @@ def _diagnose(data: NotRespondingData, app: str, now: datetime) -> Diagnosis:
 
     restarts = last_restart(data.machines)
     kind = "ok"
-    if started.empty:
+    if len(idle):
+        findings.append(Finding(
+            "nr-auto-stopped", "info",
+            f"{len(idle)} machine(s) stopped by auto-stop: will start on the next request",
+            "Fly's proxy stops idle machines and starts them on demand; that is not a fault "
+            "and they are not started here.",
+            [f"{r.id} ({r.region}): {r.state}" for r in idle.itertuples()], source="fly-machines"))
+    if started.empty and len(idle) == len(mdf):
+        kind = "probes-failing" if probe_failing else "ok"
+        if probe_failing:
+            findings.append(Finding(
+                "nr-auto-start-failing", "critical",
+                f"every machine of {app} is auto-stopped and requests fail: Fly's proxy did not "
+                "start one for them",
+                "auto-start itself is failing: look for the proxy's lines in `fly logs -a "
+                f"{app}` (e.g. \"could not start machine\"), and Fly's status page{probe_note}",
+                [f"{r.id} ({r.region}): {r.state}" for r in idle.itertuples()],
+                source="fly-machines"))
+    elif started.empty:
         kind = "all-stopped"
         requested = [m for m in data.machines
                      if any(ev.exit and ev.exit.requested_stop for ev in m.events[:3])]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 SYSTEM = "fly-machines"
 MACHINE_COLUMNS = ["id", "name", "state", "region", "image", "cpu_kind", "cpus", "memory_mb",
                    "checks_total", "checks_passing", "checks_critical", "last_exit_code",
-                   "oom_killed", "restart_count", "last_exit_at", "updated_at"]
+                   "oom_killed", "restart_count", "last_exit_at", "updated_at", "auto_stopped"]
 EVENT_COLUMNS = ["machine", "timestamp", "type", "status", "source", "exit_code", "oom_killed",
                  "requested_stop", "restart_count"]
 CERT_COLUMNS = ["hostname", "status", "configured", "acme_requested", "dns_configured",
@@ -337,7 +337,7 @@ def machines_frame(machines: list[Machine]) -> pd.DataFrame:
             "last_exit_code": last.exit_code if last else None,
             "oom_killed": bool(last and last.oom_killed), "restart_count": m.restart_count,
             "last_exit_at": iso(last.exited_at) if last and last.exited_at else None,
-            "updated_at": m.updated_at,
+            "updated_at": m.updated_at, "auto_stopped": m.auto_stopped,
         })
     return pd.DataFrame(rows, columns=MACHINE_COLUMNS)
 

@@ -211,6 +211,18 @@ class Machine:
         """Whether Fly's proxy starts this machine on a request (any service with autostart)."""
         return any(s.autostart for s in self.services)
 
+    @property
+    def auto_stopped(self) -> bool:
+        """Stopped (or suspended) by Fly's proxy for want of traffic, to be started by it on
+        the next request: a service has autostop and autostart on, and the machine's last exit
+        was a requested stop (not a crash or an OOM kill). Not a fault."""
+        if self.state not in ("stopped", "suspended"):
+            return False
+        if not any(s.autostop != "off" and s.autostart for s in self.services):
+            return False
+        last = self.last_exit
+        return last is None or (last.requested_stop and not last.oom_killed)
+
     def checks_with(self, status: str) -> list[Check]:
         return [c for c in self.checks if c.status == status]
 
