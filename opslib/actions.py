@@ -103,7 +103,10 @@ def machine_action(kind: str, app: str, machine_id: str, *, title: str, basis: d
         api = {"method": "POST", "path": path,
                "body": body if body is not None else {"config": config_patch}}
         params["config_patch"] = config_patch
-        printed = command("fly", "machine", "update", machine_id, *flags, "-a", app, "--yes")
+        # an update boots a stopped machine unless told not to (the executor sends skip_launch)
+        keep = ("--skip-start",) if basis.get("state") in ("stopped", "suspended") else ()
+        printed = command("fly", "machine", "update", machine_id, *flags, *keep, "-a", app,
+                          "--yes")
     else:
         verb = _MACHINE_VERBS[kind]
         api = {"method": "POST", "path": f"{path}/{verb}"}

@@ -22,7 +22,7 @@ from tests.conftest import clean_env, findings, only_run, run_dirs
 from tests.inprocess import opslib_run
 from tests.servers import LocalHTTPServer, Reply
 from tests.standins.fly_api import FlyApiStandIn, rest_release
-from tests.standins.fly_machines import FlyMachinesStandIn, new_certificate
+from tests.standins.fly_machines import FlyMachinesStandIn, leased_update, new_certificate
 from tests.tls_servers import LocalTLSServer, ca_file, leaf
 
 TOKEN = "fo1_RunbookTestToken_abcdefghijklmnopqrstuvwxyz01"
@@ -51,8 +51,10 @@ DEMOS = [
      {"deploy-release-failed": "critical", "deploy-split": "critical"}, []),
     ("rollback", "bad-release", (), "critical", 1,
      {"rollback-target": "info", "deploy-degraded": "critical", "rollback-caveats": "info"},
-     [f"fly machine update {m} --image {ROLLBACK_IMG} -a {DEMO} --yes"
-      for m in ("6e82d4ec1f4918", "3d8d9e1fe67e89", "148ed193b95089")]),
+     # the stopped machine first, kept stopped (an update boots it otherwise)
+     [f"fly machine update 6e82d4ec1f4918 --image {ROLLBACK_IMG} --skip-start -a {DEMO} --yes"]
+     + [f"fly machine update {m} --image {ROLLBACK_IMG} -a {DEMO} --yes"
+        for m in ("3d8d9e1fe67e89", "148ed193b95089")]),
     ("rollback", "healthy", (), "ok", 0, {"rollback-not-needed": "ok"}, []),
     ("scale-down", "running", (), "warning", 2, {"scale-down-plan": "warning"},
      [f"fly machine stop {m} -a {DEMO}" for m in ("148ed193b95089", "6e82d4ec1f4918",
@@ -241,8 +243,9 @@ def test_rollback_is_gated_then_applied_and_verified(reports):
         assert [a["status"] for a in applied["actions"]] == ["applied", "applied"]
         order = [a["params"]["machine_id"] for a in plan["actions"]]
         assert [(r.method, r.path) for r in fly.mutations] == [
-            ("POST", f"/v1/apps/{APP}/machines/{mid}") for mid in order]
-        sent = [json.loads(r.body) for r in fly.mutations]
+            x for mid in order for x in leased_update(APP, mid)]
+        assert all(r.headers.get("fly-machine-lease-nonce") for r in fly.updates)
+        sent = [json.loads(r.body) for r in fly.updates]
         assert all(s["config"]["image"] == OLD and s["config"]["guest"]["memory_mb"] == 512
                    for s in sent)  # the full config, with the image patched
         waits = [r.path for r in fly.requests if "/wait?" in r.path]
@@ -252,7 +255,7 @@ def test_rollback_is_gated_then_applied_and_verified(reports):
         # The same digest again: every machine is on the old image now, the plan is stale.
         proc = opslib_run(*base, "--incident", "r4", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 1
-        assert len(fly.mutations) == 2
+        assert len(fly.mutations) == 6
 
 
 # ----------------------------------------------------------------------------- live: scale-down
@@ -492,9 +495,8 @@ def test_machine_update_sends_the_full_config_with_the_patch_and_waits():
         action = Action("u", "machine.update", "t", "c", {}, params={
             "machine_id": m["id"], "config_patch": {"guest": {"memory_mb": 1024, "cpus": 2}}})
         result = EXECUTORS["machine.update"](ctx, action)
-        assert [(r.method, r.path) for r in fly.mutations] == [
-            ("POST", f"/v1/apps/{APP}/machines/{m['id']}")]
-        sent = json.loads(fly.mutations[0].body)["config"]
+        assert [(r.method, r.path) for r in fly.mutations] == leased_update(APP, m["id"])
+        sent = json.loads(fly.updates[0].body)["config"]
         assert sent["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 1024}
         assert sent["image"] == NEW and sent["env"] == {"PORT": "8080"}
         assert sent["metadata"]["fly_release_version"] == "3"

@@ -19,7 +19,7 @@ from opslib.times import iso
 from tests.conftest import clean_env, findings, only_run, run_dirs
 from tests.inprocess import opslib_run
 from tests.standins.fly_api import FlyApiStandIn, log_attrs
-from tests.standins.fly_machines import FlyMachinesStandIn
+from tests.standins.fly_machines import FlyMachinesStandIn, leased_update
 from tests.standins.prometheus import PrometheusStandIn
 
 TOKEN = "fo1_TestReadOnlyToken_abcdefghijklmnopqrstuvwxyz0123"
@@ -264,8 +264,8 @@ def test_resize_is_gated_by_the_plan_digest(reports):
         assert applied["apply"]["outcome"] == "applied"
         assert [a["status"] for a in applied["actions"]] == ["applied", "applied"]
         assert [(r.method, r.path) for r in fly.mutations] == [
-            ("POST", f"/v1/apps/live-app/machines/{A}"), ("POST", f"/v1/apps/live-app/machines/{B}")]
-        for request, mid in zip(fly.mutations, (A, B)):
+            *leased_update("live-app", A), *leased_update("live-app", B)]
+        for request, mid in zip(fly.updates, (A, B)):
             config = json.loads(request.body)["config"]
             assert config["guest"] == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024}
             # the full config goes back: the image and metadata are kept, not dropped
@@ -277,7 +277,7 @@ def test_resize_is_gated_by_the_plan_digest(reports):
         proc = opslib_run(*base, "--incident", "p4", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 1
         assert latest()["apply"]["outcome"] == "refused"
-        assert len(fly.mutations) == 2
+        assert len(fly.mutations) == 6
 
 
 # ----------------------------------------------------------------------------- function level
@@ -396,3 +396,21 @@ def test_bad_window_is_a_usage_error_before_any_call():
         memory.collect(Session("live"), target, window="30d", step="1m")
     with pytest.raises(UsageError, match="unknown query"):
         memory.collect(Session("live"), target, promql={"mem": "x"})
+
+
+@pytest.mark.parametrize("kind, cpus, mb, peak, oom, expected", [
+    # shared-cpu-8x has at most 16 GB: 32 GB on shared CPUs is refused by Fly
+    ("shared", 8, 16384, 16000, True, ("performance", 4, 32768)),
+    ("shared", 4, 8192, 8000, True, ("shared", 8, 16384)),
+    ("shared", 1, 1024, 900, False, ("shared", 1, 2048)),
+    ("performance", 1, 2048, 2000, True, ("performance", 2, 4096)),  # the preset: scale vm
+])
+def test_the_next_size_up_is_one_fly_accepts(kind, cpus, mb, peak, oom, expected):
+    """Fly's limits per CPU: shared 256 MB–2 GB, performance 2–8 GB (flyctl's machine
+    presets); the size we plan and print must be within them."""
+    size = memory.next_size(kind, cpus, mb, peak, 80.0, oom)
+    guest = size["guest"]
+    assert (guest["cpu_kind"], guest["cpus"], guest["memory_mb"]) == expected
+    per_cpu = {"shared": (256, 2048), "performance": (2048, 8192)}[guest["cpu_kind"]]
+    assert per_cpu[0] * guest["cpus"] <= guest["memory_mb"] <= per_cpu[1] * guest["cpus"]
+    assert memory.scale_command(size, "app").startswith("fly scale ")

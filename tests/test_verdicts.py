@@ -240,3 +240,36 @@ def test_an_auto_stopped_machine_is_info_and_never_started(reports, pg):
     assert "machines-down" not in by and f["severity"] == "ok", f["findings"]
     assert f["actions"] == []  # no `fly machine start` for a machine the proxy starts itself
 
+
+
+# ----------------------------------------------------------------------------- live calls
+def test_an_update_keeps_a_stopped_machine_stopped_under_a_lease():
+    """flaps boots a stopped machine on a config update unless ``skip_launch`` (the stand-in
+    does the same); a rollback or resize must not start what was stopped, as `fly deploy`
+    does not, and changes a machine only under its lease, as flyctl does."""
+    import json
+
+    from opslib.actions import ApplyContext, machine_action
+    from opslib.config import Target
+    from opslib.demo.world import machine
+    from opslib.executors import EXECUTORS
+    from opslib.session import Session
+    from tests.standins.fly_machines import FlyMachinesStandIn, leased_update
+
+    token = "fo1_TestReadOnlyToken_abcdefghijklmnopqrstuvwxyz0123"
+    stopped = machine("3d8d9e1fe67e89", name="idle", region="ams", state="stopped")
+    with FlyMachinesStandIn(token, {"live-app": [stopped]}) as fly:
+        target = Target("live", "live-app", "", environ={"FLY_API_TOKEN": token,
+                                                         "FLY_FLAPS_BASE_URL": fly.url})
+        action = machine_action("machine.update", "live-app", stopped["id"], title="t",
+                                basis={}, reason="r", config_patch={"image": "reg/app:old"})
+        with Session("live") as session:
+            result = EXECUTORS["machine.update"](ApplyContext(session, target), action)
+        assert [(r.method, r.path) for r in fly.mutations] == leased_update("live-app",
+                                                                            stopped["id"])
+        body = json.loads(fly.updates[0].body)
+        assert body["skip_launch"] is True and body["config"]["image"] == "reg/app:old"
+        nonce = fly.updates[0].headers["fly-machine-lease-nonce"]
+        assert nonce and fly.mutations[2].headers["fly-machine-lease-nonce"] == nonce
+        assert stopped["state"] == "stopped" and result["kept_stopped"] is True
+        assert fly.leases == {}  # released

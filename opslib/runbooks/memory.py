@@ -44,7 +44,7 @@ from ..times import iso, parse_duration
 RANGE_QUERIES = ("memory_pct", "memory_used_incl_cache_pct")
 INSTANT_QUERIES = ("memory_total_bytes", "oom_exits")
 CLIMB_PCT_PER_H = 5.0  # a steady climb faster than this over the last hour looks like a leak
-MEMORY_LADDER_MB = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+MEMORY_LADDER_MB = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 # Fly presets: shared-cpu-Nx has N CPUs and 256 MB per CPU by default, up to 2 GB per CPU;
 # performance-Nx has 2 GB per CPU by default, up to 8 GB per CPU.
 SHARED_PRESETS = (1, 2, 4, 8)
@@ -293,7 +293,7 @@ def next_size(cpu_kind: str, cpus: int, memory_mb: float, peak_mb: float | None,
     exactly that memory, ``fly scale memory <MB>`` otherwise. Returns ``{"memory_mb",
     "needed_mb", "guest", "vm_size" | None}``.
     """
-    cpu_kind = cpu_kind or "shared"
+    cpu_kind = kind_now = cpu_kind or "shared"
     cpus = _int(cpus)
     needed = (peak_mb or memory_mb) / (warn_pct / 100.0)
     if oom:
@@ -314,7 +314,17 @@ def next_size(cpu_kind: str, cpus: int, memory_mb: float, peak_mb: float | None,
             if bigger is None:
                 break
             new_cpus = bigger
-        if new_cpus != cpus:
+        if target > new_cpus * MAX_MB_PER_CPU.get(cpu_kind, 2048) and cpu_kind == "shared":
+            # past shared-cpu-8x's 16 GB Fly refuses the size: the next step is performance
+            cpu_kind = "performance"
+            new_cpus = next((n for n in PERFORMANCE_PRESETS
+                             if n * MAX_MB_PER_CPU["performance"] >= target),
+                            PERFORMANCE_PRESETS[-1])
+        largest = new_cpus * MAX_MB_PER_CPU.get(cpu_kind, 2048)
+        target = min(target, largest)  # the most memory Fly allows for these CPUs
+        if cpu_kind == "performance":
+            target = max(target, new_cpus * 2048)  # and the least (2 GB per performance CPU)
+        if new_cpus != cpus or cpu_kind != kind_now:
             vm_size = preset_name(cpu_kind, new_cpus)
     return {"memory_mb": int(target), "needed_mb": int(math.ceil(needed)), "vm_size": vm_size,
             "guest": {"cpu_kind": cpu_kind, "cpus": new_cpus, "memory_mb": int(target)}}

@@ -187,10 +187,31 @@ class FlyMachines(FlyClient):
     def start(self, machine_id: str) -> Any:
         return self._send("POST", self._path("machines", machine_id, "start"), "start_machine")
 
-    def update_machine(self, machine_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        """Replace the machine's config (the API takes the *full* config, not a patch)."""
+    def update_machine(self, machine_id: str, config: dict[str, Any], *,
+                       skip_launch: bool = False, nonce: str = "") -> dict[str, Any]:
+        """Replace the machine's config (the API takes the *full* config, not a patch).
+        ``skip_launch`` keeps a stopped machine stopped (an update boots it otherwise);
+        ``nonce`` is the machine's lease, as flyctl holds one for the update."""
+        body: dict[str, Any] = {"config": config}
+        if skip_launch:
+            body["skip_launch"] = True
         return self._send("POST", self._path("machines", machine_id), "update_machine",
-                          json={"config": config})
+                          json=body, headers={LEASE_HEADER: nonce} if nonce else None)
+
+    def acquire_lease(self, machine_id: str, ttl_s: int = 120) -> str:
+        """Take the machine's lease (``POST …/lease``, as flyctl does before changing a
+        machine), so no one else changes it meanwhile; the nonce to send with the change."""
+        answer = self._send("POST", self._path("machines", machine_id, "lease"), "acquire_lease",
+                            json={"ttl": ttl_s, "description": "opslib apply"})
+        nonce = ((answer or {}).get("data") or {}).get("nonce") if isinstance(answer, dict) else None
+        if not nonce:
+            raise _protocol(self, "acquire_lease", answer, 'expected {"data": {"nonce": …}}')
+        return str(nonce)
+
+    def release_lease(self, machine_id: str, nonce: str) -> None:
+        call(self.session, self.client, "DELETE", self._path("machines", machine_id, "lease"),
+             system=SYSTEM, op="release_lease", idempotent=False,
+             headers={LEASE_HEADER: nonce})
 
     def check_certificate(self, hostname: str) -> Certificate:
         """Re-run DNS validation (and ACME issuance if due) for ``hostname``."""
@@ -207,6 +228,9 @@ class FlyMachines(FlyClient):
         response = call(self.session, self.client, "DELETE", self._path("certificates", hostname),
                         system=SYSTEM, op="remove_certificate", idempotent=False)
         return {"removed": hostname, "status": response.status_code}
+
+
+LEASE_HEADER = "fly-machine-lease-nonce"
 
 
 def _protocol(fly: FlyMachines, op: str, body: Any, expected: str) -> SourceError:
@@ -273,8 +297,16 @@ def apply_update(ctx: "ApplyContext", action: "Action") -> Any:
         raise OpsError(f"machine {mid}: its host is {current.host_status!r} and only a "
                        "partial config is known; not updated (sending it back would lose "
                        "settings)", hint="retry when `fly machine status` shows the host ok")
-    updated = fly.update_machine(mid, merge_patch(dict(current.config), patch))
-    result: dict[str, Any] = {"machine_id": mid, "config_patch": patch,
+    # As `fly deploy`: a machine that is not running stays so (an update would boot it), and
+    # the change is made under the machine's lease.
+    stopped = current.state != "started"
+    nonce = fly.acquire_lease(mid)
+    try:
+        updated = fly.update_machine(mid, merge_patch(dict(current.config), patch),
+                                     skip_launch=stopped, nonce=nonce)
+    finally:
+        fly.release_lease(mid, nonce)
+    result: dict[str, Any] = {"machine_id": mid, "config_patch": patch, "kept_stopped": stopped,
                               "instance_id": (updated or {}).get("instance_id")}
     if current.state == "started":
         fly.wait(mid, "started", instance_id=str(result["instance_id"] or ""))

@@ -7,14 +7,21 @@ these apps (403 everywhere). Unknown apps, machines and hostnames get 404. Every
 recorded; ``mutations`` lists the ones that would change something.
 
 Speaks: machines (list, get, events ``?limit`` ≤ 50, wait, restart, stop, start, update with
-the full config) and certificates (list with ``limit``/``cursor``, detail, check, ACME add,
-remove).
+the full config, lease acquire/release) and certificates (list with ``limit``/``cursor``,
+detail, check, ACME add, remove).
+
+Behaves as flaps does: an update of a *stopped* machine boots it unless the body says
+``"skip_launch": true`` (``fly deploy`` sets it for machines that were not running; ``fly
+machine update --skip-start``); a machine under a lease (``POST …/lease`` →
+``data.nonce``) refuses any change without that nonce in ``fly-machine-lease-nonce``
+(409, as flaps answers), and ``DELETE …/lease`` with the nonce releases it.
 """
 from __future__ import annotations
 
 import copy
 import json
 import re
+import secrets
 from typing import Any, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -38,11 +45,19 @@ class FlyMachinesStandIn(LocalHTTPServer):
         self.certificates = certificates if certificates is not None else {}
         self.readonly = set(readonly_tokens)
         self.foreign = set(foreign_tokens)
+        self.leases: dict[str, str] = {}  # machine id -> nonce
         super().__init__(self._handle)
 
     @property
     def mutations(self) -> list[Request]:
         return [r for r in self.requests if r.method in MUTATING]
+
+    @property
+    def updates(self) -> list[Request]:
+        """The config updates (``POST /v1/apps/<app>/machines/<id>``) among the mutations."""
+        return [r for r in self.mutations
+                if re.fullmatch(r"/v1/apps/[^/]+/machines/[^/?]+", urlsplit(r.path).path)]
+
 
     def _who(self, header: str | None) -> str | None:
         for tok, role in ([(self.token, "admin")] + [(t, "readonly") for t in self.readonly]
@@ -82,6 +97,11 @@ class FlyMachinesStandIn(LocalHTTPServer):
             return Reply(404, {"error": f"machine {mid} not found"})
         if not verb and req.method == "GET":
             return Reply(200, machine)
+        held = self.leases.get(mid)
+        if verb == "lease":
+            return self._lease(req, mid, held)
+        if req.method in MUTATING and held and req.headers.get("fly-machine-lease-nonce") != held:
+            return Reply(409, {"error": f"lease currently held by another owner for {mid}"})
         if not verb and req.method == "POST":
             return self._update(req, machine)
         if verb == "events" and req.method == "GET":
@@ -103,6 +123,22 @@ class FlyMachinesStandIn(LocalHTTPServer):
                          {"message": "", "status": "started", "previous_state": previous})
         return Reply(404, {"error": "not found"})
 
+    def _lease(self, req: Request, mid: str, held: str | None) -> Reply:
+        if req.method == "POST":
+            if held and req.headers.get("fly-machine-lease-nonce") != held:
+                return Reply(409, {"error": f"lease currently held for {mid}"})
+            nonce = held or secrets.token_hex(8)
+            self.leases[mid] = nonce
+            return Reply(200, {"status": "success",
+                               "data": {"nonce": nonce, "expires_at": 0, "owner": "test",
+                                        "description": "", "version": "1"}})
+        if req.method == "DELETE":
+            if held and req.headers.get("fly-machine-lease-nonce") != held:
+                return Reply(409, {"error": "lease nonce does not match"})
+            self.leases.pop(mid, None)
+            return Reply(200, {})
+        return Reply(405, {"error": "method not allowed"})
+
     def _update(self, req: Request, machine: dict[str, Any]) -> Reply:
         try:
             body = json.loads(req.body or b"null")
@@ -117,6 +153,8 @@ class FlyMachinesStandIn(LocalHTTPServer):
         tag = config["image"].rsplit(":", 1)[-1]
         machine.setdefault("image_ref", {})["tag"] = tag
         machine["instance_id"] = f"{machine.get('instance_id', 'I')}-u"
+        if machine["state"] in ("stopped", "suspended", "created") and not body.get("skip_launch"):
+            machine["state"] = "started"  # flaps boots a stopped machine on update
         return Reply(200, machine)
 
     # ------------------------------------------------------------------ certificates
@@ -187,3 +225,9 @@ def new_certificate(host: str, app: str) -> dict[str, Any]:
                                  "acme_challenge": {"name": f"_acme-challenge.{host}",
                                                     "target": f"{host}.x1y2.flydns.net"}},
             "validation_errors": [], "created_at": "", "updated_at": ""}
+
+
+def leased_update(app: str, mid: str) -> list[tuple[str, str]]:
+    """The requests of one machine update as flyctl makes them: lease, update, release."""
+    base = f"/v1/apps/{app}/machines/{mid}"
+    return [("POST", f"{base}/lease"), ("POST", base), ("DELETE", f"{base}/lease")]
