@@ -336,6 +336,29 @@ def test_logs_pagination_that_never_ends_is_capped():
     assert len(entries) == 7 and "page cap (7)" in stream.stop_reason
 
 
+def test_a_busy_window_past_the_page_cap_keeps_the_newest_lines_and_names_the_gap():
+    """The real logs API pages 100 lines at a time (the stand-in too). 3,000 lines in 30
+    minutes need 30 pages; with 8 the newest minutes — the incident — must still be read."""
+    from opslib.assess.recent_logs import fetch_findings
+    from opslib.reads import Reading
+
+    start = NOW - timedelta(minutes=30)
+    busy = [log_attrs(iso(start + timedelta(seconds=0.6 * i)), f"GET / 200 line {i}")
+            for i in range(3000)]
+    with FlyApiStandIn(TOKEN, {APP: {"releases": [], "logs": busy}}, page_size=100) as api:
+        window = _platform(api.url).read_logs(since=start, until=NOW, max_pages=8)
+    messages = [e["message"] for e in window.entries]
+    assert window.pages == 8 and window.truncated
+    assert messages[0] == "GET / 200 line 0" and messages[-1] == "GET / 200 line 2999"
+    assert len(messages) == len(set(messages)) <= 800
+    (gap_from, gap_to), = window.unread
+    assert start < gap_from < gap_to < NOW
+    f, = [x for x in fetch_findings(Reading("logs", "logs", "Fly logs API", "measured",
+                                            value=window)) if x.id == "logs-truncated"]
+    assert f.severity == "warning" and f"{gap_from:%H:%M:%S}–{gap_to:%H:%M:%S}" in f.title
+    assert f.evidence == [f"not read: {gap_from.isoformat()} → {gap_to.isoformat()}"]
+
+
 def test_logs_malformed_page_is_a_protocol_error(api):
     with FaultProxy(api.url) as proxy:
         proxy.add("respond", path="/logs", status=200, body={"data": "nope"})

@@ -68,10 +68,13 @@ def fetch_findings(reading: Reading | None) -> list[Finding]:
                            f"{error.hint} ({lines} lines read before the failure)",
                            source="fly-api"))
     if window is not None and window.truncated:
-        out.append(Finding("logs-truncated", "info",
-                           f"log window not fully covered: {window.stop_reason}",
-                           f"{lines} lines in {window.pages} pages were analysed; "
-                           "raise max_pages or shorten window_minutes for the rest"))
+        out.append(Finding("logs-truncated", "warning",
+                           f"log window not fully read: {window.stop_reason}",
+                           f"{lines} lines in {window.pages} pages were analysed; what happened "
+                           "in the unread span is not in this verdict: raise max_pages or "
+                           "shorten window_minutes",
+                           [f"not read: {a.isoformat()} → {b.isoformat()}"
+                            for a, b in window.unread], source="fly-api"))
     if window is not None and not window.entries and error is None:
         out.append(Finding("logs-empty", "info", "no log lines in the window",
                            "the app printed nothing, or the window is too short"))

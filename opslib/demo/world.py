@@ -137,29 +137,15 @@ class World:
         return result
 
 
-def logs_route(world: "World", entries: list[tuple], *, app: str = APP, page_size: int = 500,
+def logs_route(world: "World", entries: list[tuple], *, app: str = APP, page_size: int = 100,
                end: datetime | None = None) -> "World":
     """Serve ``(epoch, provider, instance, region, level, message)`` entries as Fly logs-API
-    pages (reference §2), shifted so the last line is 20 s before ``end`` (default REF_NOW)."""
+    pages (reference §2: by ``next_token``, 100 lines a page), shifted so the last line is
+    20 s before ``end`` (default REF_NOW)."""
+    from .scenarios._applogs import serve
+
     end = end or REF_NOW
     entries = sorted(entries, key=lambda e: e[0])
     shift = (end - timedelta(seconds=20)).timestamp() - entries[-1][0] if entries else 0.0
-
-    def ns(t: float) -> int:
-        return int(round((t + shift) * 1e9))
-
-    def page(chunk: list[tuple], last: bool) -> Callable[[httpx.Request], httpx.Response]:
-        data = [{"id": f"{ns(e[0]):x}{i:04x}",
-                 "attributes": {"timestamp": iso(datetime.fromtimestamp(e[0] + shift, timezone.utc)),
-                                "message": e[5], "level": e[4], "instance": e[2],
-                                "region": e[3], "meta": {"event": {"provider": e[1]}}}}
-                for i, e in enumerate(chunk)]
-        token = ms(end) * 1_000_000 if last else ns(chunk[-1][0]) + 1
-        body = {"data": data, "meta": {"next_token": str(token)}}
-        return lambda request: json_response(200, body, latency_ms=180.0)
-
-    chunks = [entries[i:i + page_size] for i in range(0, len(entries), page_size)] or [[]]
-    handlers = [page(c, i == len(chunks) - 1) if c else
-                (lambda request: json_response(200, {"data": [], "meta": {}}))
-                for i, c in enumerate(chunks)]
-    return world.route("fly-api", "GET", f"/api/v1/apps/{app}/logs", *handlers)
+    return serve(world, [(e[0] + shift, *e[1:]) for e in entries], app=app,
+                 page_size=page_size)

@@ -33,7 +33,7 @@ class LogsData:
 
 def collect(session: Session, target: Target, *,
             window_minutes: float = recent_logs.DEFAULT_WINDOW_MIN,
-            max_pages: int = recent_logs.DEFAULT_MAX_PAGES) -> LogsData:
+            max_pages: int = 100) -> LogsData:
     """The app's log lines of the last ``window_minutes`` (at most ``max_pages`` pages)."""
     return LogsData(gather(session, target, [
         recent_logs.read(session, window_minutes=window_minutes, max_pages=max_pages)]))

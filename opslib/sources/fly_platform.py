@@ -13,7 +13,7 @@ Fly's incidents feed is a status page and lives with the other status pages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import quote
 
@@ -74,6 +74,8 @@ class LogWindow:
     truncated: bool = False
     stop_reason: str = ""
     error: SourceError | None = None
+    # spans of the window that were not read (the page cap): (from, to), UTC
+    unread: tuple[tuple[datetime, datetime], ...] = ()
 
 
 class FlyPlatform(FlyClient):
@@ -175,7 +177,7 @@ class FlyPlatform(FlyClient):
                 raise
             error = exc
         return LogWindow(since, until, tuple(entries), stream.pages, stream.truncated,
-                         stream.stop_reason, error)
+                         stream.stop_reason, error, tuple(stream.unread))
 
 
 def connect(session: Session, target: "Target") -> FlyPlatform:
@@ -191,6 +193,10 @@ LOGS = Source("Fly logs API", connect)
 def _newest_first(releases: list[Release]) -> tuple[Release, ...]:
     return tuple(sorted(releases, key=lambda r: (r.version is not None, r.version or 0),
                         reverse=True))
+
+
+def _from_ns(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1e9, timezone.utc)
 
 
 def _ns(dt: datetime) -> str:
@@ -218,8 +224,15 @@ class LogStream:
     """Log entries fetched page by page as the caller iterates.
 
     After iteration: ``pages`` fetched, ``entries`` yielded, ``truncated`` (the page cap was
-    hit before the window was covered) and ``stop_reason``. A failed page raises its
-    :class:`SourceError` from the iteration; entries already yielded stay with the caller.
+    hit before the window was covered), ``unread`` (the spans not read) and ``stop_reason``.
+    A failed page raises its :class:`SourceError` from the iteration; entries already
+    yielded stay with the caller.
+
+    The logs API pages forward in time (about 100 lines a page) from ``next_token``, a time
+    in ns. A busy app's window can need more pages than ``max_pages``; the newest lines are
+    the ones an incident needs, so when half the pages leave the window uncovered, the rest
+    jump ahead — to where, at the density seen so far, they reach the window's end — and the
+    span between is reported as not read.
     """
 
     def __init__(self, platform: FlyPlatform, *, since: datetime | None, until: datetime,
@@ -232,11 +245,45 @@ class LogStream:
         self.entries = 0
         self.truncated = False
         self.stop_reason = ""
+        self.unread: list[tuple[datetime, datetime]] = []
+        self._largest = 0  # the largest page seen: a shorter one means caught up
+        self._last_span = 0  # ns from the first to the last line of the newest page
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        start = _ns(self.since) if self.since else ""
+        head = self.max_pages if not start or self.max_pages < 4 else self.max_pages // 2
+        token = yield from self._pages(start, head)
+        if token is None or not token.isdigit():
+            return
+        # the head did not cover the window: spend the other pages on its newest part
+        left = self.max_pages - self.pages
+        if left <= 0:
+            self.unread.append((_from_ns(int(token)), self.until))
+            spans = f"{self.unread[0][0]:%H:%M:%S}–{self.until:%H:%M:%S}"
+            self.stop_reason = f"page cap ({self.max_pages}) reached: not read {spans} UTC"
+            return
+        # the time one page spans, from the newest page read (the density near the end)
+        per_page = max(1, self._last_span or (int(token) - int(start)) // max(1, self.pages))
+        jump = max(int(token), int(_ns(self.until)) - int(per_page * left * 0.8))
+        if jump > int(token):
+            self.unread.append((_from_ns(int(token)), _from_ns(jump)))
+        self.truncated = False
+        tail = yield from self._pages(str(jump), left)
+        if tail is not None and tail.isdigit():
+            self.unread.append((_from_ns(int(tail)), self.until))
+        if self.unread:
+            self.truncated = True
+            spans = ", ".join(f"{a:%H:%M:%S}–{b:%H:%M:%S}" for a, b in self.unread)
+            self.stop_reason = (f"page cap ({self.max_pages}) reached: not read {spans} UTC "
+                                "(the newest lines were read)" if tail is None else
+                                f"page cap ({self.max_pages}) reached: not read {spans} UTC")
+
+    def _pages(self, token: str, budget: int) -> Iterator[dict[str, Any]]:
+        """Pages from ``token`` until the window is covered (returns None) or ``budget``
+        pages were read without covering it (returns the token to go on from)."""
         p = self.platform
-        token = _ns(self.since) if self.since else ""
         seen: set[str] = set()
+        end = self.pages + budget
         while True:
             params: dict[str, Any] = {}
             if token:
@@ -252,11 +299,14 @@ class LogStream:
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                 raise p._protocol("logs_page", body, 'expected {"data": [...], "meta": {…}}')
             past_window = False
+            stamps = []
             for item in body["data"]:
                 entry = log_entry(item)
                 if entry is None:
                     continue
                 ts = parse_time(entry["timestamp"])
+                if ts is not None:
+                    stamps.append(ts)
                 if ts is not None and self.since is not None and ts < self.since:
                     continue
                 if ts is not None and ts > self.until:
@@ -264,6 +314,8 @@ class LogStream:
                     continue
                 self.entries += 1
                 yield entry
+            if len(stamps) > 1:
+                self._last_span = int((max(stamps) - min(stamps)).total_seconds() * 1e9)
             meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
             raw_next = meta.get("next_token")
             # fly-go decodes a string; a bare integer has been reported too.
@@ -284,10 +336,14 @@ class LogStream:
             if next_token.isdigit() and int(next_token) >= int(_ns(self.until)):
                 self.stop_reason = "window covered"
                 return
-            if self.pages >= self.max_pages:
+            self._largest = max(self._largest, len(body["data"]))
+            if self.pages >= end and len(body["data"]) < self._largest:
+                self.stop_reason = "caught up (a short page at the cap)"
+                return None
+            if self.pages >= end:
                 self.truncated = True
                 self.stop_reason = f"page cap ({self.max_pages}) reached"
-                return
+                return next_token
             seen.add(token)
             token = next_token
 

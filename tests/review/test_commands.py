@@ -25,7 +25,8 @@ def test_compare_before_and_after_shows_added_resolved_changed_and_metrics(site)
     out = proc.stdout
     assert "findings: 2 added, 5 resolved, 1 changed, 1 unchanged" in out
     assert "+ OK        health-endpoint" in out
-    assert "- CRITICAL  checks-critical: 2 health check(s) critical on 2 machine(s)" in out
+    # the stopped machine's check does not run: only the started machine's critical check counts
+    assert "- CRITICAL  checks-critical: 1 health check(s) critical on 1 machine(s)" in out
     assert "~ health-latency: CRITICAL → OK (better)" in out
     assert "severity    CRITICAL" in out and "→ OK" in out
     assert "escalation  L1 On-Call Engineer" in out and "→ L0 none" in out

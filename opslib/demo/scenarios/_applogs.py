@@ -49,8 +49,9 @@ def ns(t: float) -> int:
 
 
 def serve(world: World, entries: Iterable[Entry], *, app: str = APP,
-          page_size: int = 400) -> World:
-    """Serve ``entries`` (absolute times) as Fly logs-API pages, by ``next_token``."""
+          page_size: int = 100) -> World:
+    """Serve ``entries`` (absolute times) as Fly logs-API pages of 100 lines (as the real
+    API), by ``next_token``."""
     ordered = sorted(entries, key=lambda e: e[0])
     stamps = [ns(e[0]) for e in ordered]
 

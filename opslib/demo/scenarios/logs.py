@@ -8,7 +8,7 @@ from ..world import ENV, World, logs_route
 def _collect(session, target):  # noqa: ANN001
     from ...runbooks import logs
 
-    return logs.collect(session, target, window_minutes=30, max_pages=20)
+    return logs.collect(session, target, window_minutes=30, max_pages=100)
 
 
 def _world(incident: bool) -> tuple[World, object]:
