@@ -229,6 +229,13 @@ def test_permission_to_signal_is_reported(tight):
     ('could not translate host name "db.x.supabase.co" to address: Name or service not known', "dns"),
     ('connection to server at "127.0.0.1", port 1 failed: Connection refused', "refused"),
     ("connection timeout expired", "timeout"),
+    # Supavisor's own codes (supabase/supavisor error codes): each gets its own cause and fix
+    ("FATAL:  (EADDRNOTALLOWED) address not in allow list", "address_not_allowed"),
+    ("FATAL:  (EBANNED) this address is banned", "banned"),
+    ("FATAL:  (EDBHANDLEREXITED) DbHandler exited", "pooler_db_lost"),
+    ("FATAL:  (EAUTHTIMEOUT) timeout while authenticating", "pooler_auth_timeout"),
+    ("FATAL:  (EAUTHQUERY) auth query failed", "pooler_auth_query"),
+    ("FATAL:  (ECHECKOUTRETRIES) unable to check out a connection", "supavisor_limit"),
 ])
 def test_error_texts_of_the_reference_are_classified(message, kind):
     assert classify_error(message)[0] == kind

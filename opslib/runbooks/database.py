@@ -141,7 +141,8 @@ def assess_connections(capacity: pd.DataFrame | None, breakdown: pd.DataFrame | 
                             "is exhausted or leaking. Remediation: restart the app to reset its "
                             "connections, then find the leak.", [error.message],
                             source="postgres")]
-        if error.kind in ("auth_failed", "permission", "no_database", "pooler_tenant"):
+        if error.kind in ("auth_failed", "permission", "no_database", "pooler_tenant",
+                          "address_not_allowed", "banned", "pooler_auth_query"):
             return [Finding("db-rejected", "critical", f"the database rejected us ({error.kind})",
                             f"{error.message}. {error.hint}", [error.message], source="postgres")]
         return [Finding("db-unreachable", "critical", f"database unreachable ({error.kind})",

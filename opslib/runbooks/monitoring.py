@@ -203,7 +203,8 @@ NEXT_RUNBOOK = {
 
 
 # connection errors that mean DATABASE_URL is wrong here, not that the database is in trouble
-OUR_CONFIG = ("auth_failed", "dns", "pooler_tenant", "no_database")
+OUR_CONFIG = ("auth_failed", "dns", "pooler_tenant", "no_database", "address_not_allowed",
+              "banned")
 
 
 def _connections_reading(data: MonitoringData, limits: dict[str, tuple[float, float]]) -> MetricRow:

@@ -53,6 +53,24 @@ _CLASSES: list[tuple[str, str, str]] = [
      "pooler_tenant", "the pooler does not know this user: the user must be postgres.<project_ref>"),
     (r"\(ECIRCUITBREAKER\)", "circuit_breaker",
      "Supavisor is blocking after repeated failures: wait, then fix the credentials"),
+    (r"\bEADDRNOTALLOWED\b|address not (in (the )?allow ?list|allowed)", "address_not_allowed",
+     "the project's network restrictions do not allow this address (Fly machines' egress "
+     "addresses change): allow it under Database settings → Network restrictions"),
+    (r"\bEBANNED\b|\bbanned\b", "banned",
+     "Supabase banned this address after repeated failed logins: fix the password, then "
+     "lift the ban (`supabase network-bans remove`, or Database settings → Network bans)"),
+    (r"\bEDBHANDLEREXITED\b|db ?handler exited", "pooler_db_lost",
+     "the pooler lost its connection to the database: check the project's status and the "
+     "database's health (Level 2, Platform Team) before restarting the app"),
+    (r"\bEAUTHTIMEOUT\b", "pooler_auth_timeout",
+     "the pooler timed out authenticating against the database: the database is overloaded "
+     "or unreachable from the pooler; check its health and connections"),
+    (r"\bEAUTHQUERY\b|auth[_ ]query", "pooler_auth_query",
+     "the pooler could not look the user up (its auth query failed): check that the user "
+     "exists and the database accepts the pooler's connections"),
+    (r"\bECHECKOUTRETRIES\b", "supavisor_limit",
+     "the pooler gave up checking out a connection after retries: the pool is exhausted; "
+     "check pool_size, use transaction mode (port 6543), look for leaks"),
     (r"password authentication failed|authentication failed|no password supplied|"
      r"role \".*\" does not exist", "auth_failed",
      "the database rejected the credentials in DATABASE_URL"),
