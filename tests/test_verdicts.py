@@ -273,3 +273,39 @@ def test_an_update_keeps_a_stopped_machine_stopped_under_a_lease():
         assert nonce and fly.mutations[2].headers["fly-machine-lease-nonce"] == nonce
         assert stopped["state"] == "stopped" and result["kept_stopped"] is True
         assert fly.leases == {}  # released
+
+
+def test_health_names_every_problem_of_the_certificate_expiry_first():
+    """A real TLS server with an expired, self-signed certificate: the client's TLS error
+    says only "self-signed"; the finding names both, expiry first."""
+    from opslib.config import Target
+    from opslib.runbooks import health
+    from opslib.session import Session
+    from tests.tls_servers import LocalTLSServer, self_signed
+
+    with LocalTLSServer(*self_signed("127.0.0.1", days_left=-3)) as server:
+        url = f"https://127.0.0.1:{server.port}"
+        with Session("live") as session:
+            data = health.collect(session, Target("live", "x", url, environ={}), probes=1,
+                                  timeout=3.0)
+    assert data.probes[0].error == "tls"
+    assert data.readings["certificate"].context  # context: the probes carry the verdict
+    f, = health.assess_certificate(data.readings)
+    assert f.severity == "critical"
+    problems = f.title.split(": the certificate is ", 1)[1].split("; ")
+    assert problems[0].startswith("expired 3 day(s) ago")
+    assert any(p.startswith("self-signed") for p in problems)
+
+
+def test_tls_probes_the_port_of_the_app_url():
+    from opslib.config import Target
+    from opslib.runbooks import tls
+    from opslib.session import Session
+    from tests.tls_servers import LocalTLSServer, self_signed
+
+    with LocalTLSServer(*self_signed("127.0.0.1")) as server:
+        with Session("live") as session:
+            data = tls.collect(session, Target("live", "x", f"https://127.0.0.1:{server.port}",
+                                               environ={}), timeout=3.0)
+    served = data.readings.value("served:127.0.0.1")
+    assert served is not None and served.error is None and served.port == server.port

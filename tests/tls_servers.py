@@ -111,7 +111,7 @@ def self_signed(name: str, days_left: float = 90) -> tuple[bytes, bytes]:
     now = dt.datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_before(now + dt.timedelta(days=min(days_left, 0) - 90))
             .not_valid_after(now + dt.timedelta(days=days_left))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
             .sign(key, hashes.SHA256()))

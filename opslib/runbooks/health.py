@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -19,6 +20,7 @@ from ..session import Session
 from ..sources import fly, postgres
 from ..sources.fly import checks_frame, machines_frame
 from ..sources.http import probe_many
+from ..sources.tls import probe_tls
 from ..times import parse_time
 
 DB_QUERY = "SELECT pg_is_in_recovery() AS in_recovery, current_timestamp AS server_time"
@@ -34,15 +36,38 @@ class HealthData:
 
 def collect(session: Session, target: Target, *, probes: int = 5,
             timeout: float = 5.0) -> HealthData:
-    """Probe /health ``probes`` times, list machines and query the database, concurrently."""
-    return HealthData(gather(session, target, [
+    """Probe /health ``probes`` times, list machines and query the database, concurrently;
+    when a probe fails its TLS handshake, read the certificate served (to name every problem
+    of it: a client's TLS error names one)."""
+    readings = gather(session, target, [
         Read("probes", f"GET {target.health_url} ×{probes}",
              lambda: probe_many(session, target.health_url, probes, timeout=timeout)),
         Read("machines", "the app's machines, their states and checks",
              lambda api: api.list_machines(), fly.MACHINES),
         Read("database", "pg_is_in_recovery() and the server clock",
              lambda pg: pg.query("health.recovery", DB_QUERY), postgres.POSTGRES),
-    ]))
+    ])
+    url = urlsplit(target.health_url)
+    if url.scheme == "https" and any(p.error == "tls" for p in readings.value("probes", [])):
+        readings = readings | gather(session, target, [Read(
+            "certificate", f"the certificate {url.hostname}:{url.port or 443} serves",
+            lambda: probe_tls(session, url.hostname or "", url.port or 443, timeout=timeout,
+                              http_path=None), context=True)])
+    return HealthData(readings)
+
+
+def assess_certificate(readings: Readings) -> list[Finding]:
+    """Every problem of the certificate the app serves, expiry first (none when the
+    handshake succeeded, or the certificate could not be read)."""
+    cert = readings.value("certificate")
+    if cert is None or cert.error or not cert.problems:
+        return []
+    return [Finding("health-certificate", "critical",
+                    f"{cert.host}: the certificate is " + "; ".join(cert.problems),
+                    "clients refuse the connection: run the tls runbook (`make run issue=tls`)",
+                    [f"issuer {cert.issuer}", f"subject {cert.subject}",
+                     f"not after {cert.not_after:%Y-%m-%d %H:%M} UTC" if cert.not_after else ""],
+                    source="tls")]
 
 
 # --------------------------------------------------------------------------- analysis

@@ -16,6 +16,7 @@ app is a finding that says how to add it.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -78,10 +79,10 @@ def _is_fly_host(host: str) -> bool:
     return host.endswith(FLY_SUFFIXES)
 
 
-def _host_reads(session: Session, hosts: list[str], port: int, connect_host: str,
+def _host_reads(session: Session, hosts: list[str], ports: dict[str, int], connect_host: str,
                 timeout: float) -> list[Read]:
-    reads = [Read(f"served:{h}", f"the certificate {h}:{port} serves (TLS handshake)",
-                  lambda h=h: probe_tls(session, h, port, connect_host=connect_host,
+    reads = [Read(f"served:{h}", f"the certificate {h}:{ports[h]} serves (TLS handshake)",
+                  lambda h=h: probe_tls(session, h, ports[h], connect_host=connect_host,
                                         timeout=timeout)) for h in hosts]
     return reads + [Read(f"detail:{h}", f"Fly's certificate record for {h} (`fly certs show`)",
                          lambda api, h=h: api.certificate(h), fly.MACHINES)
@@ -94,18 +95,23 @@ def collect(session: Session, target: Target, *, hostnames: list[str] | None = N
     and every hostname with a certificate on the app): the names known at the start and the
     certificate list at once, then the names learnt from the list."""
     requested = [h.strip().lower() for h in hostnames or [] if h.strip()]
-    app_host = urlsplit(target.app_url).hostname or ""
+    url = urlsplit(target.app_url)
+    app_host = url.hostname or ""
     known = requested or ([app_host] if app_host else [])
+    # the app URL's own port (https://host:8443) for its host; ``port`` for every other name
+    ports: dict[str, int] = defaultdict(lambda: port)
+    if app_host and url.port and port == 443:
+        ports[app_host] = url.port
     readings = gather(session, target, [
         Read("certificates", "the app's certificates (`fly certs list`)",
              lambda api: api.list_certificates(), fly.MACHINES),
-        *_host_reads(session, known, port, connect_host, timeout)])
+        *_host_reads(session, known, ports, connect_host, timeout)])
     listed = readings.value("certificates")
     if listed is not None and not requested:
         extra = [h for h in listed.hostnames if h and h not in known]
         if extra:
             readings = readings | gather(session, target,
-                                         _host_reads(session, extra, port, connect_host, timeout))
+                                         _host_reads(session, extra, ports, connect_host, timeout))
             known = known + extra
     return TLSData(known, requested, readings)
 

@@ -19,7 +19,7 @@ import socket
 import ssl
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -63,6 +63,28 @@ class TLSResult:
     http_status: int | None = None
     http_error: str = ""
     elapsed_ms: float = 0.0
+
+    @property
+    def problems(self) -> list[str]:
+        """Everything wrong with the served certificate, expiry first (a client's TLS error
+        names only one of them)."""
+        out = []
+        if self.days_left is not None and self.days_left < 0:
+            out.append(f"expired {abs(self.days_left):.0f} day(s) ago"
+                       + (f" ({self.not_after:%Y-%m-%d})" if self.not_after else ""))
+        if self.not_before is not None and self.not_after is not None and \
+                self.days_left is not None:
+            judged_at = self.not_after - timedelta(days=self.days_left)
+            if self.not_before > judged_at:
+                out.append(f"not valid before {self.not_before:%Y-%m-%d %H:%M} UTC")
+        if self.self_signed:
+            out.append("self-signed: not issued by a public CA")
+        elif self.chain_verified is False and self.verify_error:
+            out.append(f"untrusted: {self.verify_error}")
+        if self.hostname_match is False:
+            out.append(f"does not cover {self.host} (it covers "
+                       f"{', '.join(self.sans) or self.common_name or 'no name'})")
+        return out
 
     def row(self) -> dict[str, Any]:
         d = asdict(self)
