@@ -40,6 +40,9 @@ _SCRUB = ("FLY_API_TOKEN", "DATABASE_URL", "SUPABASE_URL", "SUPABASE_ANON_KEY",
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    # Fly's public incidents feed is on the internet: tests never call it (a closed local
+    # port answers "refused" at once); tests of the feed point this at a stand-in
+    env["FLY_INCIDENTS_URL"] = "http://127.0.0.1:9/v1/incidents"
     env.update(extra)
     return env
 

@@ -309,3 +309,42 @@ def test_tls_probes_the_port_of_the_app_url():
                                                environ={}), timeout=3.0)
     served = data.readings.value("served:127.0.0.1")
     assert served is not None and served.error is None and served.port == server.port
+
+
+def test_fly_platform_issues_come_from_the_incidents_feed_for_the_apps_regions():
+    """A stand-in of Fly's incidents feed (the shape flyctl reads from incidents.flyio.net):
+    an incident in one of the app's regions, or platform-wide, is a Level 2 warning; one in
+    another region is not."""
+    from opslib.assess import platform
+    from opslib.config import Target
+    from opslib.reads import gather
+    from opslib.session import Session
+    from tests.servers import LocalHTTPServer, Reply
+
+    def feed(*incidents):
+        body = {"incidents": [
+            {"id": f"i{n}", "name": name, "status": "investigating", "impact": "major",
+             "created_at": "2026-12-03T22:00:00Z", "started_at": "2026-12-03T22:00:00Z",
+             "resolved_at": None, "updated_at": "2026-12-03T22:10:00Z",
+             "components": [{"id": "c", "name": comp}]}
+            for n, (name, comp) in enumerate(incidents)]}
+        return lambda _request: Reply(200, body)
+
+    def judge(server, regions):
+        target = Target("live", "x", "", environ={"FLY_INCIDENTS_URL": server.url + "/v1/incidents"})
+        with Session("live") as session:
+            readings = gather(session, target, [platform.read(session, target)])
+        return platform.findings(readings["fly-status"], regions)
+
+    with LocalHTTPServer(feed(("Elevated errors in IAD", "Ashburn, Virginia (US)"))) as server:
+        f, = judge(server, ["iad", "ams"])
+        assert (f.id, f.severity, f.escalate) == ("fly-platform-incident", "warning", 2)
+        assert "iad" in f.title and "Elevated errors in IAD" in f.evidence[0]
+        f, = judge(server, ["syd"])
+        assert f.severity == "info"
+    with LocalHTTPServer(feed(("Degraded API performance", "Machines API"))) as server:
+        f, = judge(server, ["syd"])
+        assert f.severity == "warning" and "the platform" in f.title
+    with LocalHTTPServer(lambda _r: Reply(503, "")) as server:
+        f, = judge(server, ["iad"])
+        assert f.severity == "info" and f.id == "fly-status-unread"

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from ..assess import postgres as postgres_checks
+from ..assess import platform, postgres as postgres_checks
 from ..actions import Action, machine_action
 from ..config import Target
 from ..findings import Finding
@@ -46,6 +46,7 @@ def collect(session: Session, target: Target, *, probes: int = 5,
              lambda api: api.list_machines(), fly.MACHINES),
         Read("database", "pg_is_in_recovery() and the server clock",
              lambda pg: pg.query("health.recovery", DB_QUERY), postgres.POSTGRES),
+        platform.read(session, target),
     ])
     url = urlsplit(target.health_url)
     if url.scheme == "https" and any(p.error == "tls" for p in readings.value("probes", [])):

@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..actions import Action, machine_action
-from ..assess import recent_logs
+from ..assess import platform, recent_logs
 from ..assess.endpoint import assess_probes, probes_frame
 from ..charting import time_axis
 from ..config import Target
@@ -84,7 +84,8 @@ def collect(session: Session, target: Target, *, probes: int = 5, timeout: float
              Read("machines", "the app's machines, checks and recent events",
                   lambda api: api.list_machines(), fly.MACHINES),
              *prom.range_reads({n: qs[n] for n in RANGE_QUERIES}, now=session.now(),
-                               window=window, step=step, context=RANGE_QUERIES)]
+                               window=window, step=step, context=RANGE_QUERIES),
+             platform.read(session, target)]
     reads += recent_logs.recent(session, log_window_minutes, log_max_pages)
     return NotRespondingData(window, step, qs, gather(session, target, reads))
 
