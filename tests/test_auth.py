@@ -55,7 +55,8 @@ def by_id(f: dict) -> dict[str, dict]:
     ("missing-secret", {"severity": "critical", "level": 1,
                         "key": ("fly-secrets-missing", "critical"),
                         "title": "demo-app lacks the secret(s) SUPABASE_ANON_KEY",
-                        "actions": ["fly secrets set SUPABASE_ANON_KEY=… -a demo-app"]}),
+                        "actions": ['fly secrets set --stage SUPABASE_ANON_KEY="$SUPABASE_ANON_KEY"'
+                                    " -a demo-app && fly secrets deploy -a demo-app"]}),
     ("healthy", {"severity": "ok", "level": 0, "key": ("clock-skew", "ok"),
                  "title": "app and Supabase clocks agree (+0.0 s)", "actions": []}),
 ])
@@ -171,7 +172,8 @@ def test_live_skew_and_gated_secrets_set(reports):
         assert fly.logs.mutations == [] and fly.logs.requests
         assert plan["escalation"]["level"] == 2
         assert [a["command"] for a in plan["actions"]] == [
-            "fly secrets set SUPABASE_ANON_KEY=… -a live-app"]
+            ('fly secrets set --stage SUPABASE_ANON_KEY="$SUPABASE_ANON_KEY" -a live-app '
+             "&& fly secrets deploy -a live-app")]
         assert [(r.method, r.path) for r in fly.requests] == [("GET", "/v1/apps/live-app/secrets")]
         assert [r.headers["apikey"] for r in gateway.requests] == [ANON]
         assert api.mutations == []

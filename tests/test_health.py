@@ -118,14 +118,15 @@ def test_live_healthy_against_real_servers(reports, pg):
         run = only_run(reports)
         f = findings(run)
         assert f["target"] == "live" and f["severity"] == "ok", f["findings"]
+        # Fly's incidents feed is not reachable from the tests (a closed port): said as info
         assert ids(f) == {"health-endpoint": "ok", "health-latency": "ok", "machines-ok": "ok",
-                          "db-ok": "ok"}
+                          "db-ok": "ok", "fly-status-unread": "info"}
         assert [r.path for r in app.requests] == ["/health"] * 3
         assert [r.path for r in fly.requests] == ["/v1/apps/live-app/machines"]
         assert fly.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
         assert fly.mutations == []
         recorded = [json.loads(p.read_text()) for p in sorted((run / "raw" / "http").glob("*.json"))]
-        assert len(recorded) == 4
+        assert len([r for r in recorded if r["source"] != "fly-status"]) == 4
         fly_rec = next(r for r in recorded if r["source"] == "fly-machines")
         assert fly_rec["request"]["headers"]["authorization"] == "[REDACTED]"
         assert (run / "raw" / "pg").is_dir()

@@ -16,6 +16,7 @@ The session records request headers (redacted) but never request bodies.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -105,7 +106,9 @@ def env_digests(session: Session, app: str, names: list[str],
 
 def set_action(app: str, names: list[str], digests: dict[str, str | None],
                present: dict[str, str], reason: str) -> Action:
-    """``fly secrets set A=… B=… -a app`` for ``names``, values taken from the environment.
+    """Stage ``names`` on the app from the environment, then deploy them: two steps, as
+    ``fly secrets set --stage`` and ``fly secrets deploy`` (``fly secrets set`` alone does
+    both). The API call sets them *staged*: machines load them only when deployed.
 
     ``present`` maps names already on the app to their Fly digest (part of the basis, so a
     change made meanwhile by someone else makes the plan stale).
@@ -113,14 +116,19 @@ def set_action(app: str, names: list[str], digests: dict[str, str | None],
     names = sorted(names)
     return Action(
         id="secrets-set-" + "-".join(n.lower() for n in names), kind="secrets.set",
-        title=f"set {', '.join(names)} on {app} from this environment",
-        command=f"fly secrets set {' '.join(f'{n}=…' for n in names)} -a {app}",
+        title=(f"stage {', '.join(names)} on {app} from this environment (then `fly secrets "
+               "deploy` restarts the machines with them)"),
+        # NAME="$NAME": the value comes from the engineer's shell, never printed
+        command=("fly secrets set --stage " + " ".join(n + '="$' + n + '"' for n in names)
+                 + f" -a {shlex.quote(app)} && fly secrets deploy -a {shlex.quote(app)}"),
         api={"method": "POST", "path": f"/v1/apps/{app}/secrets",
              "body": {"values": {n: f"<${n} from the environment>" for n in names}}},
         params={"names": names},
         basis={"value_digests": {n: digests.get(n) for n in names},
                "fly_digests": {n: present.get(n) for n in names}},
-        reason=reason)
+        reason=reason + ". Applying stages them only; `fly secrets deploy -a " + app
+               + "` restarts the machines with them (a machine still on the old secrets "
+               "version does not see them)")
 
 
 def apply_set(ctx: "ApplyContext", action: Action) -> Any:
