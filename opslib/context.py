@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -85,6 +85,8 @@ class Run:
     _origins: list[tuple[str, Any]] = field(default_factory=list)
     # the notebook's globals when stepping through in JupyterLab (see _sync_params)
     _namespace: Any = None
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    evidence: Path | None = None  # where an interactive live run's evidence was packed
 
     # ------------------------------------------------------------------ basics
     @property
@@ -315,6 +317,13 @@ class Run:
         self._save()
         self.session.close()
         s = self.summary()
+        if self.interactive and self.target.kind == "live":
+            # a live diagnosis stepped through in JupyterLab is incident evidence too
+            from .runner import pack_interactive
+
+            self.evidence = pack_interactive(self.run_dir, self.runbook, self.incident,
+                                             _saved_notebook(self._namespace), self.params,
+                                             self.started)
         lines = [f"### Result: **{s['severity'].upper()}**", ""]
         if s["findings"]:
             lines += ["| Severity | Finding | Detail |", "|---|---|---|"]
@@ -326,8 +335,23 @@ class Run:
             lines += ["", "**Actions:**"]
             lines += [f"- {a['status']}: {a['title']} — `{a.get('command', '')}`"
                       for a in self.actions]
+        if self.evidence is not None:
+            lines += ["", f"**Evidence packed:** `{self.evidence}` (verify: `make verify "
+                      f"path={self.evidence}`). Save the notebook before this cell to include "
+                      "its latest state."]
         _display(_markdown("\n".join(lines)))
         return s
+
+
+def _saved_notebook(namespace: Any) -> Path | None:
+    """The notebook file this kernel runs, as Jupyter names it (``__session__`` in the
+    kernel's namespace, ``JPY_SESSION_NAME`` in its environment), or ``OPSLIB_NOTEBOOK``."""
+    for value in (os.environ.get("OPSLIB_NOTEBOOK"),
+                  (namespace or {}).get("__session__") if hasattr(namespace, "get") else None,
+                  os.environ.get("JPY_SESSION_NAME")):
+        if value and str(value).endswith(".ipynb") and Path(value).is_file():
+            return Path(value)
+    return None
 
 
 def _needs_earlier_cell(notebook: Path) -> Any:

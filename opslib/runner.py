@@ -373,6 +373,61 @@ def execute(prep: Prepared) -> RunOutcome:
     return RunOutcome(final, status, findings["severity"], exit_code, findings)
 
 
+def pack_interactive(run_dir: Path, runbook: str, incident: str, notebook: Path | None,
+                     parameters: dict[str, Any], started: datetime) -> Path:
+    """The evidence of a run stepped through in JupyterLab, packed as ``make run`` packs it:
+    findings, raw captures, timeline, charts, the notebook as the engineer saved it (and its
+    HTML), parameters, run.log and the manifest, under ``reports/<incident>/``.
+
+    ``notebook`` is the saved notebook (Jupyter gives its path); without it the runbook's
+    stored notebook stands in and run.log says so.
+    """
+    reports = reports_dir()
+    staging = _make_staging(reports)
+    redactor = Redactor.from_env()
+    finished = datetime.now(timezone.utc)
+    try:
+        for item in ("raw", "charts"):
+            if (run_dir / item).is_dir():
+                shutil.copytree(run_dir / item, staging / item)
+        for item in ("findings.json", "timeline.jsonl"):
+            if (run_dir / item).is_file():
+                shutil.copy2(run_dir / item, staging / item)
+        nb_out = staging / f"{runbook}.ipynb"
+        source = get_runbook(runbook).path
+        saved = notebook is not None and notebook.is_file()
+        if saved:
+            shutil.copy2(notebook, nb_out)
+        finalize_notebook(nb_out, staging / f"{runbook}.html", redactor, fallback_source=source)
+        findings = _read_json(staging / "findings.json") or {}
+        findings.update(status="ok" if findings.get("complete") else "incomplete",
+                        interactive=True, started_at=iso(started), finished_at=iso(finished),
+                        exit_code=EXIT_OK)
+        atomic_write_json(staging / "findings.json", redactor.obj(findings))
+        safe = redactor.obj(parameters)
+        atomic_write_json(staging / "parameters.json", {
+            "runbook": runbook, "target": findings.get("target", ""), "parameters": safe,
+            "given": safe})
+        atomic_write_text(staging / "run.log", redactor.text(
+            f"{iso(finished)} opslib {__version__}: interactive run of {runbook} packed from "
+            f"{run_dir}\nnotebook: " + (f"as saved at {notebook}" if saved else
+                                          "not found (save it in JupyterLab, or set "
+                                          "OPSLIB_NOTEBOOK): the stored runbook stands in")
+            + "\n"))
+        _scrub(staging, redactor)
+        write_manifest(staging, redactor.obj({
+            "runbook": runbook, "target": findings.get("target", ""),
+            "app": findings.get("app", ""), "incident": incident, "parameters": safe,
+            "operator": _operator(), "tool_version": __version__, "git_commit": _git_commit(),
+            "python_version": platform.python_version(), "papermill_version": "",
+            "started_at": iso(started), "finished_at": iso(finished),
+            "status": findings["status"], "exit_code": EXIT_OK, "interactive": True}))
+        return _publish(staging, reports / incident, started, runbook)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def derive_status(result: dict, *, killed: bool, returncode: int | None,
                   findings: dict | None) -> tuple[str, dict]:
     """The run's status from what actually happened, not from papermill's cell metadata."""

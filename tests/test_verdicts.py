@@ -347,3 +347,44 @@ def test_fly_platform_issues_come_from_the_incidents_feed_for_the_apps_regions()
     with LocalHTTPServer(lambda _r: Reply(503, "")) as server:
         f, = judge(server, ["iad"])
         assert f.severity == "info" and f.id == "fly-status-unread"
+
+
+def test_a_live_diagnosis_stepped_through_in_jupyterlab_packs_verifiable_evidence(tmp_path):
+    """The last cell of an interactive live session packs what `make run` packs, with the
+    notebook as the engineer saved it (Jupyter names it; OPSLIB_NOTEBOOK here)."""
+    import json as _json
+    from datetime import datetime, timezone
+
+    from opslib.evidence import verify_run
+    from tests.conftest import run_dirs
+    from tests.servers import LocalHTTPServer, Reply
+
+    reports = tmp_path / "reports"
+    saved = tmp_path / "my-health.ipynb"
+    nb = _json.loads(catalog.get_runbook("health").path.read_text(encoding="utf-8"))
+    nb["cells"].append({"cell_type": "markdown", "metadata": {}, "id": "engineer-note",
+                        "source": ["engineer's note: checked at 03:12"]})
+    saved.write_text(_json.dumps(nb), encoding="utf-8")
+    env = clean_env(MPLBACKEND="Agg", OPSLIB_REPORTS=str(reports), OPSLIB_NOTEBOOK=str(saved))
+    env.pop("OPSLIB_RUN_DIR", None)
+
+    def ok(_request):
+        return Reply(200, {"status": "ok", "timestamp": datetime.now(timezone.utc).isoformat()})
+
+    with LocalHTTPServer(ok) as app:
+        lab = Lab("health", env)
+        try:
+            lab.run(0)
+            lab.run(0, f'app_url = "{app.url}"\nprobes = 2\nincident = "inc-lab"')
+            outputs = [lab.run(i) for i in range(1, len(lab.cells))]
+        finally:
+            lab.close()
+    assert not any("Error" in o for o in outputs), outputs
+    run, = run_dirs(reports)
+    assert run.parent.name == "inc-lab" and run.name.endswith("-health")
+    assert verify_run(run).ok
+    f = findings(run)
+    assert f["interactive"] is True and f["target"] == "live" and f["status"] == "ok"
+    assert "engineer's note" in (run / "health.ipynb").read_text()
+    assert (run / "health.html").exists() and list((run / "raw").rglob("*.json"))
+    assert "as saved at" in (run / "run.log").read_text()
