@@ -43,10 +43,15 @@ Handler = Callable[[Request], Reply]
 
 
 class LocalHTTPServer:
-    """A threaded HTTP/1.1 server on 127.0.0.1 that answers with ``handler`` and logs requests."""
+    """A threaded HTTP/1.1 server on 127.0.0.1 that answers with ``handler`` and logs requests.
+
+    ``latency`` (seconds, settable at any time) delays every answer, as a real server over the
+    network does: stand-ins built on this answer no faster than the systems they stand for.
+    """
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
+        self.latency: float = getattr(self, "latency", 0.0)
         self.requests: list[Request] = []
         outer = self
 
@@ -62,8 +67,8 @@ class LocalHTTPServer:
                               self.rfile.read(length) if length else b"")
                 outer.requests.append(req)
                 reply = outer.handler(req)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                if reply.delay or outer.latency:
+                    time.sleep(reply.delay + outer.latency)
                 body = reply.body
                 ctype = "text/plain"
                 if isinstance(body, (dict, list)):

@@ -16,7 +16,8 @@ Strict like the real endpoint:
   Fly's managed metrics are VictoriaMetrics, whose error bodies carry the HTTP status as
   ``errorType`` (``"422"`` for a query it cannot parse, app/vmselect): ``flavour=
   "victoriametrics"`` answers that way;
-* ``latency`` (seconds) delays every answer, as a real server over the network does.
+* ``latency`` (seconds) delays every answer, as a real server over the network does
+  (:class:`tests.servers.LocalHTTPServer`).
 
 Every request is recorded (``requests``; ``queries`` decodes their parameters).
 ``fail_next(*replies)`` makes the next requests answer with the given replies first (5xx,
@@ -25,7 +26,6 @@ Every request is recorded (``requests``; ``queries`` decodes their parameters).
 from __future__ import annotations
 
 import re
-import time
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
@@ -144,8 +144,6 @@ class PrometheusStandIn(LocalHTTPServer):
         return bad_data(message, self.flavour, parse)
 
     def _handle(self, req: Request) -> Reply:
-        if self.latency:
-            time.sleep(self.latency)
         denied = self._auth(req)
         if denied is not None:
             return denied
