@@ -60,7 +60,21 @@ def demo_scenarios(runbook: str) -> list[str]:
 
 
 def _md_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """Text from outside (titles, error bodies, instance names) in a Markdown table cell:
+    every Markdown- and HTML-active character escaped, so nothing in it renders as markup or
+    runs as script when the notebook or its HTML is opened."""
+    from .review.doc import md_text
+
+    return md_text(value)
+
+
+def _md_code(value: Any, cell: bool = True) -> str:
+    """A code span of outside text (inert: HTML in it is shown, not rendered); in a table
+    cell its pipes are escaped as GFM requires."""
+    from .review.doc import md_code
+
+    code = md_code(value)
+    return code.replace("|", "\\|") if cell else code
 
 
 @dataclass
@@ -197,7 +211,8 @@ class Run:
         for r in readings.skipped_sources():
             self.finding(f"skipped-{r.source.lower().replace(' ', '-')}", "info",
                          f"skipped: {r.source} not configured", r.detail)
-            self.note(f"⏭ **skipped: {r.source} not configured** — {r.detail}")
+            self.note(f"⏭ **skipped: {_md_cell(r.source)} not configured** — "
+                      f"{_md_cell(r.detail)}")
 
     def plan(self, actions: list[Action]) -> dict[str, Any]:
         """Record the remediation plan; apply it only if ``apply`` and ``confirm`` match it.
@@ -217,7 +232,7 @@ class Run:
         lines = ["| Action | `fly` command | API call | Status |", "|---|---|---|---|"]
         for a in actions:
             api = f"{a.api.get('method', '')} {a.api.get('path', '') or a.api.get('sql', '')}"
-            lines.append(f"| {_md_cell(a.title)} | `{_md_cell(a.command)}` | `{_md_cell(api)}` "
+            lines.append(f"| {_md_cell(a.title)} | {_md_code(a.command)} | {_md_code(api)} "
                          f"| {a.status} |")
         digest = record["plan_digest"]
         if record["outcome"] == "planned":
@@ -330,10 +345,11 @@ class Run:
             lines += [f"| {f['severity']} | {_md_cell(f['title'])} | {_md_cell(f['detail'])} |"
                       for f in s["findings"]]
         esc = s["escalation"]
-        lines += ["", f"**Escalation:** level {esc['level']} ({esc['team']}) — {esc['reason']}"]
+        lines += ["", f"**Escalation:** level {esc['level']} ({esc['team']}) — "
+                      f"{_md_cell(esc['reason'])}"]
         if self.actions:
             lines += ["", "**Actions:**"]
-            lines += [f"- {a['status']}: {a['title']} — `{a.get('command', '')}`"
+            lines += [f"- {a['status']}: {_md_cell(a['title'])} — {_md_code(a.get('command', ''), cell=False)}"
                       for a in self.actions]
         if self.evidence is not None:
             lines += ["", f"**Evidence packed:** `{self.evidence}` (verify: `make verify "

@@ -560,7 +560,20 @@ def finalize_notebook(nb_path: Path, html_path: Path, redactor: Redactor,
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_notebook_node(nb)
-    atomic_write_text(html_path, redactor.text(body))
+    atomic_write_text(html_path, redactor.text(no_script(body)))
+
+
+def no_script(html: str) -> str:
+    """The exported notebook with the review site's Content-Security-Policy (no script at
+    all): evidence opened in a browser never runs what a remote answer put into it. The
+    notebook renders as static HTML (nbconvert rendered its Markdown already)."""
+    from .review.html import CSP
+
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+    head = re.search(r"<head[^>]*>", html, re.I)
+    if head is None:
+        return meta + html
+    return html[:head.end()] + meta + html[head.end():]
 
 
 def _scrub(root: Path, redactor: Redactor) -> None:
@@ -578,6 +591,15 @@ def _scrub(root: Path, redactor: Redactor) -> None:
 
 
 # --------------------------------------------------------------------------- summary
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def plain(text: Any) -> str:
+    """Outside text for a terminal: control characters (ANSI escapes that recolour, move the
+    cursor or rewrite the title, carriage returns that hide a line) shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
 def summary_text(outcome: RunOutcome, reports_root: Path | None = None) -> str:
     f = outcome.findings
     where = outcome.path
@@ -595,17 +617,19 @@ def summary_text(outcome: RunOutcome, reports_root: Path | None = None) -> str:
     if f.get("error"):
         e = f["error"]
         cell = f" in cell {e['cell_index']}" if "cell_index" in e else ""
-        lines.append(f"error: {e.get('ename')}{cell}: {str(e.get('evalue', ''))[:200]}")
+        lines.append(f"error: {plain(e.get('ename'))}{cell}: {plain(str(e.get('evalue', ''))[:200])}")
     esc = f.get("escalation") or {}
-    lines.append(f"escalation: level {esc.get('level')} ({esc.get('team')}) — {esc.get('reason')}")
+    lines.append(f"escalation: level {esc.get('level')} ({esc.get('team')}) — "
+                 f"{plain(esc.get('reason'))}")
     top = [x for x in f.get("findings", []) if x.get("severity") not in ("info",)][:6]
     if top:
         lines.append("findings:")
-        lines += [f"  {x['severity'].upper():<9} {x['title']}" for x in top]
+        lines += [f"  {x['severity'].upper():<9} {plain(x['title'])}" for x in top]
     actions = f.get("actions") or []
     if actions:
         lines.append(f"actions: {len(actions)} " + ", ".join(sorted({a.get('status', 'planned') for a in actions})))
-        lines += [f"  {a.get('status', 'planned'):<8} {a.get('command') or a.get('title')}" for a in actions[:6]]
+        lines += [f"  {a.get('status', 'planned'):<8} {plain(a.get('command') or a.get('title'))}"
+                  for a in actions[:6]]
         if f.get("plan_digest"):
             lines.append(f"  plan digest {f['plan_digest']} (apply: make run issue={f['runbook']} … "
                          f"apply=true confirm={f['plan_digest']})")

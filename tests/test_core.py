@@ -297,3 +297,20 @@ def test_cert_commands_run_unattended_and_refuse_hostnames_not_in_dns_format():
     assert readd.status == "planned"
     bad = cert_action("cert.check", "my-app", "x.com;rm -rf ~", title="t", basis={}, reason="r")
     assert bad.status == "refused" and shlex.split(bad.command)[3] == "x.com;rm -rf ~"
+
+
+def test_the_terminal_summary_never_passes_control_characters_through():
+    """A title from a remote answer with ANSI escapes or a carriage return must not recolour,
+    retitle or hide lines in the engineer's terminal."""
+    from pathlib import Path
+
+    hostile = "ok\x1b]0;pwned\x07\x1b[2J\rCRITICAL fake line\nOK forged"
+    outcome = runner.RunOutcome(Path("/tmp/x"), "ok", "warning", 0, {
+        "runbook": "health", "target": "live", "app": "a", "incident": "i",
+        "escalation": {"level": 1, "team": "On-Call Engineer", "reason": hostile},
+        "findings": [{"severity": "warning", "title": hostile}],
+        "actions": [{"status": "planned", "command": hostile}]})
+    text = runner.summary_text(outcome)
+    assert not any(c in text for c in "\x1b\x07\r")
+    assert "\\x1b]0;pwned" in text
+    assert not any(line.startswith("OK forged") for line in text.splitlines())

@@ -223,3 +223,31 @@ def test_damaged_runs_are_visible_with_their_reasons(site, browser):
     follow(browser, f"inc-a/{newer.name}")
     assert "upgrade opslib to read it" in visible(browser)
     assert runs_of(site, "faulty")
+
+
+def test_hostile_text_from_a_remote_answer_never_runs_in_the_run_notebook_html(tmp_path, browser):
+    """A live run against an app whose /health body carries markup, and an on-call contact
+    with markup: the run's own HTML (one click from the index) shows it as text, never runs
+    it, and carries the no-script policy."""
+    import json
+
+    from tests.conftest import clean_env, only_run
+    from tests.inprocess import opslib_run
+    from tests.servers import LocalHTTPServer, Reply
+
+    reports = tmp_path / "reports"
+    with LocalHTTPServer(lambda r: Reply(200, {"status": XSS, "timestamp": "x"})) as app:
+        proc = opslib_run("run", "health", "--app-url", app.url, "-p", "probes=1",
+                          env=clean_env(OPSLIB_REPORTS=str(reports), OPS_ON_CALL=XSS))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = only_run(reports)
+    details = " ".join(f["detail"] + f["title"] for f in
+                       json.loads((run / "findings.json").read_text())["findings"])
+    assert "<script>" in details  # the hostile text is in the evidence, as data
+    html = (run / "health.html").read_text()
+    assert "Content-Security-Policy" in html and "script-src 'none'" in html
+    browser.get((run / "health.html").as_uri())
+    assert browser.title != "pwned", "a script from the evidence changed the page"
+    assert browser.execute_script("return window.__xss === undefined")
+    assert "window.__xss = 1" in visible(browser), "shown as the text it is"
+    shot(browser, "xss-notebook")
