@@ -145,3 +145,9 @@ class Redactor:
 def looks_secret(value: str) -> bool:
     """True when ``value`` matches one of the credential patterns (used to refuse parameters)."""
     return any(p.search(value) for p, _ in _PATTERNS[1:])
+
+
+def excerpt(text: object, limit: int, redactor: "Redactor | None" = None) -> str:
+    """At most ``limit`` characters of outside text, redacted *before* it is cut: cutting
+    first would leave the head of a secret the redactor no longer recognises."""
+    return (redactor or Redactor.from_env()).text(str(text))[:limit]

@@ -234,7 +234,14 @@ class Session:
             try:
                 resp["body"] = body.decode("utf-8")
             except UnicodeDecodeError:
-                resp["body_b64"] = base64.b64encode(body).decode("ascii")
+                # Not UTF-8: redact the text it holds *before* encoding it (base64 would hide
+                # a secret from every later sweep); undecodable bytes are kept as they are.
+                text = body.decode("utf-8", "surrogateescape")
+                clean = self.redactor.text(text)
+                resp["body_b64"] = base64.b64encode(
+                    clean.encode("utf-8", "surrogateescape")).decode("ascii")
+                if clean != text:
+                    resp["body_redacted"] = True
             rec["response"] = resp
             outcome = f"http {response.status_code}"
         else:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import NotConfigured, OpsError, SourceError, SourceProtocolError
 from ..reads import Source, require
+from ..redact import excerpt
 from ..session import Session
 from ..times import iso
 from .fly_models import (Certificate, CertificateSummary, Machine, MachineEvent, parse_events,
@@ -234,7 +235,7 @@ LEASE_HEADER = "fly-machine-lease-nonce"
 
 
 def _protocol(fly: FlyMachines, op: str, body: Any, expected: str) -> SourceError:
-    return SourceProtocolError(f"{SYSTEM}: {op} answered {str(body)[:120]!r}; {expected}",
+    return SourceProtocolError(f"{SYSTEM}: {op} answered {excerpt(body, 120)!r}; {expected}",
                                system=SYSTEM, target=str(fly.client.base_url),
                                hint="the endpoint is not the Machines API; check FLY_FLAPS_BASE_URL")
 

@@ -22,6 +22,7 @@ import pandas as pd
 from ..errors import (SourceAuthError, SourceError, SourceNotFound,
                       SourceProtocolError, SourceUnavailable)
 from ..reads import Source, require
+from ..redact import excerpt
 from ..session import Session
 from ..times import parse_time
 from .fly import TOKEN_ENV, TOKEN_HINT, FlyClient
@@ -85,7 +86,7 @@ class FlyPlatform(FlyClient):
 
     def _protocol(self, op: str, body: Any, expected: str) -> SourceProtocolError:
         return SourceProtocolError(
-            f"{SYSTEM}: {op} answered {str(body)[:160]!r}; {expected}", system=SYSTEM,
+            f"{SYSTEM}: {op} answered {excerpt(body, 160)!r}; {expected}", system=SYSTEM,
             target=str(self.client.base_url),
             hint="the endpoint is not Fly's platform API; check FLY_API_BASE_URL")
 

@@ -21,6 +21,7 @@ import httpx
 
 from ..errors import (SourceAuthError, SourceError, SourceNotFound, SourceProtocolError,
                       SourceRateLimited, SourceUnavailable)
+from ..redact import excerpt
 from ..session import Session
 
 RETRY_STATUSES = {500, 502, 503, 504}
@@ -60,7 +61,7 @@ def _error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200].strip()
+        return excerpt(response.text, 200).strip()
     if isinstance(body, dict):
         for key in ("error", "message", "msg", "error_description"):
             if isinstance(body.get(key), str):
@@ -68,7 +69,7 @@ def _error_message(response: httpx.Response) -> str:
         if isinstance(body.get("errors"), list) and body["errors"]:
             first = body["errors"][0]
             return first.get("message", str(first)) if isinstance(first, dict) else str(first)
-    return response.text[:200].strip()
+    return excerpt(response.text, 200).strip()
 
 
 def _retry_after(response: httpx.Response, default: float) -> float:
@@ -154,7 +155,7 @@ def call_json(session: Session, client: httpx.Client, method: str, url: str, *, 
         return response.json()
     except (ValueError, UnicodeDecodeError) as exc:
         raise SourceProtocolError(
-            f"{system}: {op} answered with invalid JSON ({exc}): {response.text[:120]!r}",
+            f"{system}: {op} answered with invalid JSON ({exc}): {excerpt(response.text, 120)!r}",
             system=system, target=str(response.request.url), status=response.status_code,
             hint="the endpoint is not the API expected here; check the base URL") from exc
 
@@ -211,7 +212,7 @@ def probe(session: Session, url: str, *, timeout: float = 5.0, source: str = "ap
     received = session.clock(f"{source}-probe:received")
     elapsed = float(response.extensions.get("elapsed_ms", (time.perf_counter() - t0) * 1000))
     return ProbeResult(url, response.status_code, round(elapsed, 1), None, "",
-                       dict(response.headers), response.text[:65536], sent, received)
+                       dict(response.headers), excerpt(response.text, 65536), sent, received)
 
 
 def probe_many(session: Session, url: str, n: int, *, timeout: float = 5.0) -> list[ProbeResult]:

@@ -28,6 +28,7 @@ from ..findings import Finding
 from ..promql import NO_DATA_HINTS
 from ..times import parse_duration
 from ..reads import Read, Readings, Source
+from ..redact import excerpt
 from ..session import Session
 from .fly import auth_header
 from .http import call
@@ -189,13 +190,13 @@ class Prometheus:
             body = response.json()
         except (ValueError, UnicodeDecodeError) as exc:
             raise SourceProtocolError(
-                f"prometheus: {op} answered with invalid JSON ({exc}): {response.text[:120]!r}",
+                f"prometheus: {op} answered with invalid JSON ({exc}): {excerpt(response.text, 120)!r}",
                 system=SYSTEM, target=str(response.request.url), status=response.status_code,
                 hint="the URL does not serve the Prometheus HTTP API; check FLY_PROMETHEUS_URL"
             ) from exc
         if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
             raise SourceProtocolError(
-                f"prometheus: {op} answer is not the Prometheus envelope: {response.text[:120]!r}",
+                f"prometheus: {op} answer is not the Prometheus envelope: {excerpt(response.text, 120)!r}",
                 system=SYSTEM, target=str(response.request.url), status=response.status_code,
                 hint="the URL does not serve the Prometheus HTTP API; check FLY_PROMETHEUS_URL")
         if body["status"] == "error":

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import SourceProtocolError
+from ..redact import excerpt
 from ..session import Session
 from ..times import parse_time
 from .http import call_json
@@ -72,7 +73,7 @@ def _incidents(items: list[Any]) -> pd.DataFrame:
                      "updated_at": parse_time(i.get("updated_at")),
                      "components": ", ".join(c.get("name", "") for c in i.get("components") or []
                                              if isinstance(c, dict)),
-                     "latest_update": str(latest)[:200]})
+                     "latest_update": excerpt(latest, 200)})
     return pd.DataFrame(rows, columns=INCIDENT_COLUMNS)
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..errors import NotConfigured, SourceAuthError, SourceError, SourceNotFound
 from ..reads import Source, require
+from ..redact import excerpt
 from ..session import Session
 from ..times import iso, parse_time
 from .http import call_json, transport_kind
@@ -134,7 +135,7 @@ def gateway_get(session: Session, client: httpx.Client, path: str, *, name: str)
     try:
         body: Any = response.json()
     except ValueError:
-        body = response.text[:500]
+        body = excerpt(response.text, 500)
     server = http_date(headers)
     skew = None
     if server is not None:

@@ -1,0 +1,65 @@
+"""Hostile input against the evidence: local servers that answer with bodies built to leak
+secrets past redaction. Every test runs the real command line and runner (notebook in
+process) and then reads every byte the run wrote."""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from tests.conftest import clean_env, only_run
+from tests.inprocess import opslib_run
+from tests.servers import LocalHTTPServer, Reply
+
+TOKEN = "fo1_CanaryTokenQ7x9Zr2Lm4Np6Ks8Jd0Hf3Gb5Vc1Wt"
+PASSWORD = "Canary-Pw-9f3k2j5h8g"
+
+
+def _everything(run: Path) -> bytes:
+    """Every byte of the run, plus every base64 body in raw/ decoded."""
+    out = b""
+    for path in sorted(run.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        out += data
+        if path.suffix == ".json" and "raw" in path.parts:
+            body = (json.loads(data).get("response") or {}).get("body_b64")
+            if body:
+                out += base64.b64decode(body)
+    return out
+
+
+def _prefixes(secret: str, shortest: int = 6) -> list[bytes]:
+    return [secret[:n].encode() for n in range(shortest, len(secret) + 1)]
+
+
+def test_a_body_that_is_not_utf8_is_redacted_before_it_is_stored(reports):
+    body = b"\xff\xfe\x00 not utf-8; token=" + TOKEN.encode() + b" pw=" + PASSWORD.encode()
+    with LocalHTTPServer(lambda r: Reply(500, body)) as app:
+        proc = opslib_run("run", "health", "--app-url", app.url, "-p", "probes=1",
+                          env=clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
+                                        DATABASE_URL=f"postgresql://u:{PASSWORD}@127.0.0.1:1/d"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = only_run(reports)
+    everything = _everything(run)
+    assert TOKEN.encode() not in everything and PASSWORD.encode() not in everything
+    stored = [json.loads(p.read_text()) for p in (run / "raw" / "http").glob("*-app.json")]
+    assert stored and stored[0]["response"]["body_redacted"] is True
+
+
+def test_an_error_excerpt_is_redacted_before_it_is_cut(reports):
+    """The password straddles the 200-character cut of an error excerpt: cut first, its
+    head would no longer be recognised and would reach findings, HTML and the terminal."""
+    pad = "x" * (200 - len("upstream says: ") - 12)  # 12 characters before the cut
+    body = f"upstream says: {pad}{PASSWORD} (login failed)"
+    with LocalHTTPServer(lambda r: Reply(502, body)) as flaps:
+        proc = opslib_run("run", "health", "--app", "live-app", "--app-url", flaps.url,
+                          "-p", "probes=1",
+                          env=clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
+                                        FLY_FLAPS_BASE_URL=flaps.url,
+                                        DATABASE_URL=f"postgresql://u:{PASSWORD}@127.0.0.1:1/d"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    everything = _everything(only_run(reports)) + proc.stdout.encode()
+    leaked = [p for p in _prefixes(PASSWORD) if p in everything]
+    assert not leaked, f"{len(leaked[-1])} characters of the password reached the evidence"
