@@ -117,12 +117,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps([{"path": str(r.path), "ok": r.ok, "files_checked": r.files_checked,
                            "problems": [vars(p) for p in r.problems]} for r in results], indent=2))
     else:
+        from .runner import plain
+
         if not results:
-            print(f"no runs found under {path}")
-        for r in results:
-            print(f"{'OK  ' if r.ok else 'FAIL'} {r.path} ({r.files_checked} files checked)")
+            print(f"no runs found under {plain(path)}")
+        for r in results:  # names from the evidence cannot forge lines (plain: no newlines)
+            print(f"{'OK  ' if r.ok else 'FAIL'} {plain(r.path)} ({r.files_checked} files checked)")
             for problem in r.problems:
-                print(f"     {problem}")
+                print(f"     {plain(problem)}")
         bad = sum(not r.ok for r in results)
         if results:
             print(f"{len(results) - bad}/{len(results)} runs verified" +

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import unicodedata
 from dataclasses import dataclass, field
@@ -166,12 +167,18 @@ def verify_run(root: str | os.PathLike) -> RunVerification:
         if not isinstance(entries, list):
             raise TypeError("'files' is not a list")
     except FileNotFoundError:
-        result.problems.append(Problem("manifest", MANIFEST, "manifest is missing"))
+        result.problems.append(Problem("manifest", MANIFEST, "manifest is missing: nothing "
+                                       "proves what this run's files were"))
         return result
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         result.problems.append(Problem("manifest", MANIFEST, f"unreadable manifest: {exc}"))
         return result
-    if manifest.get("schema", 0) > MANIFEST_SCHEMA:
+    schema = manifest.get("schema", 0)
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        result.problems.append(Problem("manifest", MANIFEST,
+                                       f"manifest schema {schema!r} is not a number"))
+        return result
+    if schema > MANIFEST_SCHEMA:
         result.problems.append(Problem(
             "manifest", MANIFEST,
             f"manifest schema {manifest.get('schema')} is newer than this tool ({MANIFEST_SCHEMA})"))
@@ -225,22 +232,30 @@ def find_runs(path: str | os.PathLike) -> list[Path]:
     Folders whose name starts with '.' (staging, interactive scratch) are not evidence.
     """
     path = Path(path)
-    if (path / MANIFEST).exists():
+    if (path / MANIFEST).exists() or (path / MANIFEST).is_symlink():
         return [path]
     runs = []
     for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if MANIFEST in filenames:
+        # hidden folders (staging, scratch) and ours (_review, the site) are not evidence
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        if MANIFEST in filenames or MANIFEST in dirnames:
             runs.append(Path(dirpath))
             dirnames[:] = []
-        elif Path(dirpath) != path and _looks_like_run(Path(dirpath), filenames):
+        elif _looks_like_run(Path(dirpath), filenames, dirnames):
             runs.append(Path(dirpath))  # a run whose manifest was deleted: still reported
             dirnames[:] = []
     return runs
 
 
-def _looks_like_run(path: Path, filenames: list[str]) -> bool:
-    return "findings.json" in filenames or "parameters.json" in filenames
+_RUN_NAME = re.compile(r"^\d{8}T\d{6}Z-[a-z0-9-]+$")
+_EVIDENCE_FILES = {"findings.json", "parameters.json", "run.log", "timeline.jsonl"}
+
+
+def _looks_like_run(path: Path, filenames: list[str], dirnames: list[str] = ()) -> bool:
+    """A folder with any file a run leaves, or a run-shaped name: without a valid manifest
+    it is a failure to report, never a folder to skip."""
+    return (bool(_EVIDENCE_FILES & set(filenames)) or bool(_RUN_NAME.match(path.name))
+            or any(f.endswith((".ipynb", ".html")) for f in filenames) and "raw" in dirnames)
 
 
 def verify_tree(path: str | os.PathLike) -> list[RunVerification]:
@@ -248,5 +263,18 @@ def verify_tree(path: str | os.PathLike) -> list[RunVerification]:
     if not path.exists():
         raise EvidenceError(f"no such evidence path: {path}",
                             hint="give a run folder, an incident folder or reports/")
-    return [verify_run(p) for p in find_runs(path)]
+    if not path.is_dir():
+        raise EvidenceError(f"{path} is a file, not a run: verify takes a folder",
+                            hint="give a run folder, an incident folder or reports/")
+    return [_verify_one(p) for p in find_runs(path)]
+
+
+def _verify_one(run: Path) -> RunVerification:
+    """One run's problems; whatever is wrong with it, the rest of the tree is still checked."""
+    try:
+        return verify_run(run)
+    except Exception as exc:  # a damaged run is that run's problem
+        result = RunVerification(run)
+        result.problems.append(Problem("manifest", MANIFEST, f"could not be verified: {exc}"))
+        return result
 

@@ -63,3 +63,51 @@ def test_an_error_excerpt_is_redacted_before_it_is_cut(reports):
     everything = _everything(only_run(reports)) + proc.stdout.encode()
     leaked = [p for p in _prefixes(PASSWORD) if p in everything]
     assert not leaked, f"{len(leaked[-1])} characters of the password reached the evidence"
+
+
+# ----------------------------------------------------------------------------- tampered runs
+def _demo_runs(reports: Path, n: int) -> list[Path]:
+    from tests.conftest import run_dirs
+
+    for i in range(n):
+        assert opslib_run("run", "health", "--incident", "inc-v",
+                          env=clean_env(OPSLIB_REPORTS=str(reports))).returncode == 0
+    return run_dirs(reports)
+
+
+def _verify(*args: str) -> "object":
+    return opslib_run("verify", *args)
+
+
+def test_verify_fails_a_run_whose_manifest_was_deleted_and_never_loses_one(reports):
+    a, b, c = _demo_runs(reports, 3)
+    (a / "EVIDENCE_MANIFEST.json").unlink()                       # the run itself, given alone
+    proc = _verify(str(a))
+    assert proc.returncode == 1 and "manifest is missing" in proc.stdout
+    for name in ("EVIDENCE_MANIFEST.json", "findings.json", "parameters.json"):
+        (b / name).unlink()                                       # it must not vanish
+    (c / "EVIDENCE_MANIFEST.json").write_text('{"schema": "2", "files": []}')
+    proc = _verify(str(reports))
+    assert proc.returncode == 1
+    assert f"FAIL {a}" in proc.stdout and f"FAIL {b}" in proc.stdout and f"FAIL {c}" in proc.stdout
+    assert "0/3 runs verified" in proc.stdout and "is not a number" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_verify_reports_each_damaged_manifest_as_that_runs_problem_and_goes_on(reports):
+    a, b, c = _demo_runs(reports, 3)
+    (a / "EVIDENCE_MANIFEST.json").write_text("null")
+    (b / "EVIDENCE_MANIFEST.json").unlink()
+    (b / "EVIDENCE_MANIFEST.json").mkdir()
+    proc = _verify(str(reports))
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert f"OK   {c}" in proc.stdout and "1/3 runs verified" in proc.stdout
+    assert _verify(str(c / "findings.json")).returncode == 2     # a file is a usage error
+
+
+def test_file_names_with_newlines_cannot_forge_ok_lines(reports):
+    run, = _demo_runs(reports, 1)
+    (run / "x\nOK   forged-run (99 files checked)").write_text("forged")
+    proc = _verify(str(reports))
+    assert proc.returncode == 1
+    assert [line for line in proc.stdout.splitlines() if line.startswith("OK")] == []
