@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import platform
 import re
@@ -102,7 +103,7 @@ def prepare(req: RunRequest) -> Prepared:
     """Validate everything about a run; raise UsageError before anything is written."""
     if req.fail_on not in FAIL_ON:
         raise UsageError(f"--fail-on must be one of {', '.join(FAIL_ON)}, got {req.fail_on!r}")
-    if not (0 < req.timeout <= 24 * 3600):
+    if not (1 <= req.timeout <= 24 * 3600) or req.timeout != req.timeout:
         raise UsageError(f"--timeout must be between 1 and 86400 seconds, got {req.timeout}")
     rb = get_runbook(req.runbook)
     missing = [p for p in TARGET_PARAMS if rb.param(p) is None]
@@ -309,7 +310,7 @@ def execute(prep: Prepared) -> RunOutcome:
     nb_out = staging / f"{rb.name}.ipynb"
     job = {
         "input": str(rb.path), "output": str(nb_out), "parameters": prep.parameters,
-        "kernel_name": _kernel_name(), "cwd": str(staging), "cell_timeout": req.timeout,
+        "kernel_name": _kernel_name(), "cwd": str(staging), "cell_timeout": math.ceil(req.timeout),  # nbclient takes whole seconds
         "html": str(staging / f"{rb.name}.html"), "exec_result": str(staging / ".exec.json"),
     }
     job_path = staging / ".job.json"

@@ -37,6 +37,8 @@ def faulty_env(reports: Path, **extra: str) -> dict[str, str]:
     (["run", "faulty", "--incident", "../escape"], "incident id '../escape'"),
     (["run", "faulty", "--app", "Bad_App!"], "not a valid Fly app name"),
     (["run", "faulty", "--timeout", "0"], "--timeout must be"),
+    (["run", "faulty", "--timeout", "0.5"], "--timeout must be between 1 and 86400"),
+    (["run", "faulty", "--timeout", "nan"], "--timeout must be"),
     (["run", "faulty", "--apply", "--confirm", "abc"], "has no remediation to apply"),
     (["run", "health", "--scenario", "nope"], "no demo scenario 'nope' for health"),
 ])
@@ -170,7 +172,7 @@ def test_failures_save_evidence_with_true_status(reports, fault, status):
 
 @pytest.mark.notebook
 def test_cell_past_timeout_is_timeout_not_completed(reports):
-    proc = opslib_cli("run", "faulty", "-p", "fault=sleep", "--timeout", "8",
+    proc = opslib_cli("run", "faulty", "-p", "fault=sleep", "--timeout", "8.5",  # not whole: nbclient takes int
                       env=faulty_env(reports), timeout=120)
     assert proc.returncode == 1
     run = only_run(reports)
