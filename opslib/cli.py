@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--apply", action="store_true", help="apply the planned actions")
     r.add_argument("--confirm", default="", help="plan digest from a previous run's plan")
     r.add_argument("--reports", default="", help="evidence folder (default reports/)")
+    r.add_argument("--replay-unverified", action="store_true",
+                   help="replay a run whose evidence does not verify (the new run says so)")
     r.add_argument("--json", action="store_true", help="print findings.json instead of a summary")
 
     sub.add_parser("list", help="list runbooks and their parameters")
@@ -75,7 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         target=args.target, scenario=args.scenario, params=parse_assignments(args.param),
         fail_on=args.fail_on, allow_unknown=args.allow_unknown, timeout=args.timeout if args.timeout is not None else DEFAULT_TIMEOUT_S,
         reports=Path(args.reports) if args.reports else None, apply=args.apply,
-        confirm=args.confirm)
+        confirm=args.confirm, replay_unverified=args.replay_unverified)
     prep = prepare(req)
     install_sigterm_handler()
     outcome = execute(prep)

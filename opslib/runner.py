@@ -77,6 +77,7 @@ class RunRequest:
     reports: Path | None = None
     apply: bool = False
     confirm: str = ""
+    replay_unverified: bool = False  # replay evidence that does not verify (marked so)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Prepared:
     target_kind: str
     incident: str
     reports: Path
+    replay: dict[str, Any] | None = None  # the replayed run and whether it verified
 
 
 @dataclass
@@ -143,7 +145,9 @@ def prepare(req: RunRequest) -> Prepared:
         resolve_app_url(app, app_url)
     target_spec = str(given.get("target") or rb.param("target").default or "")
     kind, capture = parse_target(target_spec, app=app, app_url=app_url)
+    replay = None
     if kind == "replay":
+        replay = _check_replay_source(capture, req.replay_unverified)
         base = _replayed_parameters(capture)
         for name, value in base.items():
             if (name not in given and rb.param(name) is not None
@@ -171,7 +175,27 @@ def prepare(req: RunRequest) -> Prepared:
     given["incident"] = incident
     parameters = validate(rb, given)
     reports = Path(req.reports) if req.reports else reports_dir()
-    return Prepared(req, rb, parameters, kind, incident, reports)
+    return Prepared(req, rb, parameters, kind, incident, reports, replay)
+
+
+def _check_replay_source(capture: Path, allow_unverified: bool) -> dict[str, Any]:
+    """Replay only evidence that verifies: a tampered or manifest-less capture would make a
+    new run that verifies OK while resting on nothing. ``allow_unverified`` replays it anyway
+    and the new run says so."""
+    from .evidence import verify_run
+
+    source = capture.parent if capture.name == "raw" else capture
+    check = verify_run(source)
+    if check.ok:
+        return {"source": str(source.resolve()), "verified": True}
+    problems = [str(p) for p in check.problems[:5]]
+    if not allow_unverified:
+        raise UsageError(f"refusing to replay {source}: its evidence does not verify "
+                         f"({problems[0].strip()})",
+                         hint=f"`make verify path={source}` shows why; --replay-unverified "
+                              "replays it anyway and marks the new run as resting on "
+                              "unverified evidence")
+    return {"source": str(source.resolve()), "verified": False, "problems": problems}
 
 
 def kind_hint(req: RunRequest, rb: Runbook) -> str:
@@ -369,6 +393,8 @@ def execute(prep: Prepared) -> RunOutcome:
         "started_at": iso(started), "finished_at": iso(finished),
         "status": status, "exit_code": exit_code,
     }
+    if prep.replay is not None:
+        facts["replayed_from"] = prep.replay
     write_manifest(staging, redactor.obj(facts))
     final = _publish(staging, prep.reports / prep.incident, started, rb.name)
     return RunOutcome(final, status, findings["severity"], exit_code, findings)
@@ -486,6 +512,8 @@ def _final_findings(prep: Prepared, staging: Path, status: str, error: dict,
         "escalation": _escalation(data.get("escalation"), status),
         "actions": data.get("actions") or [],
     }
+    if prep.replay is not None:
+        out["replay"] = prep.replay
     for key in ("app_url", "version", "reference_time", "plan_digest", "apply", "coverage"):
         if data.get(key) is not None:
             out[key] = data[key]
@@ -615,6 +643,9 @@ def summary_text(outcome: RunOutcome, reports_root: Path | None = None) -> str:
     lines = [head,
              f"status: {outcome.status}   severity: {outcome.severity.upper()}   "
              f"exit: {outcome.exit_code}"]
+    if (f.get("replay") or {}).get("verified") is False:
+        lines.append(f"WARNING: replayed from evidence that does not verify: "
+                     f"{plain(f['replay']['source'])}")
     if f.get("error"):
         e = f["error"]
         cell = f" in cell {e['cell_index']}" if "cell_index" in e else ""

@@ -111,3 +111,23 @@ def test_file_names_with_newlines_cannot_forge_ok_lines(reports):
     proc = _verify(str(reports))
     assert proc.returncode == 1
     assert [line for line in proc.stdout.splitlines() if line.startswith("OK")] == []
+
+
+def test_replay_of_tampered_or_manifest_less_evidence_is_refused_or_marked(reports):
+    a, b = _demo_runs(reports, 2)
+    findings_a = json.loads((a / "findings.json").read_text())
+    findings_a["findings"][0]["title"] = "forged"
+    (a / "findings.json").write_text(json.dumps(findings_a))
+    (b / "EVIDENCE_MANIFEST.json").unlink()
+    env = clean_env(OPSLIB_REPORTS=str(reports / "again"))
+    for run in (a, b):
+        proc = opslib_run("run", "health", "--target", f"replay:{run}", env=env)
+        assert proc.returncode == 2 and "refusing to replay" in proc.stderr, proc.stderr
+        assert not (reports / "again").exists(), "nothing written"
+    proc = opslib_run("run", "health", "--target", f"replay:{b}", "--replay-unverified", env=env)
+    assert proc.returncode == 0 and "WARNING: replayed from evidence that does not verify" in proc.stdout
+    new = only_run(reports / "again")
+    f = json.loads((new / "findings.json").read_text())
+    assert f["replay"]["verified"] is False and "manifest is missing" in f["replay"]["problems"][0]
+    facts = json.loads((new / "EVIDENCE_MANIFEST.json").read_text())
+    assert facts["run"]["replayed_from"]["verified"] is False
