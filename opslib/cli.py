@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print findings.json instead of a summary")
 
     sub.add_parser("list", help="list runbooks and their parameters")
+    sub.add_parser("keygen", help="make an Ed25519 key pair for signing evidence")
 
     v = sub.add_parser("verify", help="verify a run, an incident or all of reports/")
     v.add_argument("path", nargs="?", default="", help="default: reports/")
@@ -117,6 +118,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     results = verify_tree(path)
     if args.json:
         print(json.dumps([{"path": str(r.path), "ok": r.ok, "files_checked": r.files_checked,
+                           "trust": r.trust, "chained": r.chained,
                            "problems": [vars(p) for p in r.problems]} for r in results], indent=2))
     else:
         from .runner import plain
@@ -124,7 +126,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if not results:
             print(f"no runs found under {plain(path)}")
         for r in results:  # names from the evidence cannot forge lines (plain: no newlines)
-            print(f"{'OK  ' if r.ok else 'FAIL'} {plain(r.path)} ({r.files_checked} files checked)")
+            level = r.trust + ("; chain intact" if r.chained and r.ok else
+                               "; not chained" if not r.chained else "")
+            print(f"{'OK  ' if r.ok else 'FAIL'} {plain(r.path)} ({r.files_checked} files "
+                  f"checked; {level})")
             for problem in r.problems:
                 print(f"     {plain(problem)}")
         bad = sum(not r.ok for r in results)
@@ -132,6 +137,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print(f"{len(results) - bad}/{len(results)} runs verified" +
                   (f"; {bad} with problems" if bad else ""))
     return 1 if any(not r.ok for r in results) else 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from .signing import KEY_ENV, TRUSTED_ENV, generate
+
+    private, public = generate()
+    print("# keep the first line secret (a CI secret, your shell's keychain); share the second")
+    print(f"export {KEY_ENV}={private}")
+    print(f"export {TRUSTED_ENV}={public}")
+    return 0
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
@@ -147,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = _parser().parse_args(argv)
     handler = getattr(args, "handler", None) or {"run": _cmd_run, "list": _cmd_list,
-                                                 "verify": _cmd_verify, "logs": _cmd_logs}[args.command]
+                                                 "verify": _cmd_verify, "logs": _cmd_logs,
+                                                 "keygen": _cmd_keygen}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

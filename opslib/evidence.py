@@ -111,8 +111,19 @@ def build_manifest(root: str | os.PathLike, facts: dict[str, Any]) -> dict[str, 
     return {"schema": MANIFEST_SCHEMA, "algorithm": "sha256", "run": facts, "files": files}
 
 
-def write_manifest(root: str | os.PathLike, facts: dict[str, Any]) -> dict[str, Any]:
+def write_manifest(root: str | os.PathLike, facts: dict[str, Any], *,
+                   incident_dir: Path | None = None) -> dict[str, Any]:
+    """Hash the run, chain it to the incident's last run (``incident_dir``) and sign it with
+    the operator's key when there is one (see :mod:`opslib.signing`)."""
+    from . import signing
+
     manifest = build_manifest(root, facts)
+    if incident_dir is not None:
+        last = signing.previous_manifest(incident_dir)
+        manifest["chain"] = {"previous": signing.manifest_digest(last) if last else None}
+    key = signing.signing_key()
+    if key is not None:
+        manifest = signing.sign(manifest, key)
     atomic_write_json(Path(root) / MANIFEST, manifest)
     return manifest
 
@@ -140,6 +151,8 @@ class RunVerification:
     path: Path
     problems: list[Problem] = field(default_factory=list)
     files_checked: int = 0
+    trust: str = "integrity only"  # signed by <key id>[, trusted] | integrity only
+    chained: bool = False
 
     @property
     def ok(self) -> bool:
@@ -223,7 +236,30 @@ def verify_run(root: str | os.PathLike) -> RunVerification:
         if rel not in listed:
             kind = "unsafe_path" if p.is_symlink() else "extra"
             result.problems.append(Problem(kind, rel, "not in the manifest"))
+    _check_trust(manifest, result)
     return result
+
+
+def _check_trust(manifest: dict[str, Any], result: RunVerification) -> None:
+    from . import signing
+
+    result.chained = isinstance(manifest.get("chain"), dict)
+    level, detail = signing.check_signature(manifest)
+    if level == "bad signature":
+        result.problems.append(Problem("signature", MANIFEST, detail))
+        result.trust = "bad signature"
+        return
+    trusted = signing.trusted_keys()
+    if level == "integrity only" and trusted:
+        result.problems.append(Problem("signature", MANIFEST,
+                                       f"unsigned, while ${signing.TRUSTED_ENV} says runs are "
+                                       "signed: anyone could have written this manifest"))
+    if level == "signed":
+        result.trust = f"signed by {detail}" + (", trusted" if detail in trusted else "")
+        if trusted and detail not in trusted:
+            result.problems.append(Problem("signature", MANIFEST,
+                                           f"signed by {detail}, which is not a trusted key "
+                                           f"(${signing.TRUSTED_ENV})"))
 
 
 def find_runs(path: str | os.PathLike) -> list[Path]:
@@ -266,7 +302,21 @@ def verify_tree(path: str | os.PathLike) -> list[RunVerification]:
     if not path.is_dir():
         raise EvidenceError(f"{path} is a file, not a run: verify takes a folder",
                             hint="give a run folder, an incident folder or reports/")
-    return [_verify_one(p) for p in find_runs(path)]
+    from .signing import check_chain
+
+    results = [_verify_one(p) for p in find_runs(path)]
+    by_incident: dict[Path, list[RunVerification]] = {}
+    for r in results:
+        by_incident.setdefault(r.path.parent, []).append(r)
+    for incident, runs in by_incident.items():
+        # the chain is judged over the whole incident, even when one run was asked for
+        siblings = ([p for p in incident.iterdir() if (p / MANIFEST).is_file()]
+                    if len(runs) == 1 else [r.path for r in runs])
+        broken = check_chain(siblings)
+        for r in runs:
+            if r.path in broken:
+                r.problems.append(Problem("chain", MANIFEST, broken[r.path]))
+    return results
 
 
 def _verify_one(run: Path) -> RunVerification:

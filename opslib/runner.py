@@ -20,6 +20,7 @@ Exit codes: 0 completed (severity below ``fail_on``), 1 the runbook failed to ex
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import math
@@ -37,7 +38,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import __version__
 from .catalog import REPO_ROOT, Runbook, get_runbook, validate
@@ -395,8 +396,9 @@ def execute(prep: Prepared) -> RunOutcome:
     }
     if prep.replay is not None:
         facts["replayed_from"] = prep.replay
-    write_manifest(staging, redactor.obj(facts))
-    final = _publish(staging, prep.reports / prep.incident, started, rb.name)
+    with _incident_lock(prep.reports / prep.incident):  # the chain stays one line
+        write_manifest(staging, redactor.obj(facts), incident_dir=prep.reports / prep.incident)
+        final = _publish(staging, prep.reports / prep.incident, started, rb.name)
     return RunOutcome(final, status, findings["severity"], exit_code, findings)
 
 
@@ -442,14 +444,16 @@ def pack_interactive(run_dir: Path, runbook: str, incident: str, notebook: Path 
                                           "OPSLIB_NOTEBOOK): the stored runbook stands in")
             + "\n"))
         _scrub(staging, redactor)
-        write_manifest(staging, redactor.obj({
-            "runbook": runbook, "target": findings.get("target", ""),
-            "app": findings.get("app", ""), "incident": incident, "parameters": safe,
-            "operator": _operator(), "tool_version": __version__, "git_commit": _git_commit(),
-            "python_version": platform.python_version(), "papermill_version": "",
-            "started_at": iso(started), "finished_at": iso(finished),
-            "status": findings["status"], "exit_code": EXIT_OK, "interactive": True}))
-        return _publish(staging, reports / incident, started, runbook)
+        with _incident_lock(reports / incident):
+            write_manifest(staging, redactor.obj({
+                "runbook": runbook, "target": findings.get("target", ""),
+                "app": findings.get("app", ""), "incident": incident, "parameters": safe,
+                "operator": _operator(), "tool_version": __version__, "git_commit": _git_commit(),
+                "python_version": platform.python_version(), "papermill_version": "",
+                "started_at": iso(started), "finished_at": iso(finished),
+                "status": findings["status"], "exit_code": EXIT_OK, "interactive": True}),
+                incident_dir=reports / incident)
+            return _publish(staging, reports / incident, started, runbook)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -539,6 +543,20 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+@contextlib.contextmanager
+def _incident_lock(incident_dir: Path) -> Iterator[None]:
+    """One run at a time chains itself to the incident (parallel triage runs included)."""
+    import fcntl
+
+    incident_dir.mkdir(parents=True, exist_ok=True)
+    with open(incident_dir / ".chain.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _publish(staging: Path, incident_dir: Path, started: datetime, runbook: str) -> Path:

@@ -66,11 +66,12 @@ def test_an_error_excerpt_is_redacted_before_it_is_cut(reports):
 
 
 # ----------------------------------------------------------------------------- tampered runs
-def _demo_runs(reports: Path, n: int) -> list[Path]:
+def _demo_runs(reports: Path, n: int, *, apart: bool = False) -> list[Path]:
+    """``n`` demo runs in one incident (chained), or each in its own (``apart``)."""
     from tests.conftest import run_dirs
 
     for i in range(n):
-        assert opslib_run("run", "health", "--incident", "inc-v",
+        assert opslib_run("run", "health", "--incident", f"inc-{i}" if apart else "inc-v",
                           env=clean_env(OPSLIB_REPORTS=str(reports))).returncode == 0
     return run_dirs(reports)
 
@@ -95,7 +96,7 @@ def test_verify_fails_a_run_whose_manifest_was_deleted_and_never_loses_one(repor
 
 
 def test_verify_reports_each_damaged_manifest_as_that_runs_problem_and_goes_on(reports):
-    a, b, c = _demo_runs(reports, 3)
+    a, b, c = _demo_runs(reports, 3, apart=True)
     (a / "EVIDENCE_MANIFEST.json").write_text("null")
     (b / "EVIDENCE_MANIFEST.json").unlink()
     (b / "EVIDENCE_MANIFEST.json").mkdir()
@@ -131,3 +132,60 @@ def test_replay_of_tampered_or_manifest_less_evidence_is_refused_or_marked(repor
     assert f["replay"]["verified"] is False and "manifest is missing" in f["replay"]["problems"][0]
     facts = json.loads((new / "EVIDENCE_MANIFEST.json").read_text())
     assert facts["run"]["replayed_from"]["verified"] is False
+
+
+# ----------------------------------------------------------------------------- signed, chained
+def _signed_runs(reports: Path, n: int, environ: dict) -> list[Path]:
+    from tests.conftest import run_dirs
+
+    for _ in range(n):
+        assert opslib_run("run", "health", "--incident", "inc-s",
+                          env=clean_env(OPSLIB_REPORTS=str(reports), **environ)).returncode == 0
+    return run_dirs(reports)
+
+
+def test_signed_chained_runs_verify_and_a_forgery_with_a_recomputed_manifest_is_named(reports):
+    from opslib.evidence import build_manifest
+    from opslib.signing import generate
+
+    private, public = generate()
+    a, b, c = _signed_runs(reports, 3, {"OPSLIB_SIGNING_KEY": private})
+    env = clean_env(OPSLIB_TRUSTED_KEYS=public)
+    proc = opslib_run("verify", str(reports), env=env)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.count(", trusted; chain intact)") == 3
+    assert private.encode() not in b"".join(_everything(r) for r in (a, b, c))
+
+    # the forger rewrites b's findings and recomputes its manifest (no key: unsigned)
+    f = json.loads((b / "findings.json").read_text())
+    f["severity"] = "ok"
+    (b / "findings.json").write_text(json.dumps(f))
+    old = json.loads((b / "EVIDENCE_MANIFEST.json").read_text())
+    forged = build_manifest(b, old["run"])
+    forged["chain"] = old["chain"]
+    (b / "EVIDENCE_MANIFEST.json").write_text(json.dumps(forged, indent=2))
+    proc = opslib_run("verify", str(reports), env=env)
+    assert proc.returncode == 1
+    lines = {line.split()[1]: line for line in proc.stdout.splitlines() if line[:4] in ("OK  ", "FAIL")}
+    assert lines[str(b)].startswith("FAIL") and "unsigned, while" in proc.stdout
+    # the next run's chain names the break: b's manifest is not what c was chained to
+    assert lines[str(c)].startswith("FAIL") and "chain broken" in proc.stdout
+
+    # re-signed with the forger's own key: signed, but not by a trusted key
+    forger, _ = generate()
+    from opslib import signing
+    (b / "EVIDENCE_MANIFEST.json").write_text(json.dumps(
+        signing.sign(forged, signing._private_key(forger)), indent=2))
+    proc = opslib_run("verify", str(b), env=env)
+    assert proc.returncode == 1 and "not a trusted key" in proc.stdout
+
+
+def test_unsigned_runs_verify_as_integrity_only_and_a_removed_run_breaks_the_chain(reports):
+    import shutil
+
+    a, b, c = _signed_runs(reports, 3, {})
+    proc = opslib_run("verify", str(reports))
+    assert proc.returncode == 0 and proc.stdout.count("integrity only; chain intact") == 3
+    shutil.rmtree(b)
+    proc = opslib_run("verify", str(reports))
+    assert proc.returncode == 1 and "the run before this one was removed or rewritten" in proc.stdout
