@@ -21,6 +21,7 @@ Exit codes: 0 completed (severity below ``fail_on``), 1 the runbook failed to ex
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import json
 import math
@@ -43,7 +44,7 @@ from typing import Any, Callable, Iterator
 from . import __version__
 from .catalog import REPO_ROOT, Runbook, get_runbook, validate
 from .config import DEMO_APP, check_app, env, parse_target, resolve_app_url
-from .errors import UsageError
+from .errors import EvidenceError, UsageError
 from .evidence import MANIFEST, atomic_write_bytes, atomic_write_json, atomic_write_text, write_manifest
 from .findings import FINDINGS_SCHEMA, rank
 from .redact import Redactor
@@ -221,14 +222,44 @@ def _replayed_parameters(capture: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- staging
 def _make_staging(reports: Path) -> Path:
+    """A private (0700) folder for one run under ``reports/.staging/`` (itself 0700). Runs
+    stranded there by an interrupted run (its process is gone) are removed first — they may
+    hold an unredacted notebook — and said on stderr."""
     try:
         root = reports / STAGING
         root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=root, prefix="run-"))
+        os.chmod(root, 0o700)
+        _remove_stranded(root)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
+        # who packs it, next to it (never inside: it would be evidence)
+        staging.with_name(staging.name + ".pid").write_text(str(os.getpid()), encoding="utf-8")
+        return staging
     except OSError as exc:
         raise UsageError(f"cannot write evidence under {reports}: {exc.strerror or exc}",
                          hint="make reports/ writable or set OPSLIB_REPORTS to a writable folder"
                          ) from None
+
+
+def _remove_stranded(root: Path) -> None:
+    import psutil
+
+    for entry in root.iterdir():
+        if entry.suffix == ".pid" and not entry.with_suffix("").exists():
+            entry.unlink(missing_ok=True)  # its run was published or removed
+            continue
+        if not entry.is_dir() or not entry.name.startswith("run-"):
+            continue
+        marker = entry.with_name(entry.name + ".pid")
+        try:
+            pid = int(marker.read_text(encoding="utf-8").strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid and psutil.pid_exists(pid):
+            continue  # another run, still going
+        shutil.rmtree(entry, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        print(f"opslib: removed {entry}, left by an interrupted run (unpublished, possibly "
+              "unredacted)", file=sys.stderr)
 
 
 def _git_commit() -> str:
@@ -360,45 +391,56 @@ def execute(prep: Prepared) -> RunOutcome:
                           fallback_source=rb.path)
     finished = datetime.now(timezone.utc)
 
-    findings = _final_findings(prep, staging, status, error, started, finished)
-    exit_code = outcome_exit_code(status, findings["severity"], req.fail_on,
-                                  (findings.get("apply") or {}).get("outcome", ""),
-                                  allow_unknown=req.allow_unknown)
-    findings["exit_code"] = exit_code
-    atomic_write_json(staging / "findings.json", redactor.obj(findings))
-    safe_params = redactor.obj(prep.parameters)
-    atomic_write_json(staging / "parameters.json", {
-        "runbook": rb.name, "target": prep.target_kind, "parameters": safe_params,
-        "given": redactor.obj({**req.params}),
-    })
-    with open(staging / "timeline.jsonl", "a", encoding="utf-8") as fh:
-        for ev in ({"ts": iso(started), "source": "runner", "operation": "run started",
-                    "target": rb.name, "outcome": "ok"},
-                   {"ts": iso(finished), "source": "runner", "operation": "run finished",
-                    "target": rb.name, "outcome": status,
-                    "duration_ms": round((finished - started).total_seconds() * 1000, 1)}):
-            fh.write(json.dumps(ev) + "\n")
-    child_log = staging / ".child.log"
-    child_text = child_log.read_text(encoding="utf-8", errors="replace") if child_log.exists() else ""
-    run_log = "\n".join(log) + "\n--- execution log ---\n" + child_text
-    atomic_write_text(staging / "run.log", redactor.text(run_log))
-    for control in (".job.json", ".exec.json", ".child.log"):
-        (staging / control).unlink(missing_ok=True)
-    _scrub(staging, redactor)
-    facts = {
-        "runbook": rb.name, "target": prep.target_kind, "app": prep.parameters.get("app", ""),
-        "incident": prep.incident, "parameters": safe_params, "operator": _operator(),
-        "tool_version": __version__, "git_commit": _git_commit(),
-        "python_version": platform.python_version(),
-        "papermill_version": result.get("papermill_version", ""),
-        "started_at": iso(started), "finished_at": iso(finished),
-        "status": status, "exit_code": exit_code,
-    }
-    if prep.replay is not None:
-        facts["replayed_from"] = prep.replay
-    with _incident_lock(prep.reports / prep.incident):  # the chain stays one line
-        write_manifest(staging, redactor.obj(facts), incident_dir=prep.reports / prep.incident)
-        final = _publish(staging, prep.reports / prep.incident, started, rb.name)
+    try:
+        findings = _final_findings(prep, staging, status, error, started, finished)
+        exit_code = outcome_exit_code(status, findings["severity"], req.fail_on,
+                                      (findings.get("apply") or {}).get("outcome", ""),
+                                      allow_unknown=req.allow_unknown)
+        findings["exit_code"] = exit_code
+        atomic_write_json(staging / "findings.json", redactor.obj(findings))
+        safe_params = redactor.obj(prep.parameters)
+        atomic_write_json(staging / "parameters.json", {
+            "runbook": rb.name, "target": prep.target_kind, "parameters": safe_params,
+            "given": redactor.obj({**req.params}),
+        })
+        with open(staging / "timeline.jsonl", "a", encoding="utf-8") as fh:
+            for ev in ({"ts": iso(started), "source": "runner", "operation": "run started",
+                        "target": rb.name, "outcome": "ok"},
+                       {"ts": iso(finished), "source": "runner", "operation": "run finished",
+                        "target": rb.name, "outcome": status,
+                        "duration_ms": round((finished - started).total_seconds() * 1000, 1)}):
+                fh.write(json.dumps(ev) + "\n")
+        child_log = staging / ".child.log"
+        child_text = child_log.read_text(encoding="utf-8", errors="replace") if child_log.exists() else ""
+        run_log = "\n".join(log) + "\n--- execution log ---\n" + child_text
+        atomic_write_text(staging / "run.log", redactor.text(run_log))
+        for control in (".job.json", ".exec.json", ".child.log"):
+            (staging / control).unlink(missing_ok=True)
+        _scrub(staging, redactor)
+        facts = {
+            "runbook": rb.name, "target": prep.target_kind, "app": prep.parameters.get("app", ""),
+            "incident": prep.incident, "parameters": safe_params, "operator": _operator(),
+            "tool_version": __version__, "git_commit": _git_commit(),
+            "python_version": platform.python_version(),
+            "papermill_version": result.get("papermill_version", ""),
+            "started_at": iso(started), "finished_at": iso(finished),
+            "status": status, "exit_code": exit_code,
+        }
+        if prep.replay is not None:
+            facts["replayed_from"] = prep.replay
+        with _incident_lock(prep.reports / prep.incident):  # the chain stays one line
+            write_manifest(staging, redactor.obj(facts), incident_dir=prep.reports / prep.incident)
+            final = _publish(staging, prep.reports / prep.incident, started, rb.name)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise EvidenceError(f"the disk is full: the evidence of this {rb.name} run could not "
+                                "be packed and nothing was published",
+                                hint="free space under the reports folder and run again") from None
+        raise
+    except BaseException:  # Ctrl-C while packing: no half-packed, unredacted run is left
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return RunOutcome(final, status, findings["severity"], exit_code, findings)
 
 

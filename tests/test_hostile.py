@@ -189,3 +189,34 @@ def test_unsigned_runs_verify_as_integrity_only_and_a_removed_run_breaks_the_cha
     shutil.rmtree(b)
     proc = opslib_run("verify", str(reports))
     assert proc.returncode == 1 and "the run before this one was removed or rewritten" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- interrupted runs
+def test_a_run_stranded_in_staging_is_removed_on_the_next_start_and_staging_is_private(reports):
+    stranded = reports / ".staging" / "run-abandoned"
+    stranded.mkdir(parents=True)
+    (stranded / "health.ipynb").write_text(f"unredacted {TOKEN}")
+    (reports / ".staging" / "run-abandoned.pid").write_text("999999999")  # no such process
+    proc = opslib_run("run", "health", env=clean_env(OPSLIB_REPORTS=str(reports)))
+    assert proc.returncode == 0
+    assert not stranded.exists() and "left by an interrupted run" in proc.stderr
+    assert (reports / ".staging").stat().st_mode & 0o777 == 0o700
+    assert [p for p in (reports / ".staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_full_disk_while_packing_is_a_clear_error_with_nothing_half_written(reports, monkeypatch):
+    import errno
+
+    from opslib import runner
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runner, "write_manifest", full)
+    proc = opslib_run("run", "health", "--incident", "inc-full",
+                      env=clean_env(OPSLIB_REPORTS=str(reports)))
+    assert proc.returncode == 2 and "the disk is full" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    incident = reports / "inc-full"
+    assert not incident.exists() or [p for p in incident.iterdir() if p.is_dir()] == []
+    assert [p for p in (reports / ".staging").iterdir() if p.is_dir()] == []
