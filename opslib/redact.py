@@ -51,11 +51,20 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # URL userinfo password: scheme://user:password@host
     (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@\"'<>]*:)([^\s@\"'<>/]+)(@)"),
      r"\1" + MASK + r"\3"),
+    # keyword DSN with a quoted password (libpq: password='a b\'c')
+    (re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)'(?:\\.|[^'\\])*'"),
+     r"\1\2'" + MASK + "'"),
     # keyword DSN / query-string passwords: password=xyz
     (re.compile(r"(?i)\b(password|passwd|pwd|secret|token|apikey|api_key|access_token|"
                 r"refresh_token)(\s*=\s*)(?!\[REDACTED\])([^\s&;\"'<>]+)"),
      r"\1\2" + MASK),
 ]
+
+
+# quoted, or unquoted up to the next keyword (a space in an unquoted password leaves its
+# tail as words without "=", which libpq then echoes)
+_KEYWORD_PASSWORD = re.compile(
+    r"(?i)\bpassword\s*=\s*(?:'((?:\\.|[^'\\])*)'|(\S+(?:\s+[^\s=]+(?=\s|$))*))")
 
 
 def _variants(value: str) -> set[str]:
@@ -81,6 +90,11 @@ def secret_values_from_env(environ: Mapping[str, str] | None = None) -> list[str
             if password:
                 values.add(password)
                 values.add(unquote(password))
+        for m in _KEYWORD_PASSWORD.finditer(value):  # host=… password='a b' (libpq keywords)
+            password = m.group(1).replace("\\'", "'") if m.group(1) is not None else m.group(2)
+            values.add(password)
+            # libpq echoes the part after a space in its error ("missing = after …")
+            values.update(part for part in password.split() if part != password)
     return sorted(v for v in values if len(v) >= _MIN_LITERAL)
 
 

@@ -220,3 +220,24 @@ def test_a_full_disk_while_packing_is_a_clear_error_with_nothing_half_written(re
     incident = reports / "inc-full"
     assert not incident.exists() or [p for p in incident.iterdir() if p.is_dir()] == []
     assert [p for p in (reports / ".staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_keyword_dsn_password_with_a_space_is_redacted_in_libpq_errors(reports):
+    """libpq splits ``password=Canary Xq7Zr2Lm9P`` at the space and echoes the second part in
+    its error; every form of the password is masked, wherever the error goes."""
+    from datetime import datetime, timezone
+
+    dsn = "host=127.0.0.1 port=1 user=postgres password=Canary Xq7Zr2Lm9P dbname=postgres"
+
+    def ok(_request):
+        return Reply(200, {"status": "ok", "timestamp": datetime.now(timezone.utc).isoformat()})
+
+    with LocalHTTPServer(ok) as app:
+        proc = opslib_run("run", "health", "--app-url", app.url, "-p", "probes=1",
+                          env=clean_env(OPSLIB_REPORTS=str(reports), DATABASE_URL=dsn))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = only_run(reports)
+    f = json.loads((run / "findings.json").read_text())
+    assert any(x["id"].startswith("db-") and x["severity"] != "ok" for x in f["findings"])
+    everything = _everything(run) + proc.stdout.encode() + proc.stderr.encode()
+    assert b"Xq7Zr2Lm9P" not in everything
