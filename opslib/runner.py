@@ -240,6 +240,12 @@ def _make_staging(reports: Path) -> Path:
                          ) from None
 
 
+def _drop(staging: Path) -> None:
+    """Remove a staging run and its owner marker (nothing unpublished is left behind)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.with_name(staging.name + ".pid").unlink(missing_ok=True)
+
+
 def _remove_stranded(root: Path) -> None:
     import psutil
 
@@ -346,7 +352,7 @@ def _execute_in_child(job_path: Path, child_env: dict[str, str], staging: Path, 
             # Interrupted (Ctrl-C, CI cancelling): stop the kernel, and leave no unredacted
             # staging files behind.
             _kill_tree(proc)
-            shutil.rmtree(staging, ignore_errors=True)
+            _drop(staging)
             raise
     return False, proc.returncode
 
@@ -432,14 +438,14 @@ def execute(prep: Prepared) -> RunOutcome:
             write_manifest(staging, redactor.obj(facts), incident_dir=prep.reports / prep.incident)
             final = _publish(staging, prep.reports / prep.incident, started, rb.name)
     except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        _drop(staging)
         if exc.errno == errno.ENOSPC:
             raise EvidenceError(f"the disk is full: the evidence of this {rb.name} run could not "
                                 "be packed and nothing was published",
                                 hint="free space under the reports folder and run again") from None
         raise
     except BaseException:  # Ctrl-C while packing: no half-packed, unredacted run is left
-        shutil.rmtree(staging, ignore_errors=True)
+        _drop(staging)
         raise
     return RunOutcome(final, status, findings["severity"], exit_code, findings)
 
@@ -497,7 +503,7 @@ def pack_interactive(run_dir: Path, runbook: str, incident: str, notebook: Path 
                 incident_dir=reports / incident)
             return _publish(staging, reports / incident, started, runbook)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _drop(staging)
         raise
 
 
@@ -603,6 +609,7 @@ def _incident_lock(incident_dir: Path) -> Iterator[None]:
 
 def _publish(staging: Path, incident_dir: Path, started: datetime, runbook: str) -> Path:
     """Move the packed staging folder to its final name with one atomic rename."""
+    staging.with_name(staging.name + ".pid").unlink(missing_ok=True)
     incident_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(staging, 0o755)
     base = f"{started:%Y%m%dT%H%M%SZ}-{runbook}"
