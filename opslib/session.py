@@ -317,6 +317,40 @@ class Session:
         self.close()
 
 
+MAX_BODY = 4 * 1024 * 1024  # bytes of one answer kept (and recorded under raw/)
+
+
+def _bounded(response: httpx.Response, request: httpx.Request, t0: float) -> httpx.Response:
+    """Read the body against a total deadline (connect + read timeout for the whole call: a
+    server that trickles a byte a second is cut off, not waited for) and a size cap (the
+    rest is dropped and the answer says so in ``opslib-truncated``)."""
+    timeout = request.extensions.get("timeout") or {}
+    budget = sum(t for t in (timeout.get("connect"), timeout.get("read")) if t) or None
+    chunks, size, truncated = [], 0, False
+    try:
+        for chunk in response.stream:
+            if budget is not None and time.perf_counter() - t0 > budget:
+                raise httpx.ReadTimeout(f"the answer took longer than its total deadline of "
+                                        f"{budget:g} s", request=request)
+            if size + len(chunk) > MAX_BODY:
+                chunks.append(chunk[:MAX_BODY - size])
+                truncated = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        response.close()
+    headers = response.headers.copy()  # still encoded: the client decodes, as without us
+    if truncated:
+        headers.pop("content-length", None)
+    out = httpx.Response(response.status_code, headers=headers,
+                         content=b"".join(chunks), request=request,
+                         extensions=response.extensions)
+    if truncated:
+        out.headers["opslib-truncated"] = f"kept the first {MAX_BODY} bytes"
+    return out
+
+
 class _RecordingTransport(httpx.BaseTransport):
     """Calls the inner transport; writes the exchange (record mode) and a timeline event."""
 
@@ -327,8 +361,7 @@ class _RecordingTransport(httpx.BaseTransport):
         seq = self.session._next_seq()
         t0 = time.perf_counter()
         try:
-            response = self.inner.handle_request(request)
-            response.read()
+            response = _bounded(self.inner.handle_request(request), request, t0)
         except httpx.TransportError as exc:
             elapsed = getattr(exc, "elapsed_ms", None) or (time.perf_counter() - t0) * 1000
             self.session._http_record(self.source, request, seq=seq, response=None,

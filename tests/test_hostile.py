@@ -241,3 +241,71 @@ def test_a_keyword_dsn_password_with_a_space_is_redacted_in_libpq_errors(reports
     assert any(x["id"].startswith("db-") and x["severity"] != "ok" for x in f["findings"])
     everything = _everything(run) + proc.stdout.encode() + proc.stderr.encode()
     assert b"Xq7Zr2Lm9P" not in everything
+
+
+# ----------------------------------------------------------------------------- slow and big
+def _raw_server(respond):
+    """A TCP server on 127.0.0.1 that answers each connection with ``respond(conn)``."""
+    import socket
+    import threading
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=respond, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock
+
+
+def test_a_server_that_trickles_its_answer_is_cut_off_at_the_total_deadline():
+    """A byte a second never trips a per-read timeout; the whole call has a deadline."""
+    import time
+
+    from opslib.sources.http import probe
+    from opslib.session import Session
+
+    def trickle(conn):
+        try:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+            for _ in range(100):
+                conn.sendall(b"x")
+                time.sleep(0.2)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    sock = _raw_server(trickle)
+    try:
+        started = time.monotonic()
+        with Session("live") as session:
+            result = probe(session, f"http://127.0.0.1:{sock.getsockname()[1]}/health",
+                           timeout=1.0)
+        took = time.monotonic() - started
+    finally:
+        sock.close()
+    assert result.error == "timeout" and "total deadline" in result.error_detail
+    assert took < 5, f"waited {took:.1f} s for a server that trickles"
+
+
+def test_a_huge_answer_is_capped_in_raw_and_says_so(tmp_path):
+    from opslib import session as session_mod
+    from opslib.session import Session
+
+    big = b"y" * (session_mod.MAX_BODY + 1000)
+    with LocalHTTPServer(lambda r: Reply(200, big)) as server:
+        with Session("record", raw_dir=tmp_path / "raw") as session:
+            r = session.client("app").get(server.url + "/big")
+    assert len(r.content) == session_mod.MAX_BODY
+    assert r.headers["opslib-truncated"].startswith("kept the first")
+    stored, = (tmp_path / "raw" / "http").glob("*.json")
+    assert stored.stat().st_size < session_mod.MAX_BODY * 1.1
