@@ -309,3 +309,52 @@ def test_a_huge_answer_is_capped_in_raw_and_says_so(tmp_path):
     assert r.headers["opslib-truncated"].startswith("kept the first")
     stored, = (tmp_path / "raw" / "http").glob("*.json")
     assert stored.stat().st_size < session_mod.MAX_BODY * 1.1
+
+
+# ----------------------------------------------------------------------------- canary sweep
+CANARIES = {
+    "FLY_API_TOKEN": "fo1_SweepCanaryTok3nAbCdEfGhIjKlMnOpQrStUvWx",
+    "SUPABASE_ACCESS_TOKEN": "sbp_" + "5eedcafe" * 5,
+    "SUPABASE_ANON_KEY": "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiIsInN3ZWVwIjoxfQ.SweepSig0123456789",
+    "DATABASE_URL": "postgresql://postgres:Sweep-Canary-Pw-77@127.0.0.1:1/postgres",
+}
+
+
+def _forms(secret: str) -> list[bytes]:
+    from urllib.parse import quote
+
+    raw = secret.encode()
+    return [raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw), quote(secret).encode(),
+            quote(secret, safe="").encode(), raw.hex().encode(), json.dumps(secret).encode(),
+            secret.encode("utf-16-le")]
+
+
+def test_no_secret_reaches_the_evidence_in_any_encoding_even_when_servers_echo_it(reports):
+    """Every outside system here echoes what it was sent (headers, query, body) back in its
+    answer — as broken proxies and debug endpoints do — in text and in bytes that are not
+    UTF-8. No canary may reach any byte of the evidence, in any encoding, nor the terminal."""
+    def echo(request):
+        seen = json.dumps({"path": request.path, "headers": request.headers,
+                           "body": request.body.decode("utf-8", "replace")})
+        if request.path.startswith("/health"):
+            return Reply(500, b"\xff\xfe" + seen.encode())
+        return Reply(502, seen)
+
+    env = clean_env(OPSLIB_REPORTS=str(reports), **CANARIES)
+    with LocalHTTPServer(echo) as server:
+        env.update(FLY_FLAPS_BASE_URL=server.url, FLY_API_BASE_URL=server.url,
+                   FLY_PROMETHEUS_URL=server.url, SUPABASE_URL=server.url,
+                   SUPABASE_API_BASE_URL=server.url, SUPABASE_STATUS_URL=server.url,
+                   FLY_INCIDENTS_URL=server.url + "/incidents")
+        outputs = ""
+        for runbook in ("health", "auth", "monitoring", "database", "backups"):
+            proc = opslib_run("run", runbook, "--app", "live-app", "--app-url", server.url,
+                              "--incident", "sweep", env=env)
+            assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+            outputs += proc.stdout + proc.stderr
+    everything = b"".join(_everything(run) for run in (reports / "sweep").iterdir()
+                          if run.is_dir()) + outputs.encode()
+    leaks = [(name, form[:24]) for name, secret in CANARIES.items()
+             for form in _forms(secret) if form in everything]
+    password = b"Sweep-Canary-Pw-77"
+    assert not leaks and password not in everything, leaks
