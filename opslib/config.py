@@ -63,7 +63,7 @@ def parse_target(spec: str, *, app: str, app_url: str) -> tuple[str, Path | None
 
 
 def check_app(app: str) -> None:
-    if app and not _APP_RE.match(app):
+    if app and not _APP_RE.fullmatch(app):  # fullmatch: "$" would let a trailing newline in
         raise UsageError(f"app name {app!r} is not a valid Fly app name "
                          "(lower-case letters, digits and '-')")
 
@@ -97,7 +97,8 @@ class Target:
 
 def resolve_app_url(app: str, app_url: str) -> str:
     if app_url:
-        if not re.match(r"^https?://[^\s/]+", app_url):
+        if not re.match(r"^https?://[^\s/]+", app_url) or any(
+                ord(c) < 32 or ord(c) == 127 for c in app_url):
             raise UsageError(f"app_url {app_url!r} must be an http(s) URL, "
                              "e.g. https://my-app.fly.dev")
         return app_url.rstrip("/")

@@ -171,7 +171,7 @@ def prepare(req: RunRequest) -> Prepared:
     elif given.get("scenario"):
         raise UsageError("scenario= applies to the demo target only")
     incident = str(given.get("incident") or "") or default_incident(app)
-    if not _INCIDENT_RE.match(incident):
+    if not _INCIDENT_RE.fullmatch(incident):
         raise UsageError(f"incident id {incident!r} must be 1-80 letters, digits, '.', '_' or '-'"
                          ", starting with a letter or digit")
     given["incident"] = incident

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--target", default="", help="demo | live | replay:PATH")
     tr.add_argument("--scenario", default="",
                     help="demo scenario, for the runbooks that have one of that name")
-    tr.add_argument("--jobs", type=int, default=0,
+    tr.add_argument("--jobs", type=int, default=None,
                     help="runbooks at a time (default and maximum: the number of cores)")
     tr.add_argument("--fail-on", default="never", choices=["never", "warning", "critical"],
                     help="exit 3 when a run's severity reaches this level (`unknown` too)")
@@ -128,8 +128,9 @@ def cmd_triage(args: argparse.Namespace) -> int:
     from .scan import badness, read_run, sev_rank
     from .triage import TriageResult, default_jobs, execute_all, next_step, plan
 
-    if args.jobs < 0:
-        raise UsageError("--jobs must be 1 or more")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be 1 or more, got {args.jobs}",
+                         hint="leave it out to run as many as there are cores")
     preps, skipped = plan(app=args.app, app_url=args.app_url, incident=args.incident,
                           target=args.target, scenario=args.scenario, fail_on=args.fail_on,
                           allow_unknown=args.allow_unknown, timeout=args.timeout,
