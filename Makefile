@@ -42,7 +42,7 @@ RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
 	$(if $(timeout),--timeout $(call q,$(timeout)))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run list verify lab test test-fast review compare triage clean
+.PHONY: help setup run list verify lab test test-fast review compare triage clean alerts
 
 help: ## Show this help
 	@echo "Executable runbook notebooks. Usage: make <target> [var=value ...]"
@@ -80,6 +80,11 @@ run: $(KERNELS) ## Run a runbook: make run issue=health [app=… target=… para
 
 list: $(KERNELS) ## List every runbook with its parameters
 	@$(PY) -m opslib list
+
+alerts: $(KERNELS) ## Prometheus alert rules from the seed's thresholds: make alerts app=APP [params="thresholds={…}"]
+	@test -n "$(app)" || { echo "error: say which app the rules watch, e.g. make alerts app=my-app" >&2; exit 2; }
+	@mkdir -p reports/_alerts
+	$(PY) -m opslib alerts rules --app $(call q,$(app)) $(foreach p,$(params),-p $(call q,$(p))) --out reports/_alerts/$(app).rules.yml
 
 verify: $(KERNELS) ## Verify evidence: make verify [path=reports/<incident>/<run>] (default: all of reports/)
 	$(PY) -m opslib verify $(call q,$(path))

@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list runbooks and their parameters")
     sub.add_parser("keygen", help="make an Ed25519 key pair for signing evidence")
 
+    al = sub.add_parser("alerts", help="Prometheus alerting rules from the seed's thresholds")
+    al_sub = al.add_subparsers(dest="alerts_command", required=True, parser_class=_Parser)
+    ar = al_sub.add_parser("rules", help="write the rules file (stdout, or --out FILE)")
+    ar.add_argument("--app", required=True, help="Fly app name the rules watch")
+    ar.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="thresholds={…} or promql={…}, as for the runbooks")
+    ar.add_argument("--out", default="-", help="file to write (default: stdout)")
+
     v = sub.add_parser("verify", help="verify a run, an incident or all of reports/")
     v.add_argument("path", nargs="?", default="", help="default: reports/")
     v.add_argument("--json", action="store_true", help="machine-readable report")
@@ -139,6 +147,42 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 1 if any(not r.ok for r in results) else 0
 
 
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    from .alerts import rules_yaml
+    from .catalog import parse_assignments
+    from .config import check_app
+    from .errors import UsageError
+    from .evidence import atomic_write_text
+
+    check_app(args.app)
+    params = parse_assignments(args.param)
+    unknown = set(params) - {"thresholds", "promql", "rate"}
+    if unknown:
+        raise UsageError(f"unknown parameter(s) for alert rules: {', '.join(sorted(unknown))}",
+                         hint="alerts rules takes thresholds={…}, promql={…} and rate=5m")
+    import json
+
+    for name in ("thresholds", "promql"):
+        value = params.get(name)
+        if isinstance(value, str):
+            try:
+                params[name] = value = json.loads(value)
+            except ValueError:
+                value = None
+        if name in params and not isinstance(value, dict):
+            raise UsageError(f"{name} must be a JSON object, e.g. {name}='{{\"memory_pct\": "
+                             "[60, 85]}'" if name == "thresholds" else
+                             f"{name} must be a JSON object of query name to PromQL")
+    text = rules_yaml(args.app, overrides=params.get("thresholds"),
+                      promql=params.get("promql"), rate=str(params.get("rate") or "5m"))
+    if args.out == "-":
+        print(text, end="")
+    else:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out} (check it: promtool check rules {args.out})")
+    return 0
+
+
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from .signing import KEY_ENV, TRUSTED_ENV, generate
 
@@ -163,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     handler = getattr(args, "handler", None) or {"run": _cmd_run, "list": _cmd_list,
                                                  "verify": _cmd_verify, "logs": _cmd_logs,
-                                                 "keygen": _cmd_keygen}[args.command]
+                                                 "keygen": _cmd_keygen,
+                                                 "alerts": _cmd_alerts}[args.command]
     try:
         return handler(args)
     except UsageError as exc:
