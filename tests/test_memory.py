@@ -415,3 +415,25 @@ def test_the_next_size_up_is_one_fly_accepts(kind, cpus, mb, peak, oom, expected
     per_cpu = {"shared": (256, 2048), "performance": (2048, 8192)}[guest["cpu_kind"]]
     assert per_cpu[0] * guest["cpus"] <= guest["memory_mb"] <= per_cpu[1] * guest["cpus"]
     assert memory.scale_command(size, "app").startswith("fly scale ")
+
+
+def test_an_auto_stop_is_not_a_restart():
+    """Fly's proxy stopping an idle machine (a requested, clean exit) is not a memory
+    restart; a crash in the same window is."""
+    from opslib.demo.world import exit_events
+    from opslib.promql import queries as qs
+
+    now = _now().replace(second=0, microsecond=0)
+    idle = machine(A, name="a", region="iad", state="stopped",
+                   events=exit_events(at=now - timedelta(minutes=20), code=0, oom=False,
+                                      restarts=0, requested=True))
+    crashed = machine(B, name="b", region="iad",
+                      events=exit_events(at=now - timedelta(minutes=20), code=1, oom=False,
+                                         restarts=1, requested=False))
+    data = memory.MemoryData("6h", "2m", qs("x"), Readings.of(
+        {"machines": parse_machines([idle, crashed])}))
+    summary = memory.machine_summary(data, now, thresholds()).set_index("machine")
+    assert (summary.loc[A, "exits"], summary.loc[B, "exits"]) == (0, 1)
+    found = {f.id: f for f in memory.assess(data, memory.machine_summary(data, now, thresholds()),
+                                            "x", thresholds(), now)}
+    assert "on " + B in found["memory-restarts"].title and A not in found["memory-restarts"].title
