@@ -388,3 +388,33 @@ def test_a_live_diagnosis_stepped_through_in_jupyterlab_packs_verifiable_evidenc
     assert "engineer's note" in (run / "health.ipynb").read_text()
     assert (run / "health.html").exists() and list((run / "raw").rglob("*.json"))
     assert "as saved at" in (run / "run.log").read_text()
+
+
+def test_a_rollback_verified_a_minute_after_the_run_began_is_not_a_clock_skew():
+    """The verification probes answer with the app's correct clock 60 s after the run's start
+    (a rollback takes time): judged at their own time, the rollback is verified."""
+    from datetime import datetime, timedelta, timezone
+
+    from opslib.demo.world import machine
+    from opslib.reads import Readings
+    from opslib.runbooks import rollback
+    from opslib.sources.fly_models import parse_machines
+    from opslib.sources.http import ProbeResult
+    from opslib.thresholds import thresholds
+
+    started = datetime.now(timezone.utc) - timedelta(seconds=60)
+    image = "registry.fly.io/app:v41"
+    probes = []
+    for i in range(3):
+        at = started + timedelta(seconds=50 + i)
+        body = '{"status": "ok", "timestamp": "%s"}' % at.isoformat()
+        probes.append(ProbeResult("https://x/health", 200, 120.0, body=body, sent_at=at,
+                                  received_at=at + timedelta(milliseconds=120)))
+    after = parse_machines([machine("148ed193b95089", name="a", region="iad", image=image)])
+    v = rollback.Verification(Readings.of({"machines-after": after, "probes-after": probes}))
+    decision = rollback.Decision(current={"version": 42}, target={"version": 41,
+                                                                   "image_ref": image},
+                                 needed=True)
+    found = rollback.assess_verification(v, decision, "x", started, thresholds(),
+                                         "https://x/health")
+    assert [f.id for f in found] == ["rollback-verified"], [f.title for f in found]
