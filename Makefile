@@ -42,7 +42,7 @@ RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
 	$(if $(timeout),--timeout $(call q,$(timeout)))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run list verify lab test test-fast review compare triage clean alerts
+.PHONY: help setup run list verify lab test test-fast review compare triage clean alerts serve
 
 help: ## Show this help
 	@echo "Executable runbook notebooks. Usage: make <target> [var=value ...]"
@@ -80,6 +80,9 @@ run: $(KERNELS) ## Run a runbook: make run issue=health [app=… target=… para
 
 list: $(KERNELS) ## List every runbook with its parameters
 	@$(PY) -m opslib list
+
+serve: $(KERNELS) ## Receive Alertmanager webhooks and run the matching runbooks: make serve [listen=127.0.0.1:9095]
+	$(PY) -m opslib serve --listen $(call q,$(or $(listen),127.0.0.1:9095))
 
 alerts: $(KERNELS) ## Prometheus alert rules from the seed's thresholds: make alerts app=APP [params="thresholds={…}"]
 	@test -n "$(app)" || { echo "error: say which app the rules watch, e.g. make alerts app=my-app" >&2; exit 2; }

@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list runbooks and their parameters")
     sub.add_parser("keygen", help="make an Ed25519 key pair for signing evidence")
 
+    sv = sub.add_parser("serve", help="receive Alertmanager webhooks and run the runbooks")
+    sv.add_argument("--listen", default="127.0.0.1:9095", help="HOST:PORT (default 127.0.0.1:9095)")
+    sv.add_argument("--workers", type=int, default=None, help="runs at once (default: cores)")
+    sv.add_argument("--max-queue", type=int, default=100, help="alerts waiting at most")
+    sv.add_argument("--cooldown", type=float, default=300.0,
+                    help="seconds before the same group's runbook runs again")
+
     al = sub.add_parser("alerts", help="Prometheus alerting rules from the seed's thresholds")
     al_sub = al.add_subparsers(dest="alerts_command", required=True, parser_class=_Parser)
     ar = al_sub.add_parser("rules", help="write the rules file (stdout, or --out FILE)")
@@ -183,6 +190,33 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .runner import install_sigterm_handler, reports_dir
+    from .serve import TOKEN_ENV, Receiver, make_server
+
+    if args.workers is not None and args.workers < 1 or args.max_queue < 1:
+        from .errors import UsageError
+
+        raise UsageError("--workers and --max-queue must be 1 or more")
+    receiver = Receiver(reports_dir(), token=os.environ.get(TOKEN_ENV, ""),
+                        workers=args.workers, max_queue=args.max_queue,
+                        cooldown_s=args.cooldown)
+    server = make_server(receiver, args.listen)
+    install_sigterm_handler()
+    print(f"opslib serve: POST http://{args.listen}/alertmanager (GET /healthz, /runs); "
+          f"{receiver.workers} worker(s); state in {receiver.state_path}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        receiver.stop()
+    return 0
+
+
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from .signing import KEY_ENV, TRUSTED_ENV, generate
 
@@ -208,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(args, "handler", None) or {"run": _cmd_run, "list": _cmd_list,
                                                  "verify": _cmd_verify, "logs": _cmd_logs,
                                                  "keygen": _cmd_keygen,
-                                                 "alerts": _cmd_alerts}[args.command]
+                                                 "alerts": _cmd_alerts,
+                                                 "serve": _cmd_serve}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

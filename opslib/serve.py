@@ -1,0 +1,283 @@
+"""Runs triggered by alerts: an HTTP receiver for Alertmanager's webhook (payload version 4).
+
+``python -m opslib serve [--listen 127.0.0.1:9095]`` (``make serve``):
+
+* ``POST /alertmanager`` — needs ``Authorization: Bearer $OPSLIB_WEBHOOK_TOKEN``. The body is
+  Alertmanager's webhook payload; each *firing* alert names its runbook (annotation or label
+  ``runbook``, as :mod:`opslib.alerts` writes them) and its app (label ``app``; label
+  ``app_url`` optional). Everything is checked before anything is accepted: a body over 1 MiB
+  is 413, invalid JSON, another payload version, an unknown runbook or a bad app name is 400
+  naming the problem, and nothing runs. Otherwise 202 at once, with the ids accepted.
+* One incident per alert group (``groupKey``): its runs share
+  ``reports/alert-<digest of the group key>/``. A runbook for a group already queued or
+  running, or done within the cool-down, is recorded as ``deduplicated``, not run again;
+  ``resolved`` alerts are recorded, not run. Runs are read-only (never ``apply``).
+* Bounded: ``workers`` runs at once (default: cores), at most ``max_queue`` waiting (503
+  beyond). What was accepted is kept in ``reports/_serve/state.json`` (written atomically on
+  every change): a restart runs what was still queued, and marks what was running when it
+  stopped ``interrupted`` instead of running it twice.
+* ``GET /healthz`` (liveness and queue depth) and ``GET /runs`` (every job: runbook, app,
+  incident, status, evidence path).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+from .catalog import runbooks
+from .config import check_app
+from .errors import OpsError, UsageError
+from .evidence import atomic_write_json
+
+TOKEN_ENV = "OPSLIB_WEBHOOK_TOKEN"
+MAX_BODY = 1024 * 1024
+ACTIVE = ("queued", "running")
+
+
+@dataclass
+class Job:
+    id: str
+    group: str
+    incident: str
+    runbook: str
+    app: str
+    app_url: str = ""
+    alertname: str = ""
+    status: str = "queued"  # queued | running | done | failed | deduplicated | resolved | interrupted
+    accepted_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    evidence: str = ""
+    severity: str = ""
+    error: str = ""
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def incident_for(group: str) -> str:
+    return "alert-" + hashlib.sha256(group.encode()).hexdigest()[:12]
+
+
+class Receiver:
+    """The queue, its persistence and its workers (the HTTP layer is :func:`make_server`)."""
+
+    def __init__(self, reports: Path, *, token: str, workers: int | None = None,
+                 max_queue: int = 100, cooldown_s: float = 300.0,
+                 run: Callable[[Job], dict[str, Any]] | None = None) -> None:
+        if not token:
+            raise UsageError(f"${TOKEN_ENV} is not set: the receiver accepts no alert without it",
+                             hint="export OPSLIB_WEBHOOK_TOKEN=<a long random string> and give "
+                                  "the same to Alertmanager's http_config.authorization")
+        self.reports, self.token = reports, token
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.max_queue, self.cooldown_s = max_queue, cooldown_s
+        self.run = run or run_job
+        self.state_path = reports / "_serve" / "state.json"
+        self.lock = threading.Condition()
+        self.jobs: list[Job] = self._load()
+        self._stop = False
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"serve-{i}")
+                         for i in range(self.workers)]
+        for t in self._threads:
+            t.start()
+
+    # ------------------------------------------------------------------ state
+    def _load(self) -> list[Job]:
+        try:
+            raw = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{self.state_path} is unreadable ({exc})",
+                             hint="move it aside to start with an empty queue") from None
+        jobs = [Job(**j) for j in raw.get("jobs", [])]
+        for j in jobs:
+            if j.status == "running":  # stopped mid-run: never run twice
+                j.status, j.error = "interrupted", "the receiver stopped during this run"
+        return jobs
+
+    def _save(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.state_path, {"schema": 1, "jobs": [asdict(j) for j in self.jobs]})
+
+    # ------------------------------------------------------------------ intake
+    def check_token(self, header: str | None) -> None:
+        given = (header or "").removeprefix("Bearer ").strip() if (header or "").startswith(
+            "Bearer ") else ""
+        if not given or not hmac.compare_digest(given, self.token):
+            raise BadRequest(401, "missing or wrong bearer token (Authorization: Bearer …)")
+
+    def accept(self, payload: Any) -> list[Job]:
+        """Check the whole payload, then queue its firing alerts; nothing on any error."""
+        if not isinstance(payload, dict):
+            raise BadRequest(400, "the body is not a JSON object")
+        if str(payload.get("version")) != "4":
+            raise BadRequest(400, f"payload version {payload.get('version')!r} is not "
+                                  "Alertmanager's webhook version 4")
+        group = str(payload.get("groupKey") or "")
+        alerts = payload.get("alerts")
+        if not group or not isinstance(alerts, list):
+            raise BadRequest(400, "an Alertmanager payload has groupKey and alerts")
+        known = set(runbooks())
+        planned = []
+        for n, alert in enumerate(alerts):
+            labels = alert.get("labels") or {} if isinstance(alert, dict) else None
+            if not isinstance(labels, dict):
+                raise BadRequest(400, f"alert {n} is not an object with labels")
+            notes = alert.get("annotations") or {}
+            runbook = str(notes.get("runbook") or labels.get("runbook") or "")
+            if runbook not in known:
+                raise BadRequest(400, f"alert {n} ({labels.get('alertname', '?')}) names runbook "
+                                      f"{runbook!r}, which is not one of {', '.join(sorted(known))}")
+            app = str(labels.get("app") or "")
+            try:
+                check_app(app)
+            except UsageError as exc:
+                raise BadRequest(400, f"alert {n}: {exc}") from None
+            if not app:
+                raise BadRequest(400, f"alert {n} has no app label")
+            planned.append(Job(uuid.uuid4().hex[:12], group, incident_for(group), runbook, app,
+                               str(labels.get("app_url") or ""),
+                               str(labels.get("alertname") or ""),
+                               status="resolved" if alert.get("status") == "resolved" else "queued"))
+        with self.lock:
+            queued = [j for j in planned if j.status == "queued"]
+            waiting = sum(j.status == "queued" for j in self.jobs)
+            if waiting + len(queued) > self.max_queue:
+                raise BadRequest(503, f"the queue is full ({waiting} waiting, limit "
+                                      f"{self.max_queue}): Alertmanager will retry")
+            for j in queued:
+                if self._duplicate(j):
+                    j.status = "deduplicated"
+            self.jobs.extend(planned)
+            self._save()
+            self.lock.notify_all()
+        return planned
+
+    def _duplicate(self, job: Job) -> bool:
+        now = time.time()
+        return any(j.group == job.group and j.runbook == job.runbook and j.app == job.app and
+                   (j.status in ACTIVE or (j.status in ("done", "failed") and j.finished_at
+                                           and now - j.finished_at < self.cooldown_s))
+                   for j in self.jobs)
+
+    # ------------------------------------------------------------------ work
+    def _work(self) -> None:
+        while True:
+            with self.lock:
+                while not self._stop and not any(j.status == "queued" for j in self.jobs):
+                    self.lock.wait()
+                if self._stop:
+                    return
+                job = next(j for j in self.jobs if j.status == "queued")
+                job.status = "running"
+                self._save()
+            try:
+                result = self.run(job)
+                done = {"status": "done", "evidence": result.get("evidence", ""),
+                        "severity": result.get("severity", "")}
+            except (OpsError, OSError) as exc:
+                done = {"status": "failed", "error": str(exc)}
+            with self.lock:
+                for k, v in done.items():
+                    setattr(job, k, v)
+                job.finished_at = time.time()
+                self._save()
+                self.lock.notify_all()
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """True when nothing is queued or running (tests, orderly shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while any(j.status in ACTIVE for j in self.jobs):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.lock.wait(left)
+        return True
+
+    def stop(self) -> None:
+        with self.lock:
+            self._stop = True
+            self.lock.notify_all()
+        for t in self._threads:
+            t.join(timeout=30)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [asdict(j) for j in self.jobs]
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """The runbook for one alert, read-only, into the alert group's incident."""
+    from .runner import RunRequest, execute, prepare
+
+    outcome = execute(prepare(RunRequest(runbook=job.runbook, app=job.app,
+                                         app_url=job.app_url, incident=job.incident)))
+    return {"evidence": str(outcome.path), "severity": outcome.severity,
+            "status": outcome.status}
+
+
+def make_server(receiver: Receiver, listen: str) -> ThreadingHTTPServer:
+    host, _, port = listen.rpartition(":")
+    try:
+        address = (host or "127.0.0.1", int(port))
+    except ValueError:
+        raise UsageError(f"--listen {listen!r} is not HOST:PORT", hint="e.g. 127.0.0.1:9095") from None
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # the state file is the log
+            pass
+
+        def _reply(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/healthz":
+                jobs = receiver.snapshot()
+                return self._reply(200, {"ok": True, "queued": sum(j["status"] == "queued" for j in jobs),
+                                         "running": sum(j["status"] == "running" for j in jobs)})
+            if self.path == "/runs":
+                return self._reply(200, {"runs": receiver.snapshot()})
+            return self._reply(404, {"error": f"no {self.path}: POST /alertmanager, GET /healthz, GET /runs"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            try:
+                if self.path != "/alertmanager":
+                    raise BadRequest(404, f"no {self.path}: Alertmanager posts to /alertmanager")
+                receiver.check_token(self.headers.get("authorization"))
+                length = int(self.headers.get("content-length") or 0)
+                if length > MAX_BODY:
+                    raise BadRequest(413, f"the body is {length} bytes; the limit is {MAX_BODY}")
+                try:
+                    payload = json.loads(self.rfile.read(length) or b"null")
+                except ValueError as exc:
+                    raise BadRequest(400, f"the body is not JSON ({exc})") from None
+                jobs = receiver.accept(payload)
+            except BadRequest as exc:
+                self.close_connection = True
+                return self._reply(exc.status, {"error": str(exc)})
+            self._reply(202, {"accepted": [{"id": j.id, "runbook": j.runbook, "app": j.app,
+                                            "incident": j.incident, "status": j.status}
+                                           for j in jobs]})
+
+    return ThreadingHTTPServer(address, Handler)
