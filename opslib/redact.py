@@ -26,7 +26,7 @@ MASK = "[REDACTED]"
 # Environment variables whose values are secrets even if they do not match a pattern.
 _SECRET_NAME = re.compile(
     r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ANON_KEY|SERVICE_ROLE|PRIVATE|"
-    r"CREDENTIAL|DATABASE_URL|DSN|_KEY$|^PG(PASSWORD|SERVICEFILE)$|COOKIE|SESSION)",
+    r"CREDENTIAL|DATABASE_URL|DSN|_KEY$|^PG(PASSWORD|SERVICEFILE)$|COOKIE|SESSION|WEBHOOK)",
     re.I,
 )
 # Values shorter than this are not masked literally (masking "1" or "true" everywhere would

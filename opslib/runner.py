@@ -435,6 +435,8 @@ def execute(prep: Prepared) -> RunOutcome:
         if prep.replay is not None:
             facts["replayed_from"] = prep.replay
         with _incident_lock(prep.reports / prep.incident):  # the chain stays one line
+            _notify(staging, findings, redactor,
+                    _free_name(prep.reports / prep.incident, started, rb.name), prep.reports)
             write_manifest(staging, redactor.obj(facts), incident_dir=prep.reports / prep.incident)
             final = _publish(staging, prep.reports / prep.incident, started, rb.name)
     except OSError as exc:
@@ -574,6 +576,22 @@ def _final_findings(prep: Prepared, staging: Path, status: str, error: dict,
     return out
 
 
+def _notify(staging: Path, findings: dict[str, Any], redactor: Redactor, final: Path,
+            reports: Path) -> None:
+    """Tell the configured routes (Slack, PagerDuty; see :mod:`opslib.notify`) where the
+    evidence will be, and keep the outcomes — without URLs or keys — in the evidence."""
+    from . import notify
+    from .review.scan import SITE_DIR
+
+    level = int((findings.get("escalation") or {}).get("level") or 0)
+    if not notify.routes(level):
+        return
+    review = reports / SITE_DIR / final.parent.name / "runs" / f"{final.name}.html"
+    outcomes = notify.notify(findings, str(final), f"{review} (make review builds it)")
+    findings["notifications"] = outcomes
+    atomic_write_json(staging / "findings.json", redactor.obj(findings))
+
+
 def _escalation(recorded: dict | None, status: str) -> dict[str, Any]:
     """The run's escalation: what the notebook recorded, but a run that did not finish is at
     least level 1 — its partial findings cannot say "no action needed"."""
@@ -612,17 +630,24 @@ def _publish(staging: Path, incident_dir: Path, started: datetime, runbook: str)
     staging.with_name(staging.name + ".pid").unlink(missing_ok=True)
     incident_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(staging, 0o755)
-    base = f"{started:%Y%m%dT%H%M%SZ}-{runbook}"
-    for n in range(1, 1000):
-        final = incident_dir / (base if n == 1 else f"{base}-{n}")
-        if final.exists():
-            continue
+    for _ in range(1000):
+        final = _free_name(incident_dir, started, runbook)
         try:
             os.rename(staging, final)
             return final
         except OSError:
             if not final.exists():
                 raise
+    raise UsageError(f"too many runs named {final.name} in {incident_dir}")
+
+
+def _free_name(incident_dir: Path, started: datetime, runbook: str) -> Path:
+    """Where a run published now goes: ``<UTC time>-<runbook>``, ``…-2`` if taken."""
+    base = f"{started:%Y%m%dT%H%M%SZ}-{runbook}"
+    for n in range(1, 1000):
+        final = incident_dir / (base if n == 1 else f"{base}-{n}")
+        if not final.exists():
+            return final
     raise UsageError(f"too many runs named {base} in {incident_dir}")
 
 

@@ -58,6 +58,7 @@ class Job:
     evidence: str = ""
     severity: str = ""
     error: str = ""
+    notifications: list = field(default_factory=list)  # outcomes, never URLs or keys
 
 
 class BadRequest(Exception):
@@ -164,7 +165,18 @@ class Receiver:
             self.jobs.extend(planned)
             self._save()
             self.lock.notify_all()
+        for j in planned:
+            if j.status == "resolved":  # the page, if any, is resolved; nothing is run
+                threading.Thread(target=self._resolve, args=(j,), daemon=True).start()
         return planned
+
+    def _resolve(self, job: Job) -> None:
+        from .notify import resolve
+
+        outcomes = resolve(job.incident)
+        with self.lock:
+            job.notifications = outcomes
+            self._save()
 
     def _duplicate(self, job: Job) -> bool:
         now = time.time()
