@@ -58,6 +58,15 @@ class UsageError(OpsError):
     """The command line or a parameter is wrong; nothing was run or written."""
 
 
+class WebhookRejected(OpsError):
+    """An alert webhook request that was refused: ``status`` is the HTTP answer (401, 400,
+    413, 503), the message says why; nothing was run."""
+
+    def __init__(self, message: str, *, status: int = 400, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
 class NotConfigured(OpsError):
     """A source cannot run because configuration (an environment variable) is missing."""
 

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from .catalog import runbooks
 from .config import check_app
-from .errors import OpsError, UsageError
+from .errors import OpsError, UsageError, WebhookRejected
 from .evidence import atomic_write_json
 
 TOKEN_ENV = "OPSLIB_WEBHOOK_TOKEN"
@@ -59,12 +59,6 @@ class Job:
     severity: str = ""
     error: str = ""
     notifications: list = field(default_factory=list)  # outcomes, never URLs or keys
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def incident_for(group: str) -> str:
@@ -118,37 +112,37 @@ class Receiver:
         given = (header or "").removeprefix("Bearer ").strip() if (header or "").startswith(
             "Bearer ") else ""
         if not given or not hmac.compare_digest(given, self.token):
-            raise BadRequest(401, "missing or wrong bearer token (Authorization: Bearer …)")
+            raise WebhookRejected("missing or wrong bearer token (Authorization: Bearer …)", status=401)
 
     def accept(self, payload: Any) -> list[Job]:
         """Check the whole payload, then queue its firing alerts; nothing on any error."""
         if not isinstance(payload, dict):
-            raise BadRequest(400, "the body is not a JSON object")
+            raise WebhookRejected("the body is not a JSON object", status=400)
         if str(payload.get("version")) != "4":
-            raise BadRequest(400, f"payload version {payload.get('version')!r} is not "
-                                  "Alertmanager's webhook version 4")
+            raise WebhookRejected(f"payload version {payload.get('version')!r} is not "
+                                  "Alertmanager's webhook version 4", status=400)
         group = str(payload.get("groupKey") or "")
         alerts = payload.get("alerts")
         if not group or not isinstance(alerts, list):
-            raise BadRequest(400, "an Alertmanager payload has groupKey and alerts")
+            raise WebhookRejected("an Alertmanager payload has groupKey and alerts", status=400)
         known = set(runbooks())
         planned = []
         for n, alert in enumerate(alerts):
             labels = alert.get("labels") or {} if isinstance(alert, dict) else None
             if not isinstance(labels, dict):
-                raise BadRequest(400, f"alert {n} is not an object with labels")
+                raise WebhookRejected(f"alert {n} is not an object with labels", status=400)
             notes = alert.get("annotations") or {}
             runbook = str(notes.get("runbook") or labels.get("runbook") or "")
             if runbook not in known:
-                raise BadRequest(400, f"alert {n} ({labels.get('alertname', '?')}) names runbook "
-                                      f"{runbook!r}, which is not one of {', '.join(sorted(known))}")
+                raise WebhookRejected(f"alert {n} ({labels.get('alertname', '?')}) names runbook "
+                                      f"{runbook!r}, which is not one of {', '.join(sorted(known))}", status=400)
             app = str(labels.get("app") or "")
             try:
                 check_app(app)
             except UsageError as exc:
-                raise BadRequest(400, f"alert {n}: {exc}") from None
+                raise WebhookRejected(f"alert {n}: {exc}", status=400) from None
             if not app:
-                raise BadRequest(400, f"alert {n} has no app label")
+                raise WebhookRejected(f"alert {n} has no app label", status=400)
             planned.append(Job(uuid.uuid4().hex[:12], group, incident_for(group), runbook, app,
                                str(labels.get("app_url") or ""),
                                str(labels.get("alertname") or ""),
@@ -157,8 +151,8 @@ class Receiver:
             queued = [j for j in planned if j.status == "queued"]
             waiting = sum(j.status == "queued" for j in self.jobs)
             if waiting + len(queued) > self.max_queue:
-                raise BadRequest(503, f"the queue is full ({waiting} waiting, limit "
-                                      f"{self.max_queue}): Alertmanager will retry")
+                raise WebhookRejected(f"the queue is full ({waiting} waiting, limit "
+                                      f"{self.max_queue}): Alertmanager will retry", status=503)
             for j in queued:
                 if self._duplicate(j):
                     j.status = "deduplicated"
@@ -275,17 +269,17 @@ def make_server(receiver: Receiver, listen: str) -> ThreadingHTTPServer:
         def do_POST(self) -> None:  # noqa: N802
             try:
                 if self.path != "/alertmanager":
-                    raise BadRequest(404, f"no {self.path}: Alertmanager posts to /alertmanager")
+                    raise WebhookRejected(f"no {self.path}: Alertmanager posts to /alertmanager", status=404)
                 receiver.check_token(self.headers.get("authorization"))
                 length = int(self.headers.get("content-length") or 0)
                 if length > MAX_BODY:
-                    raise BadRequest(413, f"the body is {length} bytes; the limit is {MAX_BODY}")
+                    raise WebhookRejected(f"the body is {length} bytes; the limit is {MAX_BODY}", status=413)
                 try:
                     payload = json.loads(self.rfile.read(length) or b"null")
                 except ValueError as exc:
-                    raise BadRequest(400, f"the body is not JSON ({exc})") from None
+                    raise WebhookRejected(f"the body is not JSON ({exc})", status=400) from None
                 jobs = receiver.accept(payload)
-            except BadRequest as exc:
+            except WebhookRejected as exc:
                 self.close_connection = True
                 return self._reply(exc.status, {"error": str(exc)})
             self._reply(202, {"accepted": [{"id": j.id, "runbook": j.runbook, "app": j.app,
