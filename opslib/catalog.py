@@ -190,6 +190,35 @@ def coerce(param: Param, raw: Any) -> Any:
     raise ValueError(f"unsupported parameter type {t}")
 
 
+# Bounds of the numeric parameters runbooks share, checked before anything runs:
+# name (or suffix) -> (lowest, highest, what it is)
+_BOUNDS: dict[str, tuple[float, float, str]] = {
+    "probes": (1, 100, "probes"), "max_pages": (1, 1000, "pages"),
+    "log_max_pages": (1, 1000, "pages"), "releases_limit": (1, 100, "releases"),
+    "port": (1, 65535, "a TCP port"), "count": (0, 1000, "machines"),
+    "probe_timeout_s": (0.001, 600, "seconds (a timeout)"), "_s": (0, 86400, "seconds"), "_minutes": (0, 10080, "minutes (Fly keeps ~7 days)"),
+    "_h": (0.001, 8760, "hours"), "_days": (0, 3650, "days"), "to_version": (0, 10**9, "a release"),
+}
+MAX_JSON_DEPTH = 8
+
+
+def _check_bounds(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    rule = _BOUNDS.get(name) or next((b for k, b in _BOUNDS.items()
+                                      if k.startswith("_") and name.endswith(k)), None)
+    if rule and not rule[0] <= value <= rule[1]:
+        raise ValueError(f"{value:g} is out of range: {rule[0]:g} to {rule[1]:g} {rule[2]}")
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
 def validate(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
     """Validate and coerce ``given`` against the runbook's declared parameters.
 
@@ -212,6 +241,9 @@ def validate(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
             continue
         try:
             values[name] = coerce(param, raw)
+            _check_bounds(name, values[name])
+            if _depth(values[name]) > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
         except ValueError as exc:
             problems.append(f"parameter {name!r}: {exc}")
     if problems:

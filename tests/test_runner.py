@@ -42,6 +42,9 @@ def faulty_env(reports: Path, **extra: str) -> dict[str, str]:
     (["run", "faulty", "--timeout", "0"], "--timeout must be"),
     (["run", "faulty", "--timeout", "0.5"], "--timeout must be between 1 and 86400"),
     (["run", "faulty", "--timeout", "nan"], "--timeout must be"),
+    (["run", "health", "-p", "probes=0"], "out of range: 1 to 100 probes"),
+    (["run", "health", "-p", "probe_timeout_s=-1"], "out of range"),
+    (["run", "health", "-p", "thresholds=" + '{"a":' * 12 + "1" + "}" * 12], "nested deeper"),
     (["run", "faulty", "--apply", "--confirm", "abc"], "has no remediation to apply"),
     (["run", "health", "--scenario", "nope"], "no demo scenario 'nope' for health"),
 ])
