@@ -43,7 +43,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
      r"\1\2" + MASK),
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=:,-]{6,}"), r"\1\2" + MASK),
     (re.compile(r"\bFlyV1(\s+)[^\s\"'<>]+"), r"FlyV1\1" + MASK),
-    (re.compile(r"\b(?:fo1|fm1[ar]|fm2)_[A-Za-z0-9_+/=-]{8,}"), MASK),
+    # Fly tokens, also the second macaroon of a list URL-encoded after "%2C"
+    (re.compile(r"(?:\b|(?<=%2[Cc]))(?:fo1|fm1[ar]|fm2)_[A-Za-z0-9_+/=-]{8,}"), MASK),
     (re.compile(r"\bsbp_(?:oauth_)?[A-Za-z0-9]{20,}"), MASK),
     (re.compile(r"\bsb_secret_[A-Za-z0-9_-]{8,}"), MASK),
     # JWT: header.payload.signature, header and payload are base64url JSON ("{" -> "ey")

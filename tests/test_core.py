@@ -314,3 +314,9 @@ def test_the_terminal_summary_never_passes_control_characters_through():
     assert not any(c in text for c in "\x1b\x07\r")
     assert "\\x1b]0;pwned" in text
     assert not any(line.startswith("OK forged") for line in text.splitlines())
+
+
+def test_the_second_macaroon_of_a_url_encoded_token_list_is_redacted():
+    r = Redactor()
+    text = r.text("GET /logs?token=fm2_FirstMacaroonAbcdef%2Cfm2_SecondMacaroon123456 HTTP/1.1")
+    assert "FirstMacaroon" not in text and "SecondMacaroon" not in text
