@@ -22,6 +22,7 @@ from tests.conftest import clean_env, findings, only_run, run_dirs
 from tests.inprocess import opslib_run
 from tests.servers import LocalHTTPServer, Reply
 from tests.standins.fly_api import FlyApiStandIn, log_attrs
+from tests.standins.fly_machines import leased_update
 from tests.standins.fly_secrets import FlySecretsStandIn
 from tests.standins.supabase import SupabaseGatewayStandIn, SupabaseManagementStandIn, skew_dates
 
@@ -55,8 +56,7 @@ def by_id(f: dict) -> dict[str, dict]:
     ("missing-secret", {"severity": "critical", "level": 1,
                         "key": ("fly-secrets-missing", "critical"),
                         "title": "demo-app lacks the secret(s) SUPABASE_ANON_KEY",
-                        "actions": ['fly secrets set --stage SUPABASE_ANON_KEY="$SUPABASE_ANON_KEY"'
-                                    " -a demo-app && fly secrets deploy -a demo-app"]}),
+                        "actions": ['fly secrets set SUPABASE_ANON_KEY="$SUPABASE_ANON_KEY" -a demo-app']}),
     ("healthy", {"severity": "ok", "level": 0, "key": ("clock-skew", "ok"),
                  "title": "app and Supabase clocks agree (+0.0 s)", "actions": []}),
 ])
@@ -124,8 +124,12 @@ def world(*, keys: tuple[str, ...] = (ANON, NEW_ANON), app_skew: float = 0.0,
         body = app_body or {"status": "ok", "timestamp": datetime.now(timezone.utc).isoformat()}
         app = stack.enter_context(LocalHTTPServer(lambda r: Reply(200, body)))
         skew_dates(app, app_skew)
+        from opslib.demo.world import machine
+
         fly = stack.enter_context(FlySecretsStandIn(
-            FLY_TOKEN, {"live-app": []},
+            FLY_TOKEN, {"live-app": [machine("148ed193b95089", name="a", region="iad"),
+                                     machine("3d8d9e1fe67e89", name="b", region="ams",
+                                             state="stopped")]},
             {"live-app": secrets if secrets is not None else {"SUPABASE_URL": gateway.url}},
             extra_fields=secret_fields))
         api = stack.enter_context(SupabaseManagementStandIn(SB_TOKEN, {REF: {
@@ -172,8 +176,7 @@ def test_live_skew_and_gated_secrets_set(reports):
         assert fly.logs.mutations == [] and fly.logs.requests
         assert plan["escalation"]["level"] == 2
         assert [a["command"] for a in plan["actions"]] == [
-            ('fly secrets set --stage SUPABASE_ANON_KEY="$SUPABASE_ANON_KEY" -a live-app '
-             "&& fly secrets deploy -a live-app")]
+            'fly secrets set SUPABASE_ANON_KEY="$SUPABASE_ANON_KEY" -a live-app']
         assert [(r.method, r.path) for r in fly.requests] == [("GET", "/v1/apps/live-app/secrets")]
         assert [r.headers["apikey"] for r in gateway.requests] == [ANON]
         assert api.mutations == []
@@ -200,8 +203,20 @@ def test_live_skew_and_gated_secrets_set(reports):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         applied = latest()
         assert applied["apply"]["outcome"] == "applied"
-        assert applied["actions"][0]["result"]["secrets"][0]["name"] == "SUPABASE_ANON_KEY"
-        assert [(r.method, r.path) for r in fly.mutations] == [("POST", "/v1/apps/live-app/secrets")]
+        result = applied["actions"][0]["result"]
+        assert result["secrets"][0]["name"] == "SUPABASE_ANON_KEY"
+        # set, then deployed as `fly secrets set` does: each machine updated, under its lease,
+        # pinned to the new secrets version; the stopped one stays stopped
+        assert [(r.method, r.path) for r in fly.mutations] == [
+            ("POST", "/v1/apps/live-app/secrets"),
+            *leased_update("live-app", "148ed193b95089"), *leased_update("live-app", "3d8d9e1fe67e89")]
+        bodies = [json.loads(r.body) for r in fly.updates]
+        assert [b["min_secrets_version"] for b in bodies] == [result["version"]] * 2
+        assert [b.get("skip_launch", False) for b in bodies] == [False, True]
+        assert result["deployed"] == [
+            {"machine_id": "148ed193b95089", "min_secrets_version": result["version"], "state": "started"},
+            {"machine_id": "3d8d9e1fe67e89", "min_secrets_version": result["version"], "state": "stopped"}]
+        assert [m["secrets_version"] for m in fly.apps["live-app"]] == [result["version"]] * 2
         assert fly.received == [{"SUPABASE_ANON_KEY": ANON}]  # exactly what the environment held
         assert fly.secrets["live-app"]["SUPABASE_ANON_KEY"] == ANON
 

@@ -189,13 +189,16 @@ class FlyMachines(FlyClient):
         return self._send("POST", self._path("machines", machine_id, "start"), "start_machine")
 
     def update_machine(self, machine_id: str, config: dict[str, Any], *,
-                       skip_launch: bool = False, nonce: str = "") -> dict[str, Any]:
+                       skip_launch: bool = False, nonce: str = "",
+                       min_secrets_version: int | None = None) -> dict[str, Any]:
         """Replace the machine's config (the API takes the *full* config, not a patch).
         ``skip_launch`` keeps a stopped machine stopped (an update boots it otherwise);
         ``nonce`` is the machine's lease, as flyctl holds one for the update."""
         body: dict[str, Any] = {"config": config}
         if skip_launch:
             body["skip_launch"] = True
+        if min_secrets_version is not None:  # boot only with secrets at least this new
+            body["min_secrets_version"] = min_secrets_version
         return self._send("POST", self._path("machines", machine_id), "update_machine",
                           json=body, headers={LEASE_HEADER: nonce} if nonce else None)
 
@@ -283,36 +286,38 @@ def apply_stop(ctx: "ApplyContext", action: "Action") -> Any:
     return _client(ctx).stop(action.params["machine_id"])
 
 
-def apply_update(ctx: "ApplyContext", action: "Action") -> Any:
-    """Read the machine's current config, apply ``config_patch``, send the full config back.
-
-    A started machine is waited for until it is started again on its new version, so a plan
-    that updates several machines rolls through them one at a time and stops at the first
-    one that does not come back.
-    """
-    fly = _client(ctx)
-    mid = str(action.params["machine_id"])
-    patch = action.params.get("config_patch") or {}
+def update_in_place(fly: FlyMachines, mid: str, patch: dict[str, Any], *,
+                    min_secrets_version: int | None = None) -> dict[str, Any]:
+    """Read the machine's config, apply ``patch``, send the full config back under the
+    machine's lease; a stopped machine stays stopped (as ``fly deploy``), a started one is
+    waited for on its new version."""
     current = fly.get_machine(mid)
     if current.host_status != "ok" or current.partial_config:
         raise OpsError(f"machine {mid}: its host is {current.host_status!r} and only a "
                        "partial config is known; not updated (sending it back would lose "
                        "settings)", hint="retry when `fly machine status` shows the host ok")
-    # As `fly deploy`: a machine that is not running stays so (an update would boot it), and
-    # the change is made under the machine's lease.
     stopped = current.state != "started"
     nonce = fly.acquire_lease(mid)
     try:
         updated = fly.update_machine(mid, merge_patch(dict(current.config), patch),
-                                     skip_launch=stopped, nonce=nonce)
+                                     skip_launch=stopped, nonce=nonce,
+                                     min_secrets_version=min_secrets_version)
     finally:
         fly.release_lease(mid, nonce)
     result: dict[str, Any] = {"machine_id": mid, "config_patch": patch, "kept_stopped": stopped,
                               "instance_id": (updated or {}).get("instance_id")}
-    if current.state == "started":
+    if not stopped:
         fly.wait(mid, "started", instance_id=str(result["instance_id"] or ""))
         result["state"] = "started"
     return result
+
+
+def apply_update(ctx: "ApplyContext", action: "Action") -> Any:
+    """Apply ``config_patch`` to one machine (see :func:`update_in_place`). A plan that
+    updates several machines rolls through them one at a time and stops at the first one that
+    does not come back."""
+    return update_in_place(_client(ctx), str(action.params["machine_id"]),
+                           action.params.get("config_patch") or {})
 
 
 def _cert_summary(cert: Certificate) -> dict[str, Any]:

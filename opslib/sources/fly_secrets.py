@@ -116,19 +116,18 @@ def set_action(app: str, names: list[str], digests: dict[str, str | None],
     names = sorted(names)
     return Action(
         id="secrets-set-" + "-".join(n.lower() for n in names), kind="secrets.set",
-        title=(f"stage {', '.join(names)} on {app} from this environment (then `fly secrets "
-               "deploy` restarts the machines with them)"),
+        title=(f"set {', '.join(names)} on {app} from this environment and deploy them (the "
+               "machines restart with them)"),
         # NAME="$NAME": the value comes from the engineer's shell, never printed
-        command=("fly secrets set --stage " + " ".join(n + '="$' + n + '"' for n in names)
-                 + f" -a {shlex.quote(app)} && fly secrets deploy -a {shlex.quote(app)}"),
+        command=("fly secrets set " + " ".join(n + '="$' + n + '"' for n in names)
+                 + f" -a {shlex.quote(app)}"),
         api={"method": "POST", "path": f"/v1/apps/{app}/secrets",
              "body": {"values": {n: f"<${n} from the environment>" for n in names}}},
         params={"names": names},
         basis={"value_digests": {n: digests.get(n) for n in names},
                "fly_digests": {n: present.get(n) for n in names}},
-        reason=reason + ". Applying stages them only; `fly secrets deploy -a " + app
-               + "` restarts the machines with them (a machine still on the old secrets "
-               "version does not see them)")
+        reason=reason + ". Applied as flyctl does it: staged, then every machine updated "
+               "with the new secrets version (min_secrets_version), so none keeps the old ones")
 
 
 def apply_set(ctx: "ApplyContext", action: Action) -> Any:
@@ -143,5 +142,29 @@ def apply_set(ctx: "ApplyContext", action: Action) -> Any:
             raise OpsError(f"${name} changed since the plan was made: nothing was sent",
                            hint="run again and confirm the new plan")
         values[name] = value
-    return FlySecrets(ctx.session, ctx.target.app, token=ctx.target.env("FLY_API_TOKEN"),
-                      base_url=ctx.target.env("FLY_FLAPS_BASE_URL")).update(values)
+    staged = FlySecrets(ctx.session, ctx.target.app, token=ctx.target.env("FLY_API_TOKEN"),
+                        base_url=ctx.target.env("FLY_FLAPS_BASE_URL")).update(values)
+    return deploy(ctx, staged)
+
+
+def deploy(ctx: "ApplyContext", staged: dict[str, Any]) -> dict[str, Any]:
+    """``fly secrets deploy``: each machine updated (its config unchanged) with
+    ``min_secrets_version`` — the version the set answered — so it boots with the new
+    secrets; started machines are waited for, stopped ones stay stopped and load them on
+    their next start. The result says, per machine, which version it was pinned to."""
+    from .fly import FlyMachines, update_in_place
+
+    version = staged.get("version") if isinstance(staged, dict) else None
+    if not isinstance(version, int):
+        raise OpsError("the secrets were staged, but the API gave no secrets version to deploy",
+                       hint=f"run `fly secrets deploy -a {ctx.target.app}` by hand")
+    fly = FlyMachines(ctx.session, ctx.target.app, token=ctx.target.env("FLY_API_TOKEN"),
+                      base_url=ctx.target.env("FLY_FLAPS_BASE_URL"))
+    deployed = []
+    for m in fly.list_machines():
+        if m.state in ("destroyed", "destroying"):
+            continue
+        r = update_in_place(fly, m.id, {}, min_secrets_version=version)
+        deployed.append({"machine_id": m.id, "min_secrets_version": version,
+                         "state": r.get("state", m.state)})
+    return {**staged, "deployed": deployed}

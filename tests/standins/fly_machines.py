@@ -46,6 +46,7 @@ class FlyMachinesStandIn(LocalHTTPServer):
         self.readonly = set(readonly_tokens)
         self.foreign = set(foreign_tokens)
         self.leases: dict[str, str] = {}  # machine id -> nonce
+        self.secrets_version = 0  # the app's newest secrets version (fly_secrets stand-in)
         super().__init__(self._handle)
 
     @property
@@ -149,6 +150,12 @@ class FlyMachinesStandIn(LocalHTTPServer):
         if not isinstance(config, dict) or not isinstance(config.get("image"), str) \
                 or not isinstance(config.get("guest"), dict):
             return Reply(400, {"error": "invalid machine config: image and guest are required"})
+        wanted = body.get("min_secrets_version")
+        if wanted is not None and wanted > self.secrets_version:
+            return Reply(412, {"error": f"min_secrets_version {wanted} is not yet available on "
+                                        "this app"})
+        if wanted is not None:
+            machine["secrets_version"] = wanted  # what the stand-in boots it with
         machine["config"] = copy.deepcopy(config)
         tag = config["image"].rsplit(":", 1)[-1]
         machine.setdefault("image_ref", {})["tag"] = tag

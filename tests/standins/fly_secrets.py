@@ -31,6 +31,7 @@ class FlySecretsStandIn(FlyMachinesStandIn):
         self.received: list[dict[str, Any]] = []
         self.extra_fields = extra_fields or {}  # e.g. a misbehaving API adding fields
         super().__init__(token, apps)
+        self.secrets_version = self.version
 
     def _handle(self, req: Request) -> Reply:
         url = urlsplit(req.path)
@@ -65,6 +66,7 @@ class FlySecretsStandIn(FlyMachinesStandIn):
                 else:
                     store[name] = value
             self.version += 1
+            self.secrets_version = self.version  # machines may now ask for it
             return Reply(200, {"secrets": [{"name": n, "digest": digest(store[n])}
                                            for n in sorted(values) if n in store],
                                "version": self.version})
