@@ -418,3 +418,16 @@ def test_a_rollback_verified_a_minute_after_the_run_began_is_not_a_clock_skew():
     found = rollback.assess_verification(v, decision, "x", started, thresholds(),
                                          "https://x/health")
     assert [f.id for f in found] == ["rollback-verified"], [f.title for f in found]
+
+
+def test_unknown_is_listed_with_the_criticals_in_the_review_and_shown_as_strongly():
+    from opslib.review.html import SEV_COLOURS
+    from opslib.review.scan import RunSummary, badness
+
+    def run(name, severity):
+        return RunSummary(f"inc/{name}", "inc", name, status="ok", severity=severity)
+
+    order = sorted([run("a", "ok"), run("b", "warning"), run("c", "unknown"),
+                    run("d", "critical")], key=badness, reverse=True)
+    assert {r.name for r in order[:2]} == {"c", "d"}  # blind sorts with critical
+    assert SEV_COLOURS["unknown"] not in (SEV_COLOURS["ok"], "#616161")  # not a quiet grey
