@@ -116,3 +116,17 @@ def test_cli_logs_on_a_gz_file_and_stdin(tmp_path):
     assert {s["id"] for s in summary["signals"]} >= {"oom_kill", "proxy_pc01"}
     bad = opslib_cli("logs", str(tmp_path / "missing.log"))
     assert bad.returncode == 2 and "missing.log" in bad.stderr
+
+
+def test_the_logs_runbook_honours_the_error_rate_thresholds(reports):
+    """The demo's access logs have a 5xx rate between the seed's 1 % and 5 %: a warning by
+    default, ok when the run's thresholds put the bar higher."""
+    def http_5xx(where, *params):
+        args = [a for p in params for a in ("-p", p)]
+        assert opslib_run("run", "logs", "--incident", where, *args,
+                          env=clean_env(OPSLIB_REPORTS=str(reports / where))).returncode == 0
+        f = json.loads((only_run(reports / where) / "findings.json").read_text())
+        return next(x["severity"] for x in f["findings"] if x["id"] == "logs.http_5xx")
+
+    assert http_5xx("default") == "warning"
+    assert http_5xx("raised", 'thresholds={"error_rate_pct": [50, 90]}') == "ok"

@@ -17,6 +17,7 @@ from ..logscan import LogReport
 from ..reads import Readings, gather, measured
 from ..session import Session
 from ..sources.fly_platform import LogWindow
+from ..thresholds import classify
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,29 @@ def summary_line(data: LogsData) -> str:
             f"{report.unparsed:,} unparsed (kept, not dropped).")
 
 
-def findings(data: LogsData) -> list[Finding]:
+def findings(data: LogsData, limits: dict[str, tuple[float, float]] | None = None
+             ) -> list[Finding]:
     """The read's own findings, then one per signal (an explicit "no signals" only when
-    lines were read: it would claim more than was seen otherwise)."""
+    lines were read: it would claim more than was seen otherwise). The access logs' 5xx rate
+    is judged against ``limits["error_rate_pct"]`` (the run's thresholds)."""
     reading = data.readings["logs"]
     out = recent_logs.fetch_findings(reading)
     if data.window is not None and data.window.entries:
-        out += recent_logs.findings(data.report)
+        report = data.report
+        if limits is not None and report is not None:
+            report = with_error_rate_limits(report, *limits["error_rate_pct"])
+        out += recent_logs.findings(report)
     return out
+
+
+def with_error_rate_limits(report: LogReport, warn_pct: float, crit_pct: float) -> LogReport:
+    """``report`` with its ``http_5xx`` signal judged against (warning, critical) in %."""
+    import dataclasses
+
+    signals = []
+    for s in report.signals:
+        if s["id"] == "http_5xx" and "error_rate" in s:
+            pct = 100.0 * float(s["error_rate"])
+            s = {**s, "severity": classify(pct, (warn_pct, crit_pct))}
+        signals.append(s)
+    return dataclasses.replace(report, signals=signals)
