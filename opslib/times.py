@@ -88,8 +88,12 @@ def parse_when(value: Any, now: datetime | None = None) -> datetime | None:
         return None
     m = _BEFORE_NOW.match(str(value)) if isinstance(value, str) else None
     if m:
-        return (now or utcnow()) - timedelta(seconds=float(m.group(1))
-                                             * _BEFORE_NOW_S[m.group(2).lower()])
+        try:
+            return (now or utcnow()) - timedelta(seconds=float(m.group(1))
+                                                 * _BEFORE_NOW_S[m.group(2).lower()])
+        except (OverflowError, ValueError):
+            raise ValueError(f"{value!r} reaches back before any log: Fly keeps about 7 "
+                             "days, use e.g. 1d or 2h") from None
     dt = parse_time(value)
     if dt is None:
         raise ValueError(f"cannot read the time {value!r}: use ISO 8601 (2024-05-28T12:00:00Z) "

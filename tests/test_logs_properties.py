@@ -179,3 +179,17 @@ def test_categories_match_real_grep_on_generated_logs(tmp_path: Path, fmt: str) 
     ids = {s["id"] for s in r.signals}
     assert {"oom_kill", "proxy_pc01", "pg_too_many_connections", "supavisor_pool_exhausted", "jwt_clock_skew"} <= ids
     assert not ids & {"health_check_failing", "app_exit_nonzero"}  # boot blips and the auto-stop are not incidents
+
+
+def test_a_damaged_gz_file_is_an_error_not_bytes(tmp_path) -> None:
+    from tests.conftest import opslib_cli
+
+    fake = tmp_path / "app.log.gz"
+    fake.write_bytes(b"not gzip\nerror\n")
+    broken = tmp_path / "broken.log.gz"
+    broken.write_bytes(b"\x1f\x8b\x08" + b"\x00" * 20)
+    for path, message in ((fake, "is not gzip"), (broken, "damaged gzip file")):
+        proc = opslib_cli("logs", str(path))
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    proc = opslib_cli("logs", "--since", "99999999d", str(fake))
+    assert proc.returncode == 2 and "reaches back before any log" in proc.stderr

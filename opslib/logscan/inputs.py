@@ -52,6 +52,9 @@ def open_source(source: Any) -> Source:
     """
     if isinstance(source, (str, Path)):
         if str(source) == "-":
+            if sys.stdin is None or sys.stdin.closed:
+                raise OSError(9, "stdin is closed: pipe the logs in (fly logs -a APP | …) or "
+                                 "give a file")
             return _maybe_gzip(Source(sys.stdin.buffer, None, "<stdin>", False))
         path = Path(source)
         try:
@@ -111,11 +114,16 @@ def _maybe_gzip(src: Source) -> Source:
     head = src.stream.read(1 << 16)
     stream = io.BufferedReader(_Peek(head, src.stream), buffer_size=1 << 20)  # type: ignore[arg-type]
     out = Source(stream, None, src.name, True)
+    if head[:2] != b"\x1f\x8b" and src.name.endswith(".gz"):
+        raise OSError(22, f"{src.name} ends in .gz but is not gzip: decompress it or rename it")
     if head[:2] == b"\x1f\x8b":
         try:
             zlib.decompressobj(31).decompress(head)
-        except zlib.error:
-            return out  # gzip's magic bytes but no gzip stream: read the bytes as they are
+        except zlib.error as exc:
+            if src.name.endswith(".gz"):  # a file meant as gzip: analysing bytes would mislead
+                raise OSError(22, f"{src.name} is a damaged gzip file ({exc}): nothing was "
+                                  "analysed; fetch it again") from None
+            return out  # gzip's magic bytes in a stream, but no gzip: read the bytes as they are
         out.stream = _SafeGzip(gzip.GzipFile(fileobj=stream, mode="rb"), out.problems)  # type: ignore[assignment]
     return out
 
