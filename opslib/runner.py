@@ -170,7 +170,7 @@ def prepare(req: RunRequest) -> Prepared:
         given["app"] = app or DEMO_APP
     elif given.get("scenario"):
         raise UsageError("scenario= applies to the demo target only")
-    incident = str(given.get("incident") or "") or default_incident(app)
+    incident = str(given.get("incident") or "") or default_incident(app, app_url, kind)
     if not _INCIDENT_RE.fullmatch(incident):
         raise UsageError(f"incident id {incident!r} must be 1-80 letters, digits, '.', '_' or '-'"
                          ", starting with a letter or digit")
@@ -207,8 +207,16 @@ def kind_hint(req: RunRequest, rb: Runbook) -> str:
     return spec or ("live" if req.app or req.app_url or req.params.get("app") else "demo")
 
 
-def default_incident(app: str) -> str:
-    return f"{app or 'demo'}-{datetime.now(timezone.utc):%Y%m%d}"
+def default_incident(app: str, app_url: str = "", kind: str = "") -> str:
+    """``<app>-<YYYYMMDD>``; a live run given only a URL is named after its host, never
+    filed with the demo runs."""
+    name = app
+    if not name and app_url and kind != "demo":
+        from urllib.parse import urlsplit
+
+        host = (urlsplit(app_url).hostname or "").split(".")[0]
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", host)[:60].strip("-._") or "live"
+    return f"{name or 'demo'}-{datetime.now(timezone.utc):%Y%m%d}"
 
 
 def _replayed_parameters(capture: Path) -> dict[str, Any]:

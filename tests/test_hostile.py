@@ -358,3 +358,12 @@ def test_no_secret_reaches_the_evidence_in_any_encoding_even_when_servers_echo_i
              for form in _forms(secret) if form in everything]
     password = b"Sweep-Canary-Pw-77"
     assert not leaks and password not in everything, leaks
+
+
+def test_a_live_run_given_only_a_url_is_not_filed_with_the_demo_runs(reports):
+    with LocalHTTPServer(lambda r: Reply(200, {"status": "ok", "timestamp": "x"})) as app:
+        proc = opslib_run("run", "health", "--app-url", app.url, "-p", "probes=1",
+                          env=clean_env(OPSLIB_REPORTS=str(reports)))
+    assert proc.returncode == 0
+    run = only_run(reports)
+    assert not run.parent.name.startswith("demo-") and run.parent.name.startswith("127-")

@@ -153,7 +153,7 @@ def plan(*, app: str = "", app_url: str = "", incident: str = "", target: str = 
                          + ", ".join(names), hint="make list shows the runbooks there are")
     if scenario and not any(scenario in demo_scenarios(n) for n in present):
         raise UsageError(f"no read-only runbook has a demo scenario {scenario!r}")
-    incident = incident or default_incident(app)
+    incident = incident or default_incident(app, app_url, "live" if app_url else "")
     preps = []
     for name in present:
         scen = scenario if scenario and scenario in demo_scenarios(name) else ""
