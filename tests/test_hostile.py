@@ -367,3 +367,13 @@ def test_a_live_run_given_only_a_url_is_not_filed_with_the_demo_runs(reports):
     assert proc.returncode == 0
     run = only_run(reports)
     assert not run.parent.name.startswith("demo-") and run.parent.name.startswith("127-")
+
+
+def test_a_malformed_supabase_project_answer_is_unknown_not_ok_or_down():
+    from opslib.runbooks import database
+
+    for project in ({}, {"status": None}, {"status": 7}, ["not", "a", "project"]):
+        f, = database.assess_project(project, None, None, None, "ref")
+        assert (f.id, f.severity) == ("supabase-project", "unknown"), project
+    f, = database.assess_project({"status": "INACTIVE"}, None, None, None, "ref")
+    assert f.severity == "critical" and f.title == "project is INACTIVE"

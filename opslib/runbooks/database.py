@@ -24,6 +24,7 @@ from ..config import Target
 from ..errors import SourceAuthError, SourceError, SourceNotFound
 from ..findings import Finding
 from ..logscan import LogReport
+from ..redact import excerpt
 from ..reads import Read, Readings, gather, measured
 from ..session import Session
 from ..sources import fly, postgres
@@ -306,8 +307,13 @@ def assess_project(project: dict | None, services: list | None, pooler: list | N
                         f"Supabase Management API: {what}", f"{error.message}. {error.hint}",
                         source="supabase-api")]
     out: list[Finding] = []
-    if project is not None:
-        status = str(project.get("status", ""))
+    status = project.get("status") if isinstance(project, dict) else None
+    if project is not None and (not isinstance(status, str) or not status):
+        # an answer without a status says nothing about the project: not ok, not down
+        out.append(Finding("supabase-project", "unknown",
+                           "the Management API answered without a project status",
+                           f"answer: {excerpt(project, 160)}", source="supabase-api"))
+    elif project is not None:
         if status == "ACTIVE_HEALTHY":
             out.append(Finding("supabase-project", "ok", f"project {ref or project.get('id', '')} "
                                "is ACTIVE_HEALTHY", source="supabase-api"))
@@ -319,7 +325,7 @@ def assess_project(project: dict | None, services: list | None, pooler: list | N
         else:
             hint = ("the project is paused: restore it in the Supabase dashboard"
                     if status == "INACTIVE" else "the project is not serving")
-            out.append(Finding("supabase-project", "critical", f"project is {status or 'unknown'}",
+            out.append(Finding("supabase-project", "critical", f"project is {status}",
                                hint, source="supabase-api", escalate=2, escalate_reason=L2))
     bad = [s for s in services or [] if isinstance(s, dict)
            and (s.get("status") != "ACTIVE_HEALTHY" or s.get("healthy") is False)]
