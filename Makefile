@@ -115,11 +115,11 @@ lab: $(KERNELS) ## Open JupyterLab on notebooks/ with the opslib kernel
 
 test: $(KERNELS) ## Run the whole test suite (installs PostgreSQL and Chromium if missing)
 	@tests/system-deps.sh
-	$(PY) -m pytest $(if $(CI),-p no:cacheprovider,) -q tests
+	$(PY) -m pytest -n auto $(if $(CI),-p no:cacheprovider,) -q tests
 
 test-fast: $(KERNELS) ## The quick loop: every test but papermill, browser and large-input ones
 	@tests/system-deps.sh
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -n auto -q -m "not slow" tests
 
 clean: ## Remove the virtual environment (reports/ is left alone)
 	rm -rf $(VENV)

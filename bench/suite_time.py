@@ -44,9 +44,12 @@ def papermill_floor(runs: int = 3) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", dest="marker", default="", help="pytest -m expression (default: all)")
+    ap.add_argument("-n", dest="workers", default="auto",
+                    help="pytest-xdist workers, as make test uses (default: auto; 0: one process)")
     args = ap.parse_args()
     floor_before = papermill_floor()
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    cmd = [sys.executable, "-m", "pytest", "-n", args.workers, "-q", "-p", "no:cacheprovider",
+           "tests"]
     if args.marker:
         cmd += ["-m", args.marker]
     t0 = time.perf_counter()
@@ -54,7 +57,7 @@ def main() -> int:
     wall = time.perf_counter() - t0
     floor = statistics.mean([floor_before, papermill_floor()])
     tail = [line for line in proc.stdout.splitlines() if " in " in line and "passed" in line]
-    print(f"suite ({args.marker or 'all'}): {wall:.1f} s  {tail[-1] if tail else '(no summary)'}")
+    print(f"suite ({args.marker or 'all'}, -n {args.workers}): {wall:.1f} s  {tail[-1] if tail else '(no summary)'}")
     print(f"papermill floor (one-cell notebook, median of 3, before and after): {floor:.2f} s")
     print(f"suite / floor: {wall / floor:.0f}x  (the suite costs as much as {wall / floor:.0f} "
           "bare notebook executions)")
