@@ -153,10 +153,10 @@ class Receiver:
             if waiting + len(queued) > self.max_queue:
                 raise WebhookRejected(f"the queue is full ({waiting} waiting, limit "
                                       f"{self.max_queue}): Alertmanager will retry", status=503)
-            for j in queued:
-                if self._duplicate(j):
+            for j in planned:  # one at a time: two alerts of one payload run a runbook once
+                if j.status == "queued" and self._duplicate(j):
                     j.status = "deduplicated"
-            self.jobs.extend(planned)
+                self.jobs.append(j)
             self._save()
             self.lock.notify_all()
         for j in planned:

@@ -116,11 +116,17 @@ def test_an_alert_runs_its_runbook_once_per_group_and_resolved_is_recorded(env):
         assert r.status_code == 202 and r.json()["accepted"][0]["status"] == "queued"
         again = s.post(payload(firing))  # Alertmanager re-sends the group: not run twice
         assert again.json()["accepted"][0]["status"] == "deduplicated"
+        # the group's warning and critical alerts in one post name the same runbook: once
+        critical = {**firing, "labels": {**firing["labels"], "severity": "critical",
+                                          "alertname": "OpslibMemoryUsageCritical"}}
+        both = s.post(payload(firing, critical, group='{}:{app="demo-app"}'))
+        assert [a["status"] for a in both.json()["accepted"]] == ["queued", "deduplicated"]
         assert s.receiver.wait_idle(60)
         done = s.post(payload(alert(status="resolved"), status="resolved"))
         assert done.json()["accepted"][0]["status"] == "resolved"
         runs = s.runs()
-        assert [r["status"] for r in runs] == ["done", "deduplicated", "resolved"]
+        assert [r["status"] for r in runs] == ["done", "deduplicated", "done", "deduplicated",
+                                               "resolved"]
         evidence = Path(runs[0]["evidence"])
         assert evidence.parent.name == incident_for(payload()["groupKey"])
         assert verify_run(evidence).ok
