@@ -42,7 +42,7 @@ RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
 	$(if $(timeout),--timeout $(call q,$(timeout)))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run list verify lab test test-fast review compare triage clean alerts serve
+.PHONY: help setup run list verify lab test test-fast review compare triage clean alerts serve demo-alert
 
 help: ## Show this help
 	@echo "Executable runbook notebooks. Usage: make <target> [var=value ...]"
@@ -83,6 +83,9 @@ list: $(KERNELS) ## List every runbook with its parameters
 
 serve: $(KERNELS) ## Receive Alertmanager webhooks and run the matching runbooks: make serve [listen=127.0.0.1:9095]
 	$(PY) -m opslib serve --listen $(call q,$(or $(listen),127.0.0.1:9095))
+
+demo-alert: $(KERNELS) ## The alert flow on a demo incident, all local: make demo-alert [scenario=oom-loop|connection-leak]
+	$(PY) -m opslib demo-alert $(if $(scenario),--scenario $(call q,$(scenario)))
 
 alerts: $(KERNELS) ## Prometheus alert rules from the seed's thresholds: make alerts app=APP [params="thresholds={…}"]
 	@test -n "$(app)" || { echo "error: say which app the rules watch, e.g. make alerts app=my-app" >&2; exit 2; }

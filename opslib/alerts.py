@@ -12,6 +12,7 @@ Prometheus has no Postgres metrics): that row of the table has no rule, and the 
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .promql import queries
@@ -65,3 +66,27 @@ def rules_yaml(app: str, **kwargs: Any) -> str:
             "# Active connections (> 80% / > 95% of the pool) are checked by SQL in the\n"
             "# database runbook: Fly's Prometheus has no Postgres metrics, so no rule here.\n")
     return head + yaml.safe_dump(rules(app, **kwargs), sort_keys=False, width=100)
+
+
+def webhook_payload(rule: dict[str, Any], *, status: str = "firing",
+                    starts_at: str = "", ends_at: str = "0001-01-01T00:00:00Z",
+                    external_url: str = "http://alertmanager.local:9093",
+                    group_by: tuple[str, ...] = ("app",)) -> dict[str, Any]:
+    """The body Alertmanager's webhook (version 4) posts for one alert of ``rule``, grouped by
+    ``group_by`` (the README's ``route`` groups by ``app``); what ``make demo-alert`` and the
+    bench send."""
+    import hashlib
+
+    labels = {"alertname": rule["alert"], **rule["labels"]}
+    group = {k: labels.get(k, "") for k in sorted(group_by)}
+    fingerprint = hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+    key = ", ".join(f'{k}="{v}"' for k, v in group.items())
+    return {
+        "version": "4", "groupKey": f"{{}}:{{{key}}}", "truncatedAlerts": 0,
+        "status": status, "receiver": "opslib", "groupLabels": group,
+        "commonLabels": labels, "commonAnnotations": rule["annotations"],
+        "externalURL": external_url,
+        "alerts": [{"status": status, "labels": labels, "annotations": rule["annotations"],
+                    "startsAt": starts_at, "endsAt": ends_at if status == "resolved" else
+                    "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": fingerprint}],
+    }

@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--cooldown", type=float, default=300.0,
                     help="seconds before the same group's runbook runs again")
 
+    da = sub.add_parser("demo-alert", help="the alert flow on a demo incident: alert → serve → "
+                                           "run → evidence → notification (all local)")
+    da.add_argument("--scenario", default="oom-loop",
+                    help="demo incident: oom-loop (default) | connection-leak")
+
     al = sub.add_parser("alerts", help="Prometheus alerting rules from the seed's thresholds")
     al_sub = al.add_subparsers(dest="alerts_command", required=True, parser_class=_Parser)
     ar = al_sub.add_parser("rules", help="write the rules file (stdout, or --out FILE)")
@@ -227,6 +232,13 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo_alert(args: argparse.Namespace) -> int:
+    from .demo.alert import demo_alert
+    from .runner import reports_dir
+
+    return demo_alert(args.scenario, reports_dir())
+
+
 def _cmd_logs(args: argparse.Namespace) -> int:
     from .logscan.cli import main as logs_main
 
@@ -243,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  "verify": _cmd_verify, "logs": _cmd_logs,
                                                  "keygen": _cmd_keygen,
                                                  "alerts": _cmd_alerts,
-                                                 "serve": _cmd_serve}[args.command]
+                                                 "serve": _cmd_serve,
+                                                 "demo-alert": _cmd_demo_alert}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

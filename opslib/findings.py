@@ -47,6 +47,7 @@ class Finding:
     escalate: int = 0  # seed escalation level this finding calls for beyond L1 (2 or 3)
     escalate_reason: str = ""
     source: str = ""
+    runbook: str = ""  # another runbook that handles what this finding saw (logs hand-offs)
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -59,4 +60,6 @@ class Finding:
             d.pop("escalate_reason")
         if not self.source:
             d.pop("source")
+        if not self.runbook:
+            d.pop("runbook")
         return d

@@ -53,6 +53,10 @@ def _next_step(findings: dict[str, Any]) -> str:
     planned = [a for a in findings.get("actions") or [] if a.get("status") == "planned"]
     if planned:
         return f"{planned[0].get('title')}: `{planned[0].get('command')}`"
+    handed = next((f for f in findings.get("findings") or []
+                   if f.get("runbook") and f["runbook"] != findings.get("runbook")), None)
+    if handed:  # what the logs say is the cause, for the runbook that handles it
+        return f"run the {handed['runbook']} runbook ({handed.get('title')})"
     esc = findings.get("escalation") or {}
     return str(esc.get("reason") or "read the evidence")
 

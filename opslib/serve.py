@@ -70,7 +70,8 @@ class Receiver:
 
     def __init__(self, reports: Path, *, token: str, workers: int | None = None,
                  max_queue: int = 100, cooldown_s: float = 300.0,
-                 run: Callable[[Job], dict[str, Any]] | None = None) -> None:
+                 run: Callable[[Job], dict[str, Any]] | None = None,
+                 state_dir: Path | None = None) -> None:
         if not token:
             raise UsageError(f"${TOKEN_ENV} is not set: the receiver accepts no alert without it",
                              hint="export OPSLIB_WEBHOOK_TOKEN=<a long random string> and give "
@@ -79,7 +80,7 @@ class Receiver:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.max_queue, self.cooldown_s = max_queue, cooldown_s
         self.run = run or run_job
-        self.state_path = reports / "_serve" / "state.json"
+        self.state_path = (state_dir or reports / "_serve") / "state.json"
         self.lock = threading.Condition()
         self.jobs: list[Job] = self._load()
         self._stop = False
@@ -226,12 +227,14 @@ class Receiver:
             return [asdict(j) for j in self.jobs]
 
 
-def run_job(job: Job) -> dict[str, Any]:
-    """The runbook for one alert, read-only, into the alert group's incident."""
+def run_job(job: Job, *, target: str = "", scenario: str = "") -> dict[str, Any]:
+    """The runbook for one alert, read-only, into the alert group's incident (on the live
+    app; ``make demo-alert`` passes the demo target and its scenario)."""
     from .runner import RunRequest, execute, prepare
 
     outcome = execute(prepare(RunRequest(runbook=job.runbook, app=job.app,
-                                         app_url=job.app_url, incident=job.incident)))
+                                         app_url=job.app_url, incident=job.incident,
+                                         target=target, scenario=scenario)))
     return {"evidence": str(outcome.path), "severity": outcome.severity,
             "status": outcome.status}
 

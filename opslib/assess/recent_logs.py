@@ -94,7 +94,7 @@ def findings(report: LogReport, runbook: str | None = None) -> list[Finding]:
             sev = "info"
             title = f"{title} → see the {owner} runbook"
         out.append(Finding(f["id"], sev, title, f.get("detail", ""), list(f.get("evidence", [])),
-                           source="logs"))
+                           source="logs", runbook=owner if owner != runbook else ""))
     return out
 
 

@@ -11,10 +11,12 @@ over 3 (severity reached ``--fail-on``) over 0.
 :func:`next_step` reads only the evidence, in this order:
 
 1. any run escalating to level 3 → escalate to Security now (the seed: immediately);
-2. the worst completed run at warning or critical (by severity, then escalation level):
+2. the worst completed run at warning or critical (by severity, then escalation level, then
+   whether it planned an action):
    a. escalation level 2 → escalate to the Platform team, with its reason;
    b. a planned action → review and apply that plan (the exact command and digest);
-   c. its worst finding names another runbook (a ``runbook`` field) → run that runbook;
+   c. its worst finding names another runbook (a ``runbook`` field), or any of its findings
+      hands a cause to a runbook that has not run in this incident → run that runbook;
    d. otherwise → follow that runbook's remediation for its worst finding;
 3. a run that did not complete → re-run it (its checks are missing);
 4. a check that could not run (severity ``unknown``) → check it by hand;
@@ -70,13 +72,16 @@ def next_step(runs: list[RunSummary]) -> NextStep:
                             f"now: {r.escalation.get('reason', '')}", r)
     done = [r for r in current if r.status == "ok" and r.severity in ("critical", "warning")]
     if done:
-        w = max(done, key=badness)
+        # among equally bad runs, the one with a plan: a concrete fix beats general advice
+        w = max(done, key=lambda r: (badness(r), any(a.get("status") == "planned"
+                                                     for a in r.actions)))
         if w.escalation_level == 2:
             return NextStep(f"Escalate to Level 2 ({w.escalation.get('team') or 'Platform Team'}):"
                             f" {w.escalation.get('reason', '')}", w)
         planned = [a for a in w.actions if a.get("status") == "planned"]
         if planned:
-            cmd = "; ".join(a.get("command", "") for a in planned)
+            # one command per action, once: `fly scale vm` shown for each machine it resizes
+            cmd = "; ".join(dict.fromkeys(a.get("command", "") for a in planned))
             if w.target == "live" and w.plan_digest:
                 how = (f"make run issue={w.runbook} app={w.app} apply=true "
                        f"confirm={w.plan_digest}")
@@ -86,6 +91,12 @@ def next_step(runs: list[RunSummary]) -> NextStep:
                             "its digest)", w, cmd)
         f = _worst_finding(w)
         other = (f or {}).get("runbook")
+        if not other or other == w.runbook:
+            # a cause its logs handed to a runbook that has not run in this incident yet
+            ran = {r.runbook for r in current}
+            f = next((x for x in w.findings if x.get("runbook") not in (None, "", w.runbook)
+                      and x["runbook"] not in ran), f)
+            other = (f or {}).get("runbook")
         if other and other != w.runbook:
             return NextStep(f"Run the {other} runbook: {w.runbook} found “{f.get('title')}”",
                             w, f"make run issue={other}")

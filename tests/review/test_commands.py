@@ -173,6 +173,11 @@ def test_next_step_follows_the_documented_order():
     assert next_step([mem, db]).text.startswith("Escalate to Level 2 (T): database reason")
     step = next_step([mem, summary("health", "warning")])
     assert step.command == "make run issue=memory app=my-app apply=true confirm=abc123"
+    # equally bad: the run with a plan is the next step, its command once per command
+    both = [dict(plan[0], id="r2"), dict(plan[0], id="r3")]
+    nr = summary("not-responding", "critical", findings=[crit], t="2")
+    step = next_step([nr, summary("memory", "critical", actions=both, target="demo")])
+    assert step.run.runbook == "memory" and step.command == "fly machine restart m1 -a my-app"
     handoff = summary("logs", "critical", findings=[{"id": "logs.oom", "severity": "critical",
                                                     "title": "OOM kills", "runbook": "memory"}])
     assert next_step([handoff]).text == "Run the memory runbook: logs found “OOM kills”"

@@ -98,8 +98,18 @@ def _routes(w: World, machines: list[dict]) -> None:
 
 def memory_oom() -> tuple[World, Callable[..., Any]]:
     """Machine A leaks: climbs ~28 %/h, is OOM-killed at 100%, restarts at ~38%, climbs again."""
-    oom1, oom2 = ago(hours=4, minutes=10), ago(hours=1, minutes=58)
-    resets = [oom1.timestamp(), oom2.timestamp()]
+    return oom_world([ago(hours=4, minutes=10), ago(hours=1, minutes=58)]), _memory_collect
+
+
+# what the kernel printed at each kill: (anon-rss kB, total-vm kB, uptime s)
+KILLS = [(219_764, 1_204_412, 21_612.4), (221_380, 1_211_020, 7_910.8),
+         (220_912, 1_209_336, 7_121.5)]
+
+
+def oom_world(kills: list[datetime]) -> World:
+    """Machine A's leak, OOM-killed at each of ``kills`` (oldest first, at least two): it
+    climbs from ~38 % after each restart at the rate of the first two kills."""
+    resets = [k.timestamp() for k in kills]
     rise_per_s = (100 - 38) / (resets[1] - resets[0])
 
     def a_mem(t: float) -> float:
@@ -116,11 +126,11 @@ def memory_oom() -> tuple[World, Callable[..., Any]]:
     def b_cache(t: float) -> float:
         return 66 + wobble(t, 2.0, 7200)
 
-    a_events = [start_event(oom2 + timedelta(seconds=4)),
-                exit_event(oom2, restarts=2, capitalised=True),
-                start_event(oom1 + timedelta(seconds=4)),
-                exit_event(oom1, restarts=1, capitalised=False),
-                start_event(ago(days=2, hours=3)), launch_event(ago(days=2, hours=3, seconds=5))]
+    a_events = []
+    for i, kill in reversed(list(enumerate(kills))):  # newest first, as flyd lists them
+        a_events += [start_event(kill + timedelta(seconds=4)),
+                     exit_event(kill, restarts=i + 1, capitalised=i % 2 == 1)]
+    a_events += [start_event(ago(days=2, hours=3)), launch_event(ago(days=2, hours=3, seconds=5))]
     machines = [
         machine(A, name="silent-sun-1234", region="iad", memory_mb=256, events=a_events),
         machine(B, name="misty-river-5678", region="ams", memory_mb=256),
@@ -129,10 +139,11 @@ def memory_oom() -> tuple[World, Callable[..., Any]]:
     _routes(w, machines)
     total = 231_735_296.0
     # the leak held ~99% of 256 MB when the kernel killed node (mem_total 226,304 kB)
-    _logs(w, 31, oom_script(A, "iad", oom1, anon_rss_kb=219_764, total_vm_kb=1_204_412,
-                            uptime_s=21_612.4) +
-          oom_script(A, "iad", oom2, anon_rss_kb=221_380, total_vm_kb=1_211_020,
-                     uptime_s=7_910.8), slices=[oom1, oom2])
+    script = []
+    for kill, (rss, vm, uptime) in zip(kills, KILLS):
+        script += oom_script(A, "iad", kill, anon_rss_kb=rss, total_vm_kb=vm, uptime_s=uptime)
+    recent = REF_NOW - timedelta(minutes=30)
+    _logs(w, 31, script, slices=[k for k in kills if k < recent])
     add_prometheus(w, queries(APP, window=WINDOW), {
         "memory_pct": [(instance_labels(A, "iad"), a_mem), (instance_labels(B, "ams"), b_mem)],
         "memory_used_incl_cache_pct": [(instance_labels(A, "iad"), a_cache),
@@ -143,7 +154,7 @@ def memory_oom() -> tuple[World, Callable[..., Any]]:
                                 lambda t: total)],
         "oom_exits": [({"instance": A}, lambda t: 1.0), ({"instance": B}, lambda t: 0.0)],
     })
-    return w, _memory_collect
+    return w
 
 
 def memory_page_cache() -> tuple[World, Callable[..., Any]]:
