@@ -218,7 +218,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
-        receiver.stop()
+        receiver.stop(kill_runs=True)
     return 0
 
 

@@ -15,7 +15,8 @@
 * Bounded: ``workers`` runs at once (default: cores), at most ``max_queue`` waiting (503
   beyond). What was accepted is kept in ``reports/_serve/state.json`` (written atomically on
   every change): a restart runs what was still queued, and marks what was running when it
-  stopped ``interrupted`` instead of running it twice.
+  stopped ``interrupted`` instead of running it twice. Stopped (SIGTERM, Ctrl-C), ``serve``
+  ends the runs in progress (their papermill and kernel) and records them ``interrupted``.
 * ``GET /healthz`` (liveness and queue depth) and ``GET /runs`` (every job: runbook, app,
   incident, status, evidence path).
 """
@@ -198,8 +199,9 @@ class Receiver:
             except (OpsError, OSError) as exc:
                 done = {"status": "failed", "error": str(exc)}
             with self.lock:
-                for k, v in done.items():
-                    setattr(job, k, v)
+                if job.status != "interrupted":  # stop() has already said what became of it
+                    for k, v in done.items():
+                        setattr(job, k, v)
                 job.finished_at = time.time()
                 self._save()
                 self.lock.notify_all()
@@ -215,10 +217,22 @@ class Receiver:
                 self.lock.wait(left)
         return True
 
-    def stop(self) -> None:
+    def stop(self, *, kill_runs: bool = False) -> None:
+        """Stop taking work. With ``kill_runs`` (the ``serve`` process, whose every child is a
+        run's papermill and kernel) the runs in progress are ended now and recorded
+        ``interrupted`` — a restart never runs them twice, and nothing is left running."""
         with self.lock:
             self._stop = True
+            running = [j for j in self.jobs if j.status == "running"] if kill_runs else []
+            for j in running:
+                j.status, j.error = "interrupted", "the receiver stopped during this run"
+            if running:
+                self._save()
             self.lock.notify_all()
+        if running:
+            from .runner import kill_tree
+
+            kill_tree(os.getpid(), including=False)
         for t in self._threads:
             t.join(timeout=30)
 

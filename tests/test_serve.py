@@ -165,3 +165,81 @@ def test_a_full_queue_is_503_and_a_restart_runs_what_was_accepted_exactly_once(e
     finally:
         s.close()
     assert ran == [ids[1]] and statuses == {ids[0]: "interrupted", ids[1]: "done"}
+
+
+@pytest.mark.notebook
+def test_serve_stopped_mid_run_and_restarted_runs_nothing_twice_and_leaves_nothing_running(tmp_path):
+    """The real `python -m opslib serve` process, stopped (SIGTERM, as systemd or a deploy
+    does) while a run is in progress and another waits, then started again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.conftest import REPO, clean_env
+    from tests.servers import LocalHTTPServer, Reply, free_port
+
+    reports = tmp_path / "reports"
+    port = free_port()
+    env = clean_env(OPSLIB_REPORTS=str(reports), OPSLIB_WEBHOOK_TOKEN=TOKEN)
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen:
+        with (tmp_path / "serve.log").open("a") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "opslib", "serve", "--listen",
+                                     f"127.0.0.1:{port}", "--workers", "1"], env=env, cwd=REPO,
+                                    stdout=log, stderr=log)
+        for _ in range(150):
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                return proc
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError((tmp_path / "serve.log").read_text())
+
+    def runs() -> dict[str, dict]:
+        return {r["incident"]: r for r in httpx.get(url + "/runs", timeout=5).json()["runs"]}
+
+    def post(group: str, app_url: str):
+        r = httpx.post(url + "/alertmanager", json=payload(alert(app_url=app_url), group=group),
+                       headers={"authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert r.status_code == 202, r.text
+
+    slow = LocalHTTPServer(lambda req: Reply(200, {"status": "ok"}, delay=3.0))
+    with slow:
+        serve = start()
+        try:
+            post("slow", slow.url)  # five probes of 3 s each: still running when stopped
+            post("next", "http://127.0.0.1:9")  # waits behind it
+            deadline = time.monotonic() + 60
+            while runs()[incident_for("slow")]["status"] != "running":
+                assert time.monotonic() < deadline, runs()
+                time.sleep(0.2)
+            time.sleep(1.0)  # the run's kernel is up and probing
+            children = psutil.Process(serve.pid).children(recursive=True)
+            assert children, "a run executes in child processes (papermill, the kernel)"
+            serve.send_signal(signal.SIGTERM)
+            assert serve.wait(timeout=60) == 0
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+        # nothing of the run is left running
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], alive
+        serve = start()
+        try:
+            deadline = time.monotonic() + 120
+            while runs()[incident_for("next")]["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline, runs()
+                time.sleep(0.3)
+            final = runs()
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=60)
+    assert final[incident_for("slow")]["status"] == "interrupted"
+    assert final[incident_for("next")]["status"] == "done"
+    # the interrupted alert was not run again: its only requests are from before the stop
+    assert len(slow.requests) <= 5
+    assert len(final) == 2
