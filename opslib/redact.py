@@ -72,6 +72,11 @@ def _variants(value: str) -> set[str]:
     """Forms a secret takes once embedded in JSON, HTML or a URL."""
     forms = {value, json.dumps(value)[1:-1], html.escape(value), quote(value, safe=""),
              quote(value)}
+    if not value.isascii():
+        # a non-ASCII secret in a body read with the wrong charset: its UTF-8 bytes as
+        # Latin-1 / Windows-1252 text (what a server labelling UTF-8 as ISO-8859-1 gives)
+        raw = value.encode("utf-8")
+        forms |= {raw.decode("latin-1"), raw.decode("cp1252", errors="replace")}
     return {f for f in forms if len(f) >= _MIN_LITERAL}
 
 

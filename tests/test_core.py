@@ -320,3 +320,14 @@ def test_the_second_macaroon_of_a_url_encoded_token_list_is_redacted():
     r = Redactor()
     text = r.text("GET /logs?token=fm2_FirstMacaroonAbcdef%2Cfm2_SecondMacaroon123456 HTTP/1.1")
     assert "FirstMacaroon" not in text and "SecondMacaroon" not in text
+
+
+def test_a_non_ascii_secret_read_with_the_wrong_charset_is_still_redacted():
+    """Its UTF-8 bytes shown as Latin-1 or Windows-1252 text (a server that labels UTF-8 as
+    ISO-8859-1) are the same secret."""
+    secret = "Pässwörd-Ünïcødé-4711"
+    r = Redactor.from_env({"DATABASE_URL": "postgresql://u:P%C3%A4ssw%C3%B6rd-%C3%9Cn%C3%AFc"
+                                           "%C3%B8d%C3%A9-4711@db:5432/d"})
+    for shown in (secret, secret.encode().decode("latin-1"),
+                  secret.encode().decode("cp1252", errors="replace")):
+        assert r.text(f"login failed: {shown}!") == f"login failed: {MASK}!", shown

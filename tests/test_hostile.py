@@ -48,6 +48,28 @@ def test_a_body_that_is_not_utf8_is_redacted_before_it_is_stored(reports):
     assert stored and stored[0]["response"]["body_redacted"] is True
 
 
+def test_a_non_ascii_secret_is_redacted_in_every_form_even_read_with_the_wrong_charset(reports):
+    """A database password with non-ASCII letters, echoed by a server that labels its UTF-8
+    body ISO-8859-1: read as text it becomes mojibake (``pÃ¤ss…``), which is still the
+    secret."""
+    from urllib.parse import quote
+
+    password = "Pässwörd-Ünïcødé-4711"
+    body = f"db login failed for password={password}".encode()
+    with LocalHTTPServer(lambda r: Reply(500, body, headers={
+            "content-type": "text/plain; charset=iso-8859-1"})) as app:
+        proc = opslib_run("run", "health", "--app-url", app.url, "-p", "probes=1",
+                          env=clean_env(OPSLIB_REPORTS=str(reports),
+                                        DATABASE_URL=f"postgresql://u:{quote(password)}@127.0.0.1:1/d"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    everything = _everything(only_run(reports)) + proc.stdout.encode()
+    mojibake = password.encode().decode("latin-1")
+    forms = {password, mojibake, json.dumps(password)[1:-1], json.dumps(mojibake)[1:-1],
+             quote(password)}
+    leaks = [f for f in forms if f.encode() in everything or f[:10].encode() in everything]
+    assert not leaks, leaks
+
+
 def test_an_error_excerpt_is_redacted_before_it_is_cut(reports):
     """The password straddles the 200-character cut of an error excerpt: cut first, its
     head would no longer be recognised and would reach findings, HTML and the terminal."""
