@@ -174,14 +174,19 @@ def apply_plan(ctx: ApplyContext, runbook: str, actions: list[Action], *, apply:
         raise ApplyRefused("actions can only be applied to a live target",
                            hint="run with app=<your app> (target live)")
     if confirm.strip().lower() != digest:
+        if actions:
+            why = (f"confirmation {confirm!r} does not match the current plan {digest}: the "
+                   "target changed since the plan was made, or the digest is wrong — nothing "
+                   "was applied; review the current plan and confirm its digest")
+        else:  # e.g. the same apply run again after it worked
+            why = (f"nothing to apply: the target no longer needs plan {confirm!r} (already "
+                   "applied, or fixed another way); nothing was changed")
         for a in actions:
             a.status = "refused"
-            a.result = {"reason": f"confirmation {confirm!r} does not match the current plan "
-                                  f"{digest}: the target changed since the plan was made, or the "
-                                  "digest is wrong"}
+            a.result = {"reason": why}
             ctx.session.event(source="actions", operation=f"refused {a.kind}", target=a.id,
                               outcome="refused", duration_ms=0, size=0)
-        record["outcome"] = "refused"
+        record.update(outcome="refused", reason=why)
         return record
     if not actions:
         record["outcome"] = "nothing to apply"

@@ -765,6 +765,9 @@ def summary_text(outcome: RunOutcome, reports_root: Path | None = None) -> str:
         if f.get("plan_digest"):
             lines.append(f"  plan digest {f['plan_digest']} (apply: make run issue={f['runbook']} … "
                          f"apply=true confirm={f['plan_digest']})")
+    applied = f.get("apply") or {}
+    if applied.get("outcome") == "refused":
+        lines.append(f"apply refused: {plain(applied.get('reason') or 'see findings.json')}")
     lines.append(f"evidence: {where}/  (verify: make verify path={where})")
     return "\n".join(lines)
 

@@ -263,6 +263,8 @@ def test_remediation_is_gated_by_the_plan_digest(reports):
         refused = latest()
         assert refused["apply"]["outcome"] == "refused"
         assert [a["status"] for a in refused["actions"]] == ["refused"]
+        assert "apply refused: confirmation '0000000000000000' does not match the current " \
+               f"plan {digest}" in proc.stdout
         assert fly.mutations == []
 
         proc = opslib_cli(*base, "--incident", "p3", "--apply", "--confirm", digest, env=env)
@@ -280,6 +282,8 @@ def test_remediation_is_gated_by_the_plan_digest(reports):
         proc = opslib_cli(*base, "--incident", "p4", "--apply", "--confirm", digest, env=env)
         assert proc.returncode == 1
         assert latest()["apply"]["outcome"] == "refused"
+        assert f"apply refused: nothing to apply: the target no longer needs plan '{digest}'" \
+            in proc.stdout, proc.stdout
         assert len(fly.mutations) == 1
 
 

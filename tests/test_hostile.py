@@ -7,7 +7,7 @@ import base64
 import json
 from pathlib import Path
 
-from tests.conftest import clean_env, only_run
+from tests.conftest import clean_env, only_run, run_dirs
 from tests.inprocess import opslib_run
 from tests.servers import LocalHTTPServer, Reply
 
@@ -399,3 +399,18 @@ def test_a_malformed_supabase_project_answer_is_unknown_not_ok_or_down():
         assert (f.id, f.severity) == ("supabase-project", "unknown"), project
     f, = database.assess_project({"status": "INACTIVE"}, None, None, None, "ref")
     assert f.severity == "critical" and f.title == "project is INACTIVE"
+
+
+def test_logs_that_could_not_be_read_never_say_no_incident_signals(reports):
+    """Blind is not green: when the logs API cannot be read, neither the logs runbook nor a
+    runbook's "recent logs" section claims the logs were quiet."""
+    env = clean_env(OPSLIB_REPORTS=str(reports), FLY_API_TOKEN=TOKEN,
+                    FLY_API_BASE_URL="http://127.0.0.1:9", FLY_FLAPS_BASE_URL="http://127.0.0.1:9")
+    for runbook in ("logs", "memory"):
+        proc = opslib_run("run", runbook, "--app", "live-app", "--incident", "blind", env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "no incident signals" not in proc.stdout.lower()
+    for run in run_dirs(reports):
+        found = json.loads((run / "findings.json").read_text())
+        assert found["severity"] == "unknown", (run.name, found["severity"])
+        assert "logs.no_signals" not in [f["id"] for f in found["findings"]], run.name
