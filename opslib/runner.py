@@ -344,6 +344,19 @@ def _execute_in_child(job_path: Path, child_env: dict[str, str], staging: Path, 
     Returns (killed, return code).
     """
     deadline = time.monotonic() + timeout + KILL_GRACE_S
+    # the kernel's connection file (its ports and HMAC key; jupyter_client writes it with
+    # mkstemp) and any temporary file of the execution live in a folder of this run's own,
+    # removed however the execution ends: a killed kernel leaves nothing behind
+    runtime = tempfile.mkdtemp(prefix="opslib-kernel-")
+    child_env = {**child_env, "JUPYTER_RUNTIME_DIR": runtime, "TMPDIR": runtime}
+    try:
+        return _watch_child(job_path, child_env, staging, timeout, note, deadline)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _watch_child(job_path: Path, child_env: dict[str, str], staging: Path, timeout: float,
+                 note: Callable[[str], None], deadline: float) -> tuple[bool, int | None]:
     with open(staging / ".child.log", "wb") as errfh:
         proc = subprocess.Popen([sys.executable, "-m", "opslib._execute", str(job_path)],
                                 stdout=errfh, stderr=subprocess.STDOUT, env=child_env,

@@ -213,9 +213,21 @@ def test_runner_kills_a_stuck_execution_at_the_deadline(reports, monkeypatch):
         return real_popen(cmd, **kw)
 
     monkeypatch.setattr(runner.subprocess, "Popen", popen)
+    # where Jupyter would put the kernel's connection file (ports and HMAC key)
+    runtime = reports.parent / "jupyter-runtime"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("TMPDIR", str(reports.parent))
+    tempfile.tempdir = None  # TMPDIR is read again
     before = {p.pid for p in psutil.process_iter()}
-    outcome = runner.execute(prep)
+    try:
+        outcome = runner.execute(prep)
+    finally:
+        tempfile.tempdir = None
+        monkeypatch.delenv("TMPDIR")
     assert outcome.status == "timeout" and outcome.exit_code == 1
+    # the killed kernel left no connection file (ports and HMAC key) anywhere
+    left = [p for p in reports.parent.rglob("*.json") if '"signature_scheme"' in p.read_text()]
+    assert left == [] and not list(reports.parent.glob("opslib-kernel-*"))
     def ours(p: psutil.Process) -> bool:  # other suites may run kernels on this machine too
         try:
             return str(reports) in p.cwd()
