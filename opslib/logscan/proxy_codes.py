@@ -87,6 +87,9 @@ LEGACY_TEXTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"could not find a good candidate within \d+ attempts", re.I), "PR04"),
     (re.compile(r"no known healthy instances found for route", re.I), "PR01"),
     (re.compile(r"could not complete HTTP request to instance", re.I), "PU02"),
+    # "could not send/make HTTP request to instance: connection error: timed out" (2023 proxies)
+    (re.compile(r"could not (?:send|make) HTTP request to instance: connection error: timed out", re.I), "PC05"),
+    (re.compile(r"could not (?:send|make) HTTP request to instance", re.I), "PU02"),
     (re.compile(r"no valid tls certificate was found for SNI", re.I), "PT05"),
     (re.compile(r"could not wake up machine due to a timeout", re.I), "PM03"),
 )
