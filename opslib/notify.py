@@ -7,7 +7,8 @@ Configured from the environment (all optional; these are secrets and never reach
 * ``PAGERDUTY_ROUTING_KEY`` (``PAGERDUTY_EVENTS_URL`` overrides
   ``https://events.pagerduty.com``) — Events API v2: ``trigger`` for a run at warning or worse
   (or ``unknown``), with ``dedup_key`` ``opslib-<incident>`` (one incident in PagerDuty per
-  incident here); ``resolve`` when the alert resolves (:func:`resolve`).
+  incident here); ``resolve`` when the alert resolves (:func:`resolve`) and when a run of the
+  incident is green.
 * ``OPS_ESCALATION_L2_SLACK_WEBHOOK_URL`` / ``OPS_ESCALATION_L2_PAGERDUTY_ROUTING_KEY`` and
   the same with ``L3``: the routes of the seed's Level 2 (Platform Team) and Level 3 (Security
   Team). A run at that level notifies its route too — a security suspicion reaches Level 3 at
@@ -130,6 +131,11 @@ def notify(findings: dict[str, Any], evidence: str, review: str,
         elif severity in PD_SEVERITY:  # PagerDuty pages only for something to act on
             base = (env.get("PAGERDUTY_EVENTS_URL") or PAGERDUTY_URL).rstrip("/")
             result = _send(f"{base}/v2/enqueue", pagerduty_event(secret, findings, evidence))
+        elif severity == "ok":  # the runbook is green: the incident's page, if any, resolves
+            base = (env.get("PAGERDUTY_EVENTS_URL") or PAGERDUTY_URL).rstrip("/")
+            result = {"event_action": "resolve", **_send(f"{base}/v2/enqueue", {
+                "routing_key": secret, "event_action": "resolve",
+                "dedup_key": dedup_key(str(findings.get("incident")))})}
         else:
             result = {"outcome": "not sent", "detail": f"severity {severity}: nothing to page"}
         out.append({"channel": kind, "route": route, **result})

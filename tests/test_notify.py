@@ -107,12 +107,16 @@ def test_level_routes_and_no_page_for_a_green_run(reports, tmp_path):
     with PagerDutyStandIn() as pd:
         green = {"severity": "ok", "escalation": {"level": 3}, "incident": "i", "app": "a",
                  "runbook": "health", "findings": []}
+        # a green run pages no one: it resolves the incident's page, if one is open
         out = notify.notify(green, "e", "r", {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
                                               "PAGERDUTY_EVENTS_URL": pd.url})
-        assert out[0]["outcome"] == "not sent" and pd.requests == []
+        assert out[0]["event_action"] == "resolve" and out[0]["outcome"] == "delivered"
         resolved = notify.resolve("i", {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
                                         "PAGERDUTY_EVENTS_URL": pd.url})
         assert resolved[0]["outcome"] == "delivered"
-        assert json.loads(pd.requests[0].body) == {"routing_key": ROUTING_KEY,
-                                                   "event_action": "resolve",
-                                                   "dedup_key": "opslib-i"}
+        assert [json.loads(r.body) for r in pd.requests] == [
+            {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": "opslib-i"}] * 2
+        # nothing to act on and not green (an info-only run): nothing is sent
+        out = notify.notify({**green, "severity": "info"}, "e", "r",
+                            {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY, "PAGERDUTY_EVENTS_URL": pd.url})
+        assert out[0]["outcome"] == "not sent" and len(pd.requests) == 2
