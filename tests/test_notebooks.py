@@ -2,14 +2,13 @@
 in a real kernel on its default demo scenario.
 
 The other runbook tests run the notebooks' code in this process (tests/inprocess.py); here
-each notebook runs once through papermill, two at a time, and its findings must equal the
-in-process run's — so the faster path is shown to test what users run.
+each notebook runs once through papermill (one test each, spread over the workers), and its
+findings must equal the in-process run's — so the faster path is shown to test what users run.
 """
 from __future__ import annotations
 
 import ast
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import papermill
@@ -31,33 +30,32 @@ def test_there_is_a_notebook_per_runbook_of_the_design():
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_every_notebook_runs_end_to_end_in_papermill_like_in_process(tmp_path, monkeypatch):
-    for name in SCRUB:
-        monkeypatch.delenv(name, raising=False)
-    names = sorted(runbooks())
-    preps = [runner.prepare(runner.RunRequest(name, incident=name, reports=tmp_path / "papermill"))
-             for name in names]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # as triage does: a kernel per core
-        outcomes = dict(zip(names, pool.map(runner.execute, preps)))
-    for name, outcome in outcomes.items():
-        run = outcome.path
-        f = findings(run)
-        assert f["status"] == "ok", (name, f.get("error"))
-        assert f["findings"], f"{name}: no findings"
-        manifest = json.loads((run / "EVIDENCE_MANIFEST.json").read_text())
-        assert manifest["run"]["papermill_version"] == papermill.__version__, name
-        executed = nbformat.read(str(run / f"{name}.ipynb"), as_version=4)
-        assert executed.metadata.papermill.get("exception") is None, name
-        assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
-        html = (run / f"{name}.html").read_text()
-        assert "App Name" in html and "Demo target" in html, f"{name}: header not rendered"
-        # the same run in process asks the same questions and finds the same
-        reports = tmp_path / "inprocess" / name
-        proc = opslib_run("run", name, env=clean_env(OPSLIB_REPORTS=str(reports)))
-        assert proc.returncode == 0, proc.stderr
-        twin = findings(only_run(reports))
-        for key in ("severity", "findings", "actions", "escalation", "plan_digest"):
-            assert twin.get(key) == f.get(key), (name, key)
+@pytest.mark.parametrize("name", [p.stem for p in NOTEBOOKS])
+def test_every_notebook_runs_end_to_end_in_papermill_like_in_process(name, tmp_path, monkeypatch):
+    """One notebook per test, so the suite's workers share the twelve kernels."""
+    for var in SCRUB:
+        monkeypatch.delenv(var, raising=False)
+    assert name in runbooks()
+    outcome = runner.execute(runner.prepare(runner.RunRequest(
+        name, incident=name, reports=tmp_path / "papermill")))
+    run = outcome.path
+    f = findings(run)
+    assert f["status"] == "ok", (name, f.get("error"))
+    assert f["findings"], f"{name}: no findings"
+    manifest = json.loads((run / "EVIDENCE_MANIFEST.json").read_text())
+    assert manifest["run"]["papermill_version"] == papermill.__version__, name
+    executed = nbformat.read(str(run / f"{name}.ipynb"), as_version=4)
+    assert executed.metadata.papermill.get("exception") is None, name
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    html = (run / f"{name}.html").read_text()
+    assert "App Name" in html and "Demo target" in html, f"{name}: header not rendered"
+    # the same run in process asks the same questions and finds the same
+    reports = tmp_path / "inprocess" / name
+    proc = opslib_run("run", name, env=clean_env(OPSLIB_REPORTS=str(reports)))
+    assert proc.returncode == 0, proc.stderr
+    twin = findings(only_run(reports))
+    for key in ("severity", "findings", "actions", "escalation", "plan_digest"):
+        assert twin.get(key) == f.get(key), (name, key)
 
 
 LOGIC = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.For, ast.While,
