@@ -399,6 +399,10 @@ def test_a_malformed_supabase_project_answer_is_unknown_not_ok_or_down():
         assert (f.id, f.severity) == ("supabase-project", "unknown"), project
     f, = database.assess_project({"status": "INACTIVE"}, None, None, None, "ref")
     assert f.severity == "critical" and f.title == "project is INACTIVE"
+    # a status the spec does not list (or UNKNOWN) is no verdict: never "CRITICAL project is ok"
+    for status in ("ok", "UNKNOWN", "active_healthy"):
+        f, = database.assess_project({"status": status}, None, None, None, "ref")
+        assert f.severity == "unknown" and "project is" not in f.title, status
 
 
 def test_logs_that_could_not_be_read_never_say_no_incident_signals(reports):

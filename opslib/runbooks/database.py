@@ -296,6 +296,11 @@ def assess_status(page: StatusPage | None, error: SourceError | None) -> list[Fi
                     source="supabase-status")]
 
 
+# statuses of the Management API spec (v1 project status enum) that mean the project does not serve
+PROJECT_DOWN = ("ACTIVE_UNHEALTHY", "INACTIVE", "INIT_FAILED", "REMOVED", "GOING_DOWN",
+                "PAUSING", "PAUSE_FAILED", "RESTORE_FAILED")
+
+
 def assess_project(project: dict | None, services: list | None, pooler: list | None,
                    error: SourceError | None, ref: str = "") -> list[Finding]:
     """Project status and database/pooler health from the Management API."""
@@ -322,6 +327,13 @@ def assess_project(project: dict | None, services: list | None, pooler: list | N
                                "the database is in a planned transition; connections fail "
                                "until it ends", source="supabase-api", escalate=2,
                                escalate_reason=L2))
+        elif status not in PROJECT_DOWN:
+            # "UNKNOWN", or a value the Management API spec does not list: not a verdict
+            out.append(Finding("supabase-project", "unknown",
+                               f"the Management API reports project status {excerpt(status, 40)!r}, "
+                               "which says nothing about whether it serves",
+                               "check the project in the Supabase dashboard",
+                               source="supabase-api"))
         else:
             hint = ("the project is paused: restore it in the Supabase dashboard"
                     if status == "INACTIVE" else "the project is not serving")
