@@ -156,6 +156,18 @@ def test_bare_lines_and_unparsed_lines_are_kept_and_counted() -> None:
     assert any("too many clients" in x for x in r.unparsed_examples)
 
 
+def test_an_apps_own_timestamped_lines_are_bare_not_unparsed_fly_text() -> None:
+    """Lines that start with an ISO timestamp but have no `fly logs` source column (an app's
+    own log copied from elsewhere, a shipper's raw file) are the app's messages: read as bare
+    lines, every one parsed and classified — not 'fly-text' with every line unparsed."""
+    data = (b"2024-05-28T12:00:00Z INFO http: GET /api/projects/1 200 4.1ms\n" * 40
+            + b"2024-05-28T12:00:01Z ERROR db: sorry, too many clients already\n")
+    r = analyze(io.BytesIO(data))
+    assert r.format == "bare"
+    assert r.unparsed == 0 and r.parsed == 41
+    assert summarize_counts(r) == {"pg_too_many_connections": 1}
+
+
 def test_malformed_json_lines_are_unparsed_not_fatal() -> None:
     data = (shipper(E(1, "app", A, "iad", "info", "ok")) + "\n{not json\n" + '{"no_message": 1}\n'
             + shipper(E(2, "app", A, "iad", "info", "(EMAXCONN) max client connections reached, limit: 200")) + "\n")

@@ -26,6 +26,12 @@ _FLY_TEXT = re.compile(
     rb"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d\S*\s"
 )
 _DASHBOARD = re.compile(rb"^\d{1,2}:\d\d:\d\d(?:\.\d+)?\s")
+# what makes a timestamped line `fly logs` text rather than an app's own timestamped line: the
+# source column, provider[instance] (or a bare 8/14-hex id in older flyctl), then the region
+# and the bracketed level
+_FLY_SOURCE = re.compile(
+    rb"\S*\s+(?:[A-Za-z][\w-]* ?\[[^\]\s]+\]|[0-9a-f]{8}|[0-9a-f]{14})\s+"
+    rb"(?:\x1b\[[0-9;]*m)*[a-z0-9]{2,5}(?:\x1b\[[0-9;]*m)*\s+\[")
 
 
 @dataclass
@@ -171,8 +177,13 @@ def sniff(head: bytes) -> str:
     lines = [ln for ln in head.split(b"\n")[:200] if ln.strip()]
     if len(head) > 65536 and lines:
         lines = lines[:-1]  # may be cut in the middle
-    fly = sum(1 for ln in lines if _FLY_TEXT.match(ln) or _DASHBOARD.match(ln))
+    fly = sum(1 for ln in lines if _DASHBOARD.match(ln) or _is_fly_line(ln))
     return "fly-text" if lines and fly * 2 >= len(lines) else "bare"
+
+
+def _is_fly_line(line: bytes) -> bool:
+    m = _FLY_TEXT.match(line)
+    return bool(m) and bool(_FLY_SOURCE.match(line, m.end() - 1))
 
 
 def iter_chunks(stream: IO[bytes], size: int, head: bytes = b"",
