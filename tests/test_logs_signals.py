@@ -155,3 +155,24 @@ def test_same_template_different_digits_are_judged_per_line() -> None:
     assert r.signal("app_exit_nonzero")["details"] == {"exit code 3": 1}
     assert r.signal("jwt_expired")["examples"] == [fly_text(E(4, "app", A, "iad", "info", "JWT expired")),
                                                    fly_text(E(5, "app", A, "iad", "info", "JWT expired"))]
+
+
+def test_the_signal_table_is_the_one_place_a_signal_is_defined():
+    """Each entry of `signals.TABLE` is a whole signal: every phrase it lists raises it on its
+    own (the kernel scans for it, the entry matches it), every signal the engine can raise has
+    a title, runbook and severity, and a family entry always has a way to match."""
+    from opslib.logscan import signals as S
+
+    keywords = {kw.decode() for kw, _ in S.kernel_keywords()}
+    for e in S.TABLE:
+        if not e.family:
+            continue
+        assert e.any or e.regex is not None or e.find is not None, e.id
+        assert set(e.keywords or e.any) <= keywords, e.id
+        if e.any and e.regex is None and e.context is None:
+            for phrase in e.any:
+                assert e.id in [sid for sid, _ in S.match(phrase, e.family)], (e.id, phrase)
+    raised = {e.id for e in S.TABLE if e.family and e.id != "proxy"} - S.STATEFUL
+    assert raised <= set(S.SIGNALS)
+    for d in S.SIGNALS.values():
+        assert d.title and d.runbook and d.severity in ("ok", "warning", "critical"), d.id

@@ -367,7 +367,7 @@ class Worker:
             order = (res.index, i)
             text = None
             for sid, details in hits:
-                if sid in S.STATEFUL or sid in ("app_exit_nonzero", "vm_exited_abruptly"):
+                if sid in S.STATEFUL or sid in S.CRASHES:
                     if text is None:
                         text = self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP))
                     ev = S.Event(order, t, iname, rname, sid, details, text)

@@ -128,7 +128,7 @@ def test_triage_runs_the_read_only_runbooks_into_one_incident(tmp_path, notebook
     assert f"skipped (not in this checkout): {', '.join(skipped)}" in out
     assert "capped at" in out or "at most 2 at a time" in out
     runs = run_dirs(reports)
-    assert {r.parent.name for r in runs} == {"tri-1"} and len(runs) == 2
+    assert {r.parent.name for r in runs} == {"tri-1"} and len(runs) == 2, out + proc.stderr
     lines = out.splitlines()
     order = [ln.split()[1] for ln in lines if ln.startswith(("CRITICAL ", "WARNING ", "UNKNOWN "))]
     assert order == ["health", "memory"], "worst first: critical before a failed run"
