@@ -29,6 +29,8 @@ jobs ?=
 replay ?=
 
 q = '$(subst ','\'',$(1))'
+# test workers: one more than the cores, as the tests wait on kernels and servers much of the time
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
 RUN_FLAGS = $(if $(app),--app $(call q,$(app))) \
 	$(if $(app_url),--app-url $(call q,$(app_url))) \
 	$(if $(incident),--incident $(call q,$(incident))) \
@@ -118,11 +120,11 @@ lab: $(KERNELS) ## Open JupyterLab on notebooks/ with the opslib kernel
 
 test: $(KERNELS) ## Run the whole test suite (installs PostgreSQL and Chromium if missing)
 	@tests/system-deps.sh
-	$(PY) -m pytest -n auto $(if $(CI),-p no:cacheprovider,) -q tests
+	$(PY) -m pytest -n $(TEST_WORKERS) $(if $(CI),-p no:cacheprovider,) -q tests
 
 test-fast: $(KERNELS) ## The quick loop: every test but papermill, browser and large-input ones
 	@tests/system-deps.sh
-	$(PY) -m pytest -n auto -q -m "not slow" tests
+	$(PY) -m pytest -n $(TEST_WORKERS) -q -m "not slow" tests
 
 clean: ## Remove the virtual environment (reports/ is left alone)
 	rm -rf $(VENV)

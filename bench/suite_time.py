@@ -44,8 +44,10 @@ def papermill_floor(runs: int = 3) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", dest="marker", default="", help="pytest -m expression (default: all)")
-    ap.add_argument("-n", dest="workers", default="auto",
-                    help="pytest-xdist workers, as make test uses (default: auto; 0: one process)")
+    import os
+
+    ap.add_argument("-n", dest="workers", default=str((os.cpu_count() or 1) + 1),
+                    help="pytest-xdist workers, as make test uses (default: cores + 1; 0: one process)")
     args = ap.parse_args()
     floor_before = papermill_floor()
     cmd = [sys.executable, "-m", "pytest", "-n", args.workers, "-q", "-p", "no:cacheprovider",
