@@ -985,8 +985,10 @@ def _equal(v, c):
 
 @njit(nogil=True, cache=True)
 def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other, slot):
-    """Template slot of every message: a hash where tokens of ``[A-Za-z0-9_.-]`` holding a
-    digit count as one mask (code-like tokens such as ``PC01`` are kept).
+    """Template slot of every message: a hash where what varies counts as one mask: tokens of
+    ``[A-Za-z0-9_.-]`` (and ``@`` after the first byte) holding a digit or an ``@``, and quoted
+    values (a token alone between matching quotes, not a JSON key); code-like tokens such as
+    ``PC01`` are kept. The same rule as ``engine.mask_template``.
 
     Separators are hashed byte by byte; a token is read eight bytes at a time, its bytes
     and digits classified in the word at once, so its end costs one jump, not one per byte.
@@ -1012,11 +1014,13 @@ def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl
             t0 = p
             th = np.uint64(0)
             digits = np.uint64(0)
+            ats = np.uint64(0)
             while p < m1:
                 x = _word_at(buf, p, nbuf)
                 v = x & _L7F
+                # token bytes: letters, digits, _ . - and, after its first byte, @ (e-mails)
                 tok = (_in_range(v | _L20, 97, 122) | _in_range(v, 48, 57) | _equal(v, 95) | _equal(v, 46)
-                       | _equal(v, 45)) & ~x
+                       | _equal(v, 45) | _equal(v, 64)) & ~x
                 if m1 - p < 8:
                     tok &= (np.uint64(1) << np.uint64(8 * (m1 - p))) - np.uint64(1)
                 stop = ~tok & _HIGH
@@ -1026,10 +1030,20 @@ def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl
                 keep = np.uint64(0xFFFFFFFFFFFFFFFF) if k == 8 else (np.uint64(1) << np.uint64(8 * k)) - np.uint64(1)
                 th = (th ^ (x & keep)) * FNV_PRIME
                 digits |= _in_range(v, 48, 57) & keep
+                ats |= _equal(v, 64) & keep
                 p += k
                 if k < 8:
                     break
-            if digits != 0 and not ((comb[at(buf, t0)] >> 5) & 4 and p - t0 <= 10 and _code_like(buf, comb, t0, p)):
+            if digits != 0 and (comb[at(buf, t0)] >> 5) & 4 and p - t0 <= 10 and _code_like(buf, comb, t0, p):
+                masked = False  # a code such as PC01 or PGRST303 stays
+            elif digits != 0 or ats != 0:
+                masked = True  # ids, numbers, addresses, e-mails
+            else:
+                # a quoted value ("alice", 'eu-west'), but not a JSON key ("status":)
+                q = at(buf, t0 - 1) if t0 > m0 else 0
+                masked = ((q == 34 or q == 39) and p < m1 and at(buf, p) == q
+                          and not (p + 1 < m1 and at(buf, p + 1) == 58))
+            if masked:
                 h = (h ^ MASK_MARK) * FNV_PRIME
             else:
                 h = (h ^ (th * FNV_PRIME)) * FNV_PRIME

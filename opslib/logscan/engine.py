@@ -48,7 +48,7 @@ _TEXT_SLOW = re.compile(
     re.S,
 )
 _DASH = re.compile(r"^(\d{1,2}):(\d\d):(\d\d)(?:\.\d+)?\s+(.*)$", re.S)
-_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
+_TOKEN = re.compile(r"[A-Za-z0-9_.\-][A-Za-z0-9_.\-@]*")
 _CODE_TOKEN = re.compile(r"[A-Z]{2,}[0-9]+")
 _PROVIDERS = {"app": K.P_APP, "runner": K.P_RUNNER, "proxy": K.P_PROXY, "health": K.P_HEALTH}
 _LEVELS = {"info": K.L_INFO, "error": K.L_ERROR, "err": K.L_ERROR, "warn": K.L_WARN, "warning": K.L_WARN,
@@ -59,17 +59,24 @@ _JSON_KEYS = tuple(np.frombuffer(k, dtype=np.uint8).copy()
 
 
 def mask_template(message: str) -> str:
-    """The template of a message: tokens holding a digit become ``<*>`` (codes like PC01 stay).
+    """The template of a message: what varies becomes ``<*>`` — tokens holding a digit or an
+    ``@`` (ids, numbers, addresses, e-mails) and quoted values (a token alone between matching
+    quotes, not a JSON key); codes such as PC01 or PGRST303 stay.
 
     Same rule as the kernel's hash, so the text shown is the text that was counted.
     """
     def sub(m: re.Match[str]) -> str:
         tok = m.group(0)
-        if not any(c.isdigit() for c in tok):
+        digits = any("0" <= c <= "9" for c in tok)
+        if digits and len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok):
             return tok
-        if len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok):
-            return tok
-        return "<*>"
+        if digits or "@" in tok:
+            return "<*>"
+        s, e = m.start(), m.end()
+        q = message[s - 1] if s > 0 else ""
+        if q in ("\"", "'") and e < len(message) and message[e] == q and message[e + 1:e + 2] != ":":
+            return "<*>"
+        return tok
 
     return _TOKEN.sub(sub, message)
 
