@@ -357,3 +357,34 @@ def test_no_secret_reaches_the_run_folder(reports, pressured):
     finally:
         with psycopg.connect(pressured.dsn(), autocommit=True) as c:
             c.execute("DROP ROLE canary")
+
+
+def test_the_apps_own_pool_and_prepared_statements_are_read_against_the_database_now():
+    """Driver-side messages (the app's pool timing out; prepared statements through the
+    transaction pooler) are read with the connections in use now and the pooler's mode."""
+    import io
+
+    import pandas as pd
+
+    from opslib.logscan import analyze
+
+    lines = ["Timed out fetching a new connection from the connection pool. More info: "
+             "http://pris.ly/d/connection-pool (Current connection pool timeout: 10, connection limit: 5)",
+             'ERROR: prepared statement "s0" already exists'] * 3
+    report = analyze(io.BytesIO("".join(x + "\n" for x in lines).encode()))
+    tx = [{"pool_mode": "transaction", "default_pool_size": 15}]
+
+    def judged(pct: float) -> dict:
+        found = database.assess_logs(report, pd.DataFrame([{"pct": pct}]), None, tx, None,
+                                     dict(THRESHOLDS))
+        return {f.id: f for f in found}
+
+    roomy = judged(30.0)
+    assert roomy["db-logs-app-pool"].severity == "critical"
+    assert "only 30% of max_connections are in use: the app's pool is too small" in \
+        roomy["db-logs-app-pool"].title
+    assert roomy["db-logs-prepared"].severity == "warning"
+    assert "pool_mode transaction" in roomy["db-logs-prepared"].title
+    assert "statement_cache_size=0" in roomy["db-logs-prepared"].detail
+    full = judged(97.0)
+    assert "97% of max_connections in use: the database is the limit" in full["db-logs-app-pool"].title

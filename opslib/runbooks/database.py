@@ -39,7 +39,12 @@ from ..thresholds import classify
 CAPACITY_KINDS = ("too_many_clients", "reserved_slots", "supavisor_limit")
 INFRA_KINDS = ("dns", "refused", "timeout", "ssl", "unavailable", "error")
 DB_COMPONENTS = ("database", "pooler", "supavisor", "connection", "postgres")
-UNREACHABLE_SIGNALS = ("db_connection_refused", "db_dns_failure", "db_connection_closed")
+UNREACHABLE_SIGNALS = ("db_connection_refused", "db_dns_failure", "db_connection_closed",
+                       "db_unreachable")
+# how each driver turns prepared statements off (for transaction-mode pooling)
+PREPARED_FIX = ("Prisma `?pgbouncer=true`, postgres.js `prepare: false`, asyncpg "
+                "`statement_cache_size=0`, pgx `default_query_exec_mode=simple_protocol`, "
+                "Npgsql `Max Auto Prepare=0`, JDBC `prepareThreshold=0`")
 
 
 @dataclass(frozen=True)
@@ -401,6 +406,40 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
                "timeout); look for who opened connections at that time, and set "
                "idle_in_transaction_session_timeout."),
             recent_logs.signal_evidence(slots), source="logs"))
+    app_pool = report.signal("db_pool_timeout")
+    if app_pool is not None:
+        pct = float(capacity.iloc[0]["pct"]) if capacity is not None and len(capacity) else None
+        warn = limits["connections_pct"][0]
+        full_now = refused_for_capacity(db_error) or (pct is not None and pct > warn)
+        out.append(Finding(
+            "db-logs-app-pool", "critical",
+            f"the app's own connection pool timed out {app_pool['count']}x "
+            f"{recent_logs.span(app_pool)}"
+            + (f", with {pct:.0f}% of max_connections in use: the database is the limit"
+               if full_now and pct is not None else
+               f", while only {pct:.0f}% of max_connections are in use: the app's pool is "
+               "too small or its connections are held" if pct is not None else ""),
+            "The driver's pool (Prisma P2024, SQLAlchemy QueuePool, HikariCP, …) had no free "
+            "connection within its timeout. "
+            + ("The database's slots are taken too: find who holds them (by application, idle "
+               "in transaction)." if full_now else
+               "The database has room, so the limit is the app's: connections held by slow or "
+               "leaked transactions, or a pool smaller than the concurrency (connection_limit, "
+               "pool_size, maximumPoolSize) — check idle-in-transaction sessions from the app."),
+            recent_logs.signal_evidence(app_pool), source="logs"))
+    prepared = report.signal("db_prepared_statements")
+    if prepared is not None:
+        cfg = next((p for p in pooler or [] if isinstance(p, dict)), {})
+        mode = cfg.get("pool_mode")
+        out.append(Finding(
+            "db-logs-prepared", "warning",
+            f"queries failed on prepared statements {prepared['count']}x "
+            f"{recent_logs.span(prepared)}" + (f" (Supavisor pool_mode {mode})" if mode else ""),
+            "`prepared statement \"…\" already exists / does not exist` (42P05 / 26000): the "
+            "transaction pooler (port 6543) hands each transaction any server connection, so a "
+            "statement prepared on one is missing or already there on the next. Turn prepared "
+            f"statements off ({PREPARED_FIX}) or use session mode (port 5432).",
+            recent_logs.signal_evidence(prepared), source="logs"))
     pool = report.signal("supavisor_pool_exhausted")
     if pool is not None:
         cfg = next((p for p in pooler or [] if isinstance(p, dict)), {})
