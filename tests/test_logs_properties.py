@@ -193,3 +193,40 @@ def test_a_damaged_gz_file_is_an_error_not_bytes(tmp_path) -> None:
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     proc = opslib_cli("logs", "--since", "99999999d", str(fake))
     assert proc.returncode == 2 and "reaches back before any log" in proc.stderr
+
+
+# pieces of real wording from the signal table, noise, ids, quotes and e-mails
+_PHRASES = sorted({w for e in __import__("opslib.logscan.signals", fromlist=["TABLE"]).TABLE
+                   for w in e.any})
+ORACLE_PIECE = st.one_of(
+    st.sampled_from(_PHRASES),
+    st.sampled_from(["Main child exited normally with code: 1", "exit status 0", "panic: boom",
+                     "http: panic serving 10.0.0.1:5", "Out of memory: Killed process 42 (node)",
+                     "Health check on port 8080 has failed", "[PC01] instance refused connection",
+                     'prepared statement "s0" already exists', 'role "web" does not exist',
+                     "connection refused 5432", "getaddrinfo ENOTFOUND db.x", "reached hard limit"]),
+    st.sampled_from(["GET /x 200", "user bob@example.com", '"', "'", ":", " ", "error", "id 1234",
+                     '{"code":"', '"}', "PGRST301", "db", "x"]),
+)
+
+
+@SETTINGS
+@given(msgs=st.lists(st.lists(ORACLE_PIECE, min_size=1, max_size=6).map("".join),
+                     min_size=1, max_size=30))
+def test_the_engine_computes_what_the_plain_python_reference_does(msgs: list[str]) -> None:
+    """The compiled engine (keyword filter, template cache, parallel chunks) against the
+    line-by-line reference (every family tried on every line): categories, templates, and
+    every signal that is counted per line."""
+    from opslib.logscan import signals as S
+    from opslib.logscan.reference import analyze_messages
+
+    ref = analyze_messages(msgs)
+    r = analyze(io.BytesIO("".join(m + "\n" for m in msgs).encode()), fmt="bare",
+                top_templates=10_000)
+    assert dict(r.categories) == {k: ref.categories.get(k, 0) for k in r.categories}
+    assert dict(zip(r.templates["template"], r.templates["count"], strict=True)) == dict(ref.templates)
+    per_line = {sid for sid in ref.hits if sid not in S.STATEFUL}
+    got = {s["id"]: s["count"] for s in r.signals if s["id"] in S.SIGNALS and s["id"] not in
+           ("oom_kill", "health_check_failing", "health_check_warning", "health_check_recovered",
+            "crash_loop", "http_5xx")}
+    assert got == {sid: ref.hits[sid] for sid in per_line}

@@ -985,10 +985,10 @@ def _equal(v, c):
 
 @njit(nogil=True, cache=True)
 def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other, slot):
-    """Template slot of every message: a hash where what varies counts as one mask: tokens of
-    ``[A-Za-z0-9_.-]`` (and ``@`` after the first byte) holding a digit or an ``@``, and quoted
-    values (a token alone between matching quotes, not a JSON key); code-like tokens such as
-    ``PC01`` are kept. The same rule as ``engine.mask_template``.
+    """Template slot of every message: a hash where tokens of ``[A-Za-z0-9_.-]`` (and ``@``
+    after the first byte) holding a digit or an ``@`` count as one mask (ids, numbers,
+    addresses, e-mails); code-like tokens such as ``PC01`` are kept. The same rule as
+    ``engine.mask_template``.
 
     Separators are hashed byte by byte; a token is read eight bytes at a time, its bytes
     and digits classified in the word at once, so its end costs one jump, not one per byte.
@@ -1034,15 +1034,11 @@ def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl
                 p += k
                 if k < 8:
                     break
-            if digits != 0 and (comb[at(buf, t0)] >> 5) & 4 and p - t0 <= 10 and _code_like(buf, comb, t0, p):
-                masked = False  # a code such as PC01 or PGRST303 stays
-            elif digits != 0 or ats != 0:
-                masked = True  # ids, numbers, addresses, e-mails
-            else:
-                # a quoted value ("alice", 'eu-west'), but not a JSON key ("status":)
-                q = at(buf, t0 - 1) if t0 > m0 else 0
-                masked = ((q == 34 or q == 39) and p < m1 and at(buf, p) == q
-                          and not (p + 1 < m1 and at(buf, p + 1) == 58))
+            # ids, numbers, addresses and e-mails are masked; a code such as PC01 or PGRST303
+            # stays. (Quoted words stay too: signal matches are cached per template, and a
+            # quoted code like "CERT_HAS_EXPIRED" must not share one with "SELF_SIGNED_CERT".)
+            masked = (digits != 0 and not ((comb[at(buf, t0)] >> 5) & 4 and p - t0 <= 10
+                                           and _code_like(buf, comb, t0, p))) or ats != 0
             if masked:
                 h = (h ^ MASK_MARK) * FNV_PRIME
             else:

@@ -59,9 +59,9 @@ _JSON_KEYS = tuple(np.frombuffer(k, dtype=np.uint8).copy()
 
 
 def mask_template(message: str) -> str:
-    """The template of a message: what varies becomes ``<*>`` — tokens holding a digit or an
-    ``@`` (ids, numbers, addresses, e-mails) and quoted values (a token alone between matching
-    quotes, not a JSON key); codes such as PC01 or PGRST303 stay.
+    """The template of a message: tokens holding a digit or an ``@`` (ids, numbers, addresses,
+    e-mails) become ``<*>``; codes such as PC01 or PGRST303 stay. Quoted words stay: signal
+    matches are cached per template, so a template must never hide the word a signal reads.
 
     Same rule as the kernel's hash, so the text shown is the text that was counted.
     """
@@ -70,13 +70,7 @@ def mask_template(message: str) -> str:
         digits = any("0" <= c <= "9" for c in tok)
         if digits and len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok):
             return tok
-        if digits or "@" in tok:
-            return "<*>"
-        s, e = m.start(), m.end()
-        q = message[s - 1] if s > 0 else ""
-        if q in ("\"", "'") and e < len(message) and message[e] == q and message[e + 1:e + 2] != ":":
-            return "<*>"
-        return tok
+        return "<*>" if digits or "@" in tok else tok
 
     return _TOKEN.sub(sub, message)
 
