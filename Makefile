@@ -83,8 +83,8 @@ run: $(KERNELS) ## Run a runbook: make run issue=health [app=… target=… para
 list: $(KERNELS) ## List every runbook with its parameters
 	@$(PY) -m opslib list
 
-serve: $(KERNELS) ## Receive Alertmanager webhooks and run the matching runbooks: make serve [listen=127.0.0.1:9095]
-	$(PY) -m opslib serve --listen $(call q,$(or $(listen),127.0.0.1:9095))
+serve: $(KERNELS) ## Receive Alertmanager webhooks and run the matching runbooks: make serve [listen=127.0.0.1:9095] [runbook_map=FILE]
+	$(PY) -m opslib serve --listen $(call q,$(or $(listen),127.0.0.1:9095)) $(if $(runbook_map),--runbook-map $(call q,$(runbook_map)))
 
 demo-alert: $(KERNELS) ## The alert flow on a demo incident, all local: make demo-alert [scenario=oom-loop|connection-leak]
 	$(PY) -m opslib demo-alert $(if $(scenario),--scenario $(call q,$(scenario)))

@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-queue", type=int, default=100, help="alerts waiting at most")
     sv.add_argument("--cooldown", type=float, default=300.0,
                     help="seconds before the same group's runbook runs again")
+    sv.add_argument("--runbook-map", default="", metavar="FILE",
+                    help="YAML: alert name -> runbook or list of runbooks (default: each "
+                         "alert's runbook annotation)")
 
     da = sub.add_parser("demo-alert", help="the alert flow on a demo incident: alert → serve → "
                                            "run → evidence → notification (all local)")
@@ -205,9 +208,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from .errors import UsageError
 
         raise UsageError("--workers and --max-queue must be 1 or more")
+    from pathlib import Path
+
+    from .serve import load_runbook_map
+
+    mapping = load_runbook_map(Path(args.runbook_map)) if args.runbook_map else None
     receiver = Receiver(reports_dir(), token=os.environ.get(TOKEN_ENV, ""),
                         workers=args.workers, max_queue=args.max_queue,
-                        cooldown_s=args.cooldown)
+                        cooldown_s=args.cooldown, runbook_map=mapping)
     server = make_server(receiver, args.listen)
     install_sigterm_handler()
     print(f"opslib serve: POST http://{args.listen}/alertmanager (GET /healthz, /runs); "

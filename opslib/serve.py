@@ -3,9 +3,9 @@
 ``python -m opslib serve [--listen 127.0.0.1:9095]`` (``make serve``):
 
 * ``POST /alertmanager`` — needs ``Authorization: Bearer $OPSLIB_WEBHOOK_TOKEN``. The body is
-  Alertmanager's webhook payload; each *firing* alert names its runbook (annotation or label
-  ``runbook``, as :mod:`opslib.alerts` writes them) and its app (label ``app``; label
-  ``app_url`` optional). Everything is checked before anything is accepted: a body over 1 MiB
+  Alertmanager's webhook payload; each *firing* alert's runbooks come from the mapping file
+  (``--runbook-map``: alert name → runbooks) or else its ``runbook`` annotation or label (as
+  :mod:`opslib.alerts` writes them), and its app from label ``app`` (``app_url`` optional). Everything is checked before anything is accepted: a body over 1 MiB
   is 413, invalid JSON, another payload version, an unknown runbook or a bad app name is 400
   naming the problem, and nothing runs. Otherwise 202 at once, with the ids accepted.
 * One incident per alert group (``groupKey``): its runs share
@@ -72,7 +72,8 @@ class Receiver:
     def __init__(self, reports: Path, *, token: str, workers: int | None = None,
                  max_queue: int = 100, cooldown_s: float = 300.0,
                  run: Callable[[Job], dict[str, Any]] | None = None,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None,
+                 runbook_map: dict[str, list[str]] | None = None) -> None:
         if not token:
             raise UsageError(f"${TOKEN_ENV} is not set: the receiver accepts no alert without it",
                              hint="export OPSLIB_WEBHOOK_TOKEN=<a long random string> and give "
@@ -81,6 +82,7 @@ class Receiver:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.max_queue, self.cooldown_s = max_queue, cooldown_s
         self.run = run or run_job
+        self.runbook_map = runbook_map or {}
         self.state_path = (state_dir or reports / "_serve") / "state.json"
         self.lock = threading.Condition()
         self.jobs: list[Job] = self._load()
@@ -134,10 +136,14 @@ class Receiver:
             if not isinstance(labels, dict):
                 raise WebhookRejected(f"alert {n} is not an object with labels", status=400)
             notes = alert.get("annotations") or {}
-            runbook = str(notes.get("runbook") or labels.get("runbook") or "")
-            if runbook not in known:
-                raise WebhookRejected(f"alert {n} ({labels.get('alertname', '?')}) names runbook "
-                                      f"{runbook!r}, which is not one of {', '.join(sorted(known))}", status=400)
+            alertname = str(labels.get("alertname") or "")
+            # the mapping file first (several runbooks per alert), else the rule's annotation
+            names = self.runbook_map.get(alertname) or [
+                str(notes.get("runbook") or labels.get("runbook") or "")]
+            for runbook in names:
+                if runbook not in known:
+                    raise WebhookRejected(f"alert {n} ({alertname or '?'}) names runbook "
+                                          f"{runbook!r}, which is not one of {', '.join(sorted(known))}", status=400)
             app = str(labels.get("app") or "")
             try:
                 check_app(app)
@@ -145,10 +151,10 @@ class Receiver:
                 raise WebhookRejected(f"alert {n}: {exc}", status=400) from None
             if not app:
                 raise WebhookRejected(f"alert {n} has no app label", status=400)
-            planned.append(Job(uuid.uuid4().hex[:12], group, incident_for(group), runbook, app,
-                               str(labels.get("app_url") or ""),
-                               str(labels.get("alertname") or ""),
-                               status="resolved" if alert.get("status") == "resolved" else "queued"))
+            planned += [Job(uuid.uuid4().hex[:12], group, incident_for(group), runbook, app,
+                            str(labels.get("app_url") or ""), alertname,
+                            status="resolved" if alert.get("status") == "resolved" else "queued")
+                        for runbook in names]
         with self.lock:
             queued = [j for j in planned if j.status == "queued"]
             waiting = sum(j.status == "queued" for j in self.jobs)
@@ -239,6 +245,33 @@ class Receiver:
     def snapshot(self) -> list[dict[str, Any]]:
         with self.lock:
             return [asdict(j) for j in self.jobs]
+
+
+def load_runbook_map(path: Path) -> dict[str, list[str]]:
+    """``alertname: [runbook, …]`` from a YAML or JSON file; refused (exit 2) when it is not
+    that shape or names a runbook this checkout does not have."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"--runbook-map {path}: {exc}",
+                         hint="a YAML mapping, e.g. OpslibErrorRateCritical: [not-responding, database]") from None
+    if not isinstance(raw, dict) or not raw:
+        raise UsageError(f"--runbook-map {path} is not a mapping of alert names to runbooks",
+                         hint="e.g. OpslibErrorRateCritical: [not-responding, database]")
+    known = set(runbooks())
+    out: dict[str, list[str]] = {}
+    for alert, names in raw.items():
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not names or not all(isinstance(x, str) for x in names):
+            raise UsageError(f"--runbook-map {path}: {alert!r} must name one runbook or a list of them")
+        unknown = [x for x in names if x not in known]
+        if unknown:
+            raise UsageError(f"--runbook-map {path}: {alert!r} names {', '.join(unknown)}, not one of "
+                             f"{', '.join(sorted(known))}")
+        out[str(alert)] = names
+    return out
 
 
 def run_job(job: Job, *, target: str = "", scenario: str = "") -> dict[str, Any]:

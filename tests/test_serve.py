@@ -243,3 +243,38 @@ def test_serve_stopped_mid_run_and_restarted_runs_nothing_twice_and_leaves_nothi
     # the interrupted alert was not run again: its only requests are from before the stop
     assert len(slow.requests) <= 5
     assert len(final) == 2
+
+
+def test_a_runbook_map_sends_one_alert_to_several_runbooks_and_bad_maps_are_refused(env, tmp_path):
+    from opslib.errors import UsageError
+    from opslib.serve import load_runbook_map
+    from tests.conftest import clean_env, opslib_cli
+
+    good = tmp_path / "map.yml"
+    good.write_text("OpslibErrorRateCritical: [not-responding, database]\nOpslibCpuUsageWarning: monitoring\n")
+    mapping = load_runbook_map(good)
+    assert mapping == {"OpslibErrorRateCritical": ["not-responding", "database"],
+                       "OpslibCpuUsageWarning": ["monitoring"]}
+    ran = []
+    s = Serving(env, workers=0, runbook_map=mapping, run=lambda job: ran.append(job) or {})
+    try:
+        r = s.post(payload(alert(runbook="health", alertname="OpslibErrorRateCritical"),
+                           group="{}:{app=\"demo-app\"}"))
+        assert r.status_code == 202, r.text
+        assert [(a["runbook"], a["status"]) for a in r.json()["accepted"]] == [
+            ("not-responding", "queued"), ("database", "queued")]
+        # an alert the map does not name falls back to its annotation
+        r = s.post(payload(alert(runbook="tls", alertname="Other"), group="g2"))
+        assert [a["runbook"] for a in r.json()["accepted"]] == ["tls"]
+    finally:
+        s.close()
+    for text, message in (("OpslibX: [reboot-everything]\n", "names reboot-everything"),
+                          ("- just\n- a list\n", "not a mapping"),
+                          ("OpslibX: {a: 1}\n", "must name one runbook")):
+        bad = tmp_path / "bad.yml"
+        bad.write_text(text)
+        with pytest.raises(UsageError, match=message):
+            load_runbook_map(bad)
+    proc = opslib_cli("serve", "--runbook-map", str(bad), "--listen", "127.0.0.1:0",
+                      env=clean_env(OPSLIB_REPORTS=str(env), OPSLIB_WEBHOOK_TOKEN=TOKEN))
+    assert proc.returncode == 2 and "must name one runbook" in proc.stderr
