@@ -53,6 +53,7 @@ class Job:
     app: str
     app_url: str = ""
     alertname: str = ""
+    instance: str = ""  # the alert's `instance` label (a Fly machine id), for the operator
     status: str = "queued"  # queued | running | done | failed | deduplicated | resolved | interrupted
     accepted_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -153,6 +154,7 @@ class Receiver:
                 raise WebhookRejected(f"alert {n} has no app label", status=400)
             planned += [Job(uuid.uuid4().hex[:12], group, incident_for(group), runbook, app,
                             str(labels.get("app_url") or ""), alertname,
+                            str(labels.get("instance") or "")[:64],
                             status="resolved" if alert.get("status") == "resolved" else "queued")
                         for runbook in names]
         with self.lock:

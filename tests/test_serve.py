@@ -258,9 +258,10 @@ def test_a_runbook_map_sends_one_alert_to_several_runbooks_and_bad_maps_are_refu
     ran = []
     s = Serving(env, workers=0, runbook_map=mapping, run=lambda job: ran.append(job) or {})
     try:
-        r = s.post(payload(alert(runbook="health", alertname="OpslibErrorRateCritical"),
-                           group="{}:{app=\"demo-app\"}"))
+        r = s.post(payload(alert(runbook="health", alertname="OpslibErrorRateCritical",
+                                 instance="148ed193b95089"), group="{}:{app=\"demo-app\"}"))
         assert r.status_code == 202, r.text
+        assert {j["instance"] for j in s.runs()} == {"148ed193b95089"}
         assert [(a["runbook"], a["status"]) for a in r.json()["accepted"]] == [
             ("not-responding", "queued"), ("database", "queued")]
         # an alert the map does not name falls back to its annotation
