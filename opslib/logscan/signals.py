@@ -248,6 +248,9 @@ TABLE: list[SignalDef] = [
        family=FAM_JWT, any=("token signature is invalid", "invalid signature",
                             "JWSInvalidSignature", "jwt malformed", "token is malformed",
                             "Expected 3 parts in JWT", "unable to parse or verify signature")),
+    _d("jwt_secret_missing", "API server has no usable JWT secret (PostgREST PGRST300): every "
+       "token is refused", "auth", "critical", family=FAM_JWT,
+       any=("Server lacks JWT secret", "PGRST300")),
     _d("invalid_api_key", "Supabase API key missing or invalid", "auth", "critical",
        family=FAM_JWT, any=("Invalid API key", "No API key found in request")),
     _d("refresh_token_failures", "Refresh token not found / already used", "auth", "warning",
@@ -282,7 +285,8 @@ TABLE: list[SignalDef] = [
     _d("tls_cert_pending", "Certificate not issued yet (awaiting DNS validation / ACME)", "tls",
        "warning", family=FAM_TLS,
        any=("has not been issued yet", "Status is Awaiting certificates",
-            "too many certificates already issued", "CAA record prevents issuance")),
+            "too many certificates already issued", "CAA record prevents issuance",
+            "acme:error:rateLimited")),
 ]
 
 _DEFS: list[SignalDef] = []
