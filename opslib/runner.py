@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -238,10 +239,21 @@ def _make_staging(reports: Path) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
         _remove_stranded(root)
-        staging = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
-        # who packs it, next to it (never inside: it would be evidence)
-        staging.with_name(staging.name + ".pid").write_text(str(os.getpid()), encoding="utf-8")
-        return staging
+        # who packs it, next to it (never inside: it would be evidence), written *before* the
+        # folder exists: a run starting at the same moment (triage runs several in one
+        # process) must never see this folder without its owner and take it for stranded
+        for _ in range(100):
+            name = f"run-{secrets.token_hex(6)}"
+            marker = root / f"{name}.pid"
+            try:
+                with open(marker, "x", encoding="utf-8") as fh:
+                    fh.write(str(os.getpid()))
+            except FileExistsError:
+                continue
+            staging = root / name
+            staging.mkdir(mode=0o700)
+            return staging
+        raise OSError(errno.EEXIST, "no free staging name")
     except OSError as exc:
         raise UsageError(f"cannot write evidence under {reports}: {exc.strerror or exc}",
                          hint="make reports/ writable or set OPSLIB_REPORTS to a writable folder"
@@ -257,17 +269,22 @@ def _drop(staging: Path) -> None:
 def _remove_stranded(root: Path) -> None:
     import psutil
 
+    def owner(marker: Path) -> int:
+        try:
+            return int(marker.read_text(encoding="utf-8").strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
     for entry in root.iterdir():
         if entry.suffix == ".pid" and not entry.with_suffix("").exists():
-            entry.unlink(missing_ok=True)  # its run was published or removed
+            pid = owner(entry)
+            if not (pid and psutil.pid_exists(pid)):  # a live owner may be creating its folder
+                entry.unlink(missing_ok=True)  # its run was published or removed
             continue
         if not entry.is_dir() or not entry.name.startswith("run-"):
             continue
         marker = entry.with_name(entry.name + ".pid")
-        try:
-            pid = int(marker.read_text(encoding="utf-8").strip() or 0)
-        except (OSError, ValueError):
-            pid = 0
+        pid = owner(marker)
         if pid and psutil.pid_exists(pid):
             continue  # another run, still going
         shutil.rmtree(entry, ignore_errors=True)

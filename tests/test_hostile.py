@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 from tests.conftest import clean_env, only_run, run_dirs
@@ -224,6 +225,28 @@ def test_a_run_stranded_in_staging_is_removed_on_the_next_start_and_staging_is_p
     assert not stranded.exists() and "left by an interrupted run" in proc.stderr
     assert (reports / ".staging").stat().st_mode & 0o777 == 0o700
     assert [p for p in (reports / ".staging").iterdir() if p.is_dir()] == []
+
+
+def test_staging_of_a_live_run_is_never_taken_for_stranded(tmp_path):
+    # triage runs several runbooks in one process: one run's start must not remove the
+    # staging of another that is being created (owner marker written, folder not yet there)
+    from opslib import runner
+
+    root = tmp_path / ".staging"
+    root.mkdir()
+    (root / "run-creating.pid").write_text(str(os.getpid()))          # folder comes next
+    (root / "run-going").mkdir()
+    (root / "run-going.pid").write_text(str(os.getpid()))
+    (root / "run-dead").mkdir()
+    (root / "run-dead.pid").write_text("999999999")
+    (root / "run-ownerless").mkdir()
+    (root / "run-published.pid").write_text("999999999")               # its folder was renamed
+    runner._remove_stranded(root)
+    assert sorted(p.name for p in root.iterdir()) == ["run-creating.pid", "run-going",
+                                                      "run-going.pid"]
+    staging = runner._make_staging(tmp_path)
+    assert staging.is_dir() and (staging.parent / f"{staging.name}.pid").read_text() == str(os.getpid())
+    assert staging.stat().st_mode & 0o777 == 0o700
 
 
 def test_a_full_disk_while_packing_is_a_clear_error_with_nothing_half_written(reports, monkeypatch):
