@@ -276,24 +276,38 @@ def _days_from_civil(y, m, d):
     return era * 146097 + doe - 719468
 
 
+_NO_TS = -(np.int64(1) << 62)
+
+
 @njit(inline="always")
-def parse_ts(buf, p, e):
-    """RFC3339-ish timestamp at ``p``: returns (epoch_ms, end) or (-1, p)."""
+def _ts_minute(buf, p, e):
+    """Date, hour and minute of an RFC3339-ish timestamp at ``p`` as epoch ms (its zone not
+    yet applied), or -1."""
     if e - p < 19:
-        return -1, p
+        return np.int64(-1)
     y = _digits(buf, p, 4)
     if y < 0 or at(buf, p + 4) != 45 or at(buf, p + 7) != 45:
-        return -1, p
+        return np.int64(-1)
     mo = _digits(buf, p + 5, 2)
     d = _digits(buf, p + 8, 2)
     sep = at(buf, p + 10)
     if mo < 1 or mo > 12 or d < 1 or d > 31 or (sep != 84 and sep != 32 and sep != 116):
-        return -1, p
+        return np.int64(-1)
     hh = _digits(buf, p + 11, 2)
     mi = _digits(buf, p + 14, 2)
+    if hh < 0 or hh > 23 or mi < 0 or mi > 59 or at(buf, p + 13) != 58:
+        return np.int64(-1)
+    return np.int64((_days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60) * 1000)
+
+
+@njit(inline="always")
+def _ts_tail(buf, p, e):
+    """The rest of the timestamp at ``p`` (whose first 16 bytes `_ts_minute` accepted):
+    seconds, fraction and zone. Returns (ms past the minute minus the zone's offset, end) or
+    (``_NO_TS``, p)."""
     ss = _digits(buf, p + 17, 2)
-    if hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 60 or at(buf, p + 13) != 58 or at(buf, p + 16) != 58:
-        return -1, p
+    if ss < 0 or ss > 60 or at(buf, p + 16) != 58:
+        return _NO_TS, p
     q = p + 19
     ms = 0
     if q < e and (at(buf, q) == 46 or at(buf, q) == 44):
@@ -305,7 +319,7 @@ def parse_ts(buf, p, e):
             nd += 1
             q += 1
         if nd == 0:
-            return -1, p
+            return _NO_TS, p
         while nd < 3:
             ms *= 10
             nd += 1
@@ -315,7 +329,7 @@ def parse_ts(buf, p, e):
     elif q + 5 < e + 1 and q < e and (at(buf, q) == 43 or at(buf, q) == 45):
         oh = _digits(buf, q + 1, 2) if q + 3 <= e else -1
         if oh < 0:
-            return -1, p
+            return _NO_TS, p
         om = 0
         r = q + 3
         if r < e and at(buf, r) == 58:
@@ -330,9 +344,49 @@ def parse_ts(buf, p, e):
         if at(buf, q) == 45:
             off = -off
         q = r
-    days = _days_from_civil(y, mo, d)
-    sec = days * 86400 + hh * 3600 + mi * 60 + ss - off
-    return sec * 1000 + ms, q
+    return np.int64((ss - off) * 1000 + ms), q
+
+
+@njit(inline="always")
+def parse_ts(buf, p, e, memo):
+    """RFC3339-ish timestamp at ``p``: returns (epoch_ms, end) or (-1, p).
+
+    ``memo`` (two int64, ``[-1, 0]`` at the start of a kernel call over one buffer) keeps
+    where the previous timestamp started and its minute: consecutive lines share the first
+    16 bytes (date, hour, minute), which are then compared as two words, not parsed again.
+    """
+    if e - p < 19:
+        return np.int64(-1), p
+    tp = memo[0]
+    if not (tp >= 0 and load_u64(buf, p) == load_u64(buf, tp) and load_u64(buf, p + 8) == load_u64(buf, tp + 8)):
+        base = _ts_minute(buf, p, e)
+        if base < 0:
+            memo[0] = -1
+            return np.int64(-1), p
+        memo[0] = p
+        memo[1] = base
+    d, q = _ts_tail(buf, p, e)
+    if d == _NO_TS:
+        return np.int64(-1), p
+    t = memo[1] + d
+    if t < 0:
+        return np.int64(-1), p
+    return t, q
+
+
+@njit(inline="always")
+def _same_bytes(buf, a, b, n):
+    """``buf[a:a+n] == buf[b:b+n]``, eight bytes per step."""
+    k = 0
+    while k + 8 <= n:
+        if load_u64(buf, a + k) != load_u64(buf, b + k):
+            return False
+        k += 8
+    while k < n:
+        if at(buf, a + k) != at(buf, b + k):
+            return False
+        k += 1
+    return True
 
 
 @njit(inline="always")
@@ -438,8 +492,21 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
     and the older ``<ts> <id> <region> [<level>] <msg>``. Anything else gets ``F_SLOW``.
     Fills the per-line arrays passed in: ts_ms, provider, instance id, region id, level, msg
     start/end, status from ``response.status=`` (0 if none), flags.
+
+    Consecutive lines mostly come from the same machine: when the bytes between a line's
+    timestamp and the end of its level (``app[id] region [level]``) equal the previous
+    parsed line's, its provider, ids, level and "plain" verdict are reused, not read again.
     """
     n = ls.shape[0]
+    memo = np.array([-1, 0], dtype=np.int64)
+    pc_s = 0  # the previous parsed line's " provider[id] region [level]": start, length
+    pc_len = 0
+    pc_pv = 0
+    pc_iid = -1
+    pc_rid = -1
+    pc_lv = 0
+    pc_plain = False
+    pc_l0 = 0  # level's offset in it
     for i in range(n):
         s = ls[i]
         e = le[i]
@@ -470,62 +537,102 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             p = q + 1
             while p < e and at(buf, p) == 32:
                 p += 1
-        t, q = parse_ts(buf, p, e)
+        t, q = parse_ts(buf, p, e, memo)
         if t < 0 or q >= e or at(buf, q) != 32:
             fl[i] = F_SLOW
             continue
         ts_end = q
-        q += 1
-        # token 2: provider[instance] or bare instance
-        a = q
-        while q < e and at(buf, q) != 32 and at(buf, q) != 91:
-            q += 1
-        if q >= e:
-            fl[i] = F_SLOW
-            continue
-        if at(buf, q) == 91:
-            pv = _provider_code(buf, a, q)
-            q += 1
-            b = q
-            while q < e and at(buf, q) != 93:
-                q += 1
-            if q >= e or q == b:
-                fl[i] = F_SLOW
-                continue
-            ie = q
-            q += 1
-            if q >= e or at(buf, q) != 32:
-                fl[i] = F_SLOW
-                continue
+        if pc_len > 0 and ts_end + pc_len <= e and _same_bytes(buf, pc_s, ts_end, pc_len):
+            pv = pc_pv
+            iid = pc_iid
+            rid = pc_rid
+            lv = pc_lv
+            plain = pc_plain
+            l0 = ts_end + pc_l0
+            q = ts_end + pc_len
         else:
-            pv = P_NONE
-            b = a
-            ie = q
-            if ie - b < 4:
+            q += 1
+            # token 2: provider[instance] or bare instance
+            a = q
+            while q < e and at(buf, q) != 32 and at(buf, q) != 91:
+                q += 1
+            if q >= e:
                 fl[i] = F_SLOW
                 continue
-        q += 1
-        # region
-        r0 = q
-        while q < e and at(buf, q) != 32:
+            if at(buf, q) == 91:
+                pv = _provider_code(buf, a, q)
+                q += 1
+                b = q
+                while q < e and at(buf, q) != 93:
+                    q += 1
+                if q >= e or q == b:
+                    fl[i] = F_SLOW
+                    continue
+                ie = q
+                q += 1
+                if q >= e or at(buf, q) != 32:
+                    fl[i] = F_SLOW
+                    continue
+            else:
+                pv = P_NONE
+                b = a
+                ie = q
+                if ie - b < 4:
+                    fl[i] = F_SLOW
+                    continue
             q += 1
-        if q >= e or q - r0 < 2 or q - r0 > 8:
-            fl[i] = F_SLOW
-            continue
-        r1 = q
-        q += 1
-        if q >= e or at(buf, q) != 91:
-            fl[i] = F_SLOW
-            continue
-        q += 1
-        l0 = q
-        while q < e and at(buf, q) != 93 and q - l0 < 12:
+            # region
+            r0 = q
+            while q < e and at(buf, q) != 32:
+                q += 1
+            if q >= e or q - r0 < 2 or q - r0 > 8:
+                fl[i] = F_SLOW
+                continue
+            r1 = q
             q += 1
-        if q >= e or at(buf, q) != 93:
-            fl[i] = F_SLOW
-            continue
-        lv = _level_code(buf, l0, q)
-        q += 1
+            if q >= e or at(buf, q) != 91:
+                fl[i] = F_SLOW
+                continue
+            q += 1
+            l0 = q
+            while q < e and at(buf, q) != 93 and q - l0 < 12:
+                q += 1
+            if q >= e or at(buf, q) != 93:
+                fl[i] = F_SLOW
+                continue
+            lv = _level_code(buf, l0, q)
+            q += 1
+            # hash the id and region, noting on the way whether they are plain (hex id, letters
+            # region, no "401"): then no keyword can hide before the level
+            ih = FNV_OFF
+            plain = pv != P_OTHER
+            c1 = 0
+            c2 = 0
+            for k in range(b, ie):
+                c = at(buf, k)
+                ih = (ih ^ np.uint64(c)) * FNV_PRIME
+                if not ((c >= 48 and c <= 57) or (c >= 97 and c <= 102)) or (c == 49 and c1 == 48 and c2 == 52):
+                    plain = False
+                c2 = c1
+                c1 = c
+            rh = FNV_OFF
+            if r1 - r0 > 3:
+                plain = False  # real regions have three letters; a longer word could be a keyword
+            for k in range(r0, r1):
+                c = at(buf, k)
+                rh = (rh ^ np.uint64(c)) * FNV_PRIME
+                if (c | 32) < 97 or (c | 32) > 122:
+                    plain = False
+            iid = intern(inst_keys, inst_used, inst_s, inst_e, ih, b, ie)
+            rid = intern(reg_keys, reg_used, reg_s, reg_e, rh, r0, r1)
+            pc_s = ts_end
+            pc_len = q - ts_end
+            pc_pv = pv
+            pc_iid = iid
+            pc_rid = rid
+            pc_lv = lv
+            pc_plain = plain
+            pc_l0 = l0 - ts_end
         # optional fields before the message
         if q < e and at(buf, q) == 32:
             q += 1
@@ -546,29 +653,8 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             q = _skip_value(buf, k + 1, e)
             while q < e and at(buf, q) == 32:
                 q += 1
-        # hash the id and region, noting on the way whether they are plain (hex id, letters
-        # region, no "401"): then no keyword can hide before the level
-        ih = FNV_OFF
-        plain = pv != P_OTHER
-        c1 = 0
-        c2 = 0
-        for k in range(b, ie):
-            c = at(buf, k)
-            ih = (ih ^ np.uint64(c)) * FNV_PRIME
-            if not ((c >= 48 and c <= 57) or (c >= 97 and c <= 102)) or (c == 49 and c1 == 48 and c2 == 52):
-                plain = False
-            c2 = c1
-            c1 = c
-        rh = FNV_OFF
-        if r1 - r0 > 3:
-            plain = False  # real regions have three letters; a longer word could be a keyword
-        for k in range(r0, r1):
-            c = at(buf, k)
-            rh = (rh ^ np.uint64(c)) * FNV_PRIME
-            if (c | 32) < 97 or (c | 32) > 122:
-                plain = False
-        inst[i] = intern(inst_keys, inst_used, inst_s, inst_e, ih, b, ie)
-        reg[i] = intern(reg_keys, reg_used, reg_s, reg_e, rh, r0, r1)
+        inst[i] = iid
+        reg[i] = rid
         ts[i] = t
         prov[i] = pv
         lvl[i] = lv
@@ -657,6 +743,11 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
     nbuf = buf.shape[0]
     vs = np.zeros(8, dtype=np.int64)
     ve = np.zeros(8, dtype=np.int64)
+    memo = np.array([-1, 0], dtype=np.int64)
+    # the previous fast-path line's instance and region: (start, length, id); a run of lines
+    # from one machine compares the bytes instead of hashing and looking them up again
+    pi_s, pi_n, pi_id = 0, -1, -1
+    pr_s, pr_n, pr_id = 0, -1, -1
     for i in range(n):
         s = ls[i]
         e = le[i]
@@ -712,11 +803,17 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
             vs[step] = v0
             ve[step] = q
         if ok:
-            t, _x = parse_ts(buf, vs[7], ve[7])
+            t, _x = parse_ts(buf, vs[7], ve[7], memo)
             ts[i] = t
             prov[i] = _provider_code(buf, vs[0], ve[0])
-            inst[i] = intern(inst_keys, inst_used, inst_s, inst_e, _hash_range(buf, vs[1], ve[1]), vs[1], ve[1])
-            reg[i] = intern(reg_keys, reg_used, reg_s, reg_e, _hash_range(buf, vs[3], ve[3]), vs[3], ve[3])
+            if not (ve[1] - vs[1] == pi_n and _same_bytes(buf, pi_s, vs[1], pi_n)):
+                pi_s, pi_n = vs[1], ve[1] - vs[1]
+                pi_id = intern(inst_keys, inst_used, inst_s, inst_e, _hash_range(buf, vs[1], ve[1]), vs[1], ve[1])
+            if not (ve[3] - vs[3] == pr_n and _same_bytes(buf, pr_s, vs[3], pr_n)):
+                pr_s, pr_n = vs[3], ve[3] - vs[3]
+                pr_id = intern(reg_keys, reg_used, reg_s, reg_e, _hash_range(buf, vs[3], ve[3]), vs[3], ve[3])
+            inst[i] = pi_id
+            reg[i] = pr_id
             lvl[i] = _level_code(buf, vs[5], ve[5])
             ms[i] = vs[6]
             me[i] = ve[6]
@@ -774,7 +871,7 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
                 a = v + 1
                 z = _string_end(buf, a, e)
                 if which == 1:
-                    tt, _x = parse_ts(buf, a, z)
+                    tt, _x = parse_ts(buf, a, z, memo)
                     if tt >= 0:
                         t = tt
                 elif which == 2:
