@@ -166,6 +166,14 @@ def test_an_apps_own_timestamped_lines_are_bare_not_unparsed_fly_text() -> None:
     assert r.format == "bare"
     assert r.unparsed == 0 and r.parsed == 41
     assert summarize_counts(r) == {"pg_too_many_connections": 1}
+    # their own timestamps date them (per-minute series, time window) and are not part of
+    # the message: the template is the app's words
+    assert [t.isoformat() for t in r.window] == ["2024-05-28T12:00:00+00:00", "2024-05-28T12:00:01+00:00"]
+    assert int(r.per_minute["lines"].sum()) == 41
+    assert r.templates["template"].iloc[0] == "INFO http: GET /api/projects/<*> <*> <*>"
+    # the timestamp is still read for the seed's greps: "401" in its fraction counts as grep does
+    r = analyze(io.BytesIO(b"2024-05-28T12:00:00.401Z INFO ok\n2024-05-28T12:00:00.402Z INFO ok\n" * 20))
+    assert r.categories["auth"] == 20 and r.format == "bare"
 
 
 def test_malformed_json_lines_are_unparsed_not_fatal() -> None:

@@ -157,3 +157,20 @@ def test_templates_group_lines_that_differ_in_emails_or_ids() -> None:
     r = analyze(io.BytesIO(data))
     got = dict(zip(r.templates["template"], r.templates["count"], strict=True))
     assert got == {"login failed for <*>": 3, 'role "<*>" does not exist': 2}
+
+
+def test_the_logs_command_ends_with_its_output_whole_and_its_status(tmp_path: Path) -> None:
+    """`python -m opslib logs` ends without the interpreter's teardown: its JSON must still be
+    whole when stdout is a pipe, its status the command's, its errors on stderr."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "fly.log"
+    path.write_text("".join(fly_text(e) + "\n" for e in ENTRIES) * 200)
+    for module in ("opslib", "opslib.logscan"):
+        argv = [sys.executable, "-m", module] + (["logs"] if module == "opslib" else [])
+        proc = subprocess.run(argv + [str(path), "--json"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["lines_read"] == 200 * len(ENTRIES)
+        proc = subprocess.run(argv + [str(tmp_path / "nope.log")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "not found" in proc.stderr and proc.stdout == ""

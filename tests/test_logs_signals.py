@@ -176,3 +176,36 @@ def test_the_signal_table_is_the_one_place_a_signal_is_defined():
     assert raised <= set(S.SIGNALS)
     for d in S.SIGNALS.values():
         assert d.title and d.runbook and d.severity in ("ok", "warning", "critical"), d.id
+
+
+def test_the_kernel_finds_every_keyword_at_every_offset_and_at_the_ends_of_a_line():
+    """The keyword scan looks up every other position (two trigrams per keyword cover both
+    parities): each keyword must still be found wherever it starts, first or last in its
+    line, in any case."""
+    import numpy as np
+
+    from opslib.logscan import _kernel as K
+    from opslib.logscan import engine
+    from opslib.logscan import signals as S
+
+    words = S.kernel_keywords()
+    lines, want = [], []
+    for kw, act in words:
+        for pre in ("", "~", "~~", "~~~"):
+            for post in ("", "~"):
+                for text in (kw, kw.upper()):
+                    lines.append(pre.encode() + text + post.encode())
+                    want.append(act)
+    buf = np.frombuffer(b"\n".join(lines) + b"\n", np.uint8)
+    w = engine.Worker("bare", None, None, 5, 0)
+    w._grow(len(lines) + 1)
+    A, (ks, ke) = w.arrays, w.spans
+    n, _ = K.stage_a(buf, K.MODE_BARE, False, A["ls"], A["le"], w.ik, w.iu, w.is_, w.ie, w.rk, w.ru, w.rs, w.re,
+                     *engine._JSON_KEYS, A["ts"], A["prov"], A["inst"], A["reg"], A["lvl"], A["ms"], A["me"], A["st"],
+                     A["fl"], ks, ke, A["kn"])
+    assert n == len(lines)
+    fl, cand = A["fl"][:n], A["cand"][:n]
+    K.keywords(ks, ke, A["kn"][:n], buf, A["st"][:n], fl, K._LOWER, *engine._KW, cand)
+    missed = [lines[i] for i in range(n)
+              if (fl[i] & 7) & want[i] != want[i] & 7 or (int(cand[i]) & (want[i] >> 8)) != want[i] >> 8]
+    assert missed == []

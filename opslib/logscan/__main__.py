@@ -6,4 +6,4 @@ from ..cli import exit_now
 from .cli import main
 
 if __name__ == "__main__":
-    exit_now(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]), fast=True)

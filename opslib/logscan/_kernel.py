@@ -139,18 +139,58 @@ MASK_MARK = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _key3(kw: bytes) -> int:
-    """Lookup key of a keyword: 5 bits of each of its first three bytes (32 Ki keys, in L1)."""
+    """Lookup key of a trigram: 5 bits of each of its three bytes (32 Ki keys, in L1)."""
     return ((kw[0] & 31) << 10) | ((kw[1] & 31) << 5) | (kw[2] & 31)
+
+
+# Share (percent) of each 5-bit symbol (byte & 31) in log text: the larger of its share in
+# the real excerpts of tests/logcorpus and in access-heavy generated logs. Letters p-y share
+# their symbol with the digits, which is why those are common.
+_SYM = (11.1, 4.5, 3.3, 3.4, 2.7, 7.3, 1.5, 1.6, 1.7, 4.7, 1.3, 0.5, 2.9, 3.8, 7.0, 6.2,
+        11.2, 5.4, 8.5, 5.3, 7.1, 3.1, 1.7, 1.8, 3.8, 2.9, 3.7, 1.9, 0.2, 2.0, 0.1, 0.3)
+# words in nearly every log: a key inside one of them is far commoner than its letters say
+_COMMON = (b" http", b"http://", b"https://", b"http/1.1", b" get ", b" post ", b"info", b"debug", b"warn",
+           b"error", b"request", b"response", b"status", b"time", b"user", b"/api/", b"the ", b" and ", b"ing ",
+           b"tion", b"json", b"application", b"content", b"mozilla", b"000", b" - ", b"connect", b"server",
+           b"service")
+
+
+def _fold(t: bytes) -> bytes:
+    return bytes(c & 31 for c in t)
+
+
+_COMMON_FOLDED = tuple(_fold(w) for w in _COMMON)
+
+
+def _share(t: bytes) -> float:
+    """Estimated share of scan positions whose key matches ``t`` (two or three bytes)."""
+    v = 1.0
+    for c in t:
+        v *= _SYM[c & 31] / 100.0
+    return v * 30.0 if any(_fold(t) in w for w in _COMMON_FOLDED) else v
+
+
+def _plan(kw: bytes) -> list[tuple[bytes, int]]:
+    """Two (trigram, shift) entries such that every occurrence of ``kw`` shows one of them
+    at an even distance from the start of its span: two neighbouring trigrams of the
+    keyword, or its first three bytes plus "any byte, then its first two" (shift -1), which
+    is the only way for a three-byte keyword. The pair with the rarest keys is taken."""
+    plans = [((kw[o:o + 3], o), (kw[o + 1:o + 4], o + 1)) for o in range(len(kw) - 3)]
+    plans.append(((kw[:3], 0), (b"?" + kw[:2], -1)))
+    best = min(plans, key=lambda pl: sum(_share(t[1:] if t[0] == 63 and sh == -1 else t) for t, sh in pl))
+    return list(best)
 
 
 def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, ...]:
     """Compile (lowercase keyword, action) pairs into arrays indexed by a three-byte key.
 
-    The key keeps 5 bits of each of the first three bytes, so one lookup per byte rules out
-    almost every position; candidates are checked against their exact first three bytes,
-    then byte by byte.
+    The key keeps 5 bits of each of three bytes, so one lookup per byte rules out almost
+    every position. The scan looks up every *other* position: each keyword is filed under
+    the two trigrams `_plan` picks, one of which every occurrence shows at a looked-up
+    position, with the shift from that trigram's start back to the keyword's; candidates
+    are then compared byte by byte.
     """
-    by_tri: dict[int, list[int]] = {}
+    entries: list[tuple[int, int, int]] = []  # (key, keyword, shift)
     for i, (kw, _a) in enumerate(keywords):
         if len(kw) < 3 or kw != kw.lower():
             raise ValueError(f"keyword must be lowercase and at least 3 bytes: {kw!r}")
@@ -158,26 +198,28 @@ def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, 
         # known provider, hex machine id, region of three letters)
         if kw != b"401" and (len(kw) <= 3 or re.fullmatch(rb"[0-9a-f]+|[0-9tz:.,+ -]+", kw)):
             raise ValueError(f"keyword {kw!r} could hide in a timestamp, machine id or region, which are not scanned")
-        by_tri.setdefault(_key3(kw), []).append(i)
+        for tri, shift in _plan(kw):
+            if shift == -1:  # any byte first: every value of its 5 bits
+                entries += [(_key3(bytes([x | 64]) + tri[1:]), i, -1) for x in range(32)]
+            else:
+                entries.append((_key3(tri), i, shift))
     size = 1 << 15
-    pairs = sorted((key, i) for key, lst in by_tri.items() for i in lst)
-    keys = np.array([k for k, _ in pairs], dtype=np.int64)
-    ids = [i for _, i in pairs]
+    entries.sort()
+    keys = np.array([k for k, _, _ in entries], dtype=np.int64)
     start = np.zeros(size + 1, dtype=np.int32)
     start[1:] = np.cumsum(np.bincount(keys, minlength=size))
     has = (start[1:] != start[:-1]).astype(np.uint8)
+    ent_kw = np.array([i for _, i, _ in entries], dtype=np.int32)
+    ent_shift = np.array([sh for _, _, sh in entries], dtype=np.int32)
     kw_bytes = np.frombuffer(b"".join(k for k, _ in keywords), dtype=np.uint8).copy()
     kw_off = np.zeros(len(keywords), dtype=np.int32)
     kw_len = np.zeros(len(keywords), dtype=np.int32)
     kw_act = np.zeros(len(keywords), dtype=np.int64)
-    kw_head = np.zeros(len(keywords), dtype=np.int64)
     off = 0
     for i, (kw, a) in enumerate(keywords):
         kw_off[i], kw_len[i], kw_act[i] = off, len(kw), a
-        # exact first four bytes (three for a 3-byte keyword, tagged by bit 32)
-        kw_head[i] = int.from_bytes(kw[:4], "big") if len(kw) >= 4 else (1 << 32) | int.from_bytes(kw, "big")
         off += len(kw)
-    return has, start, np.array(ids, dtype=np.int32), kw_bytes, kw_off, kw_len, kw_act, kw_head
+    return has, start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act
 
 
 @njit(nogil=True, cache=True)
@@ -202,13 +244,18 @@ def strip_ansi(buf):
     return out[:j]
 
 
+_NL = np.uint64(0x0A0A0A0A0A0A0A0A)
+_L7F = np.uint64(0x7F7F7F7F7F7F7F7F)
+
+
 @njit(nogil=True, cache=True)
 def split_lines(buf, ls, le):
     """Fill ``ls``/``le`` with line start/end offsets (end excludes ``\\n`` and a trailing
     ``\\r``). Returns (line count or -1 when the arrays are too small, ESC bytes seen).
 
-    Eight bytes are tested for a newline at once (the zero-byte bit trick), so lines cost
-    per newline, not per byte.
+    Eight bytes are tested for newlines at once: ``~(((y & 7f..) + 7f..) | y) & 80..`` marks
+    exactly the zero bytes of ``y = word ^ 0a..``, and each mark is taken with one
+    count-trailing-zeros, so lines cost per newline, not per byte.
     """
     n = buf.shape[0]
     cap = ls.shape[0]
@@ -218,29 +265,28 @@ def split_lines(buf, ls, le):
     esc = 0
     for i in range(n):
         esc += at(buf, i) == 27
-    nl = np.uint64(0x0A0A0A0A0A0A0A0A)
     nw = n // 8
     for j in range(nw + 1):
         if j < nw:
-            x = load_u64(buf, j * 8) ^ nl
-            if (x - _ONES) & ~x & _HIGH == 0:
-                continue
-            lo = j * 8
-            hi = lo + 8
-        else:
-            lo = nw * 8  # the bytes after the last whole word
-            hi = n
-        for i in range(lo, hi):
-            if at(buf, i) == 10:
-                if k >= cap:
-                    return -1, esc
-                e = i
-                if e > s and at(buf, e - 1) == 13:
-                    e -= 1
-                ls[k] = s
-                le[k] = e
-                k += 1
-                s = i + 1
+            y = load_u64(buf, j * 8) ^ _NL
+            z = ~(((y & _L7F) + _L7F) | y) & _HIGH
+        else:  # the bytes after the last whole word
+            z = np.uint64(0)
+            for u in range(n - nw * 8):
+                if at(buf, nw * 8 + u) == 10:
+                    z |= np.uint64(0x80) << np.uint64(8 * u)
+        while z != 0:
+            i = j * 8 + np.int64(ctz(z) >> np.uint64(3))
+            z &= z - np.uint64(1)
+            if k >= cap:
+                return -1, esc
+            e = i
+            if e > s and at(buf, e - 1) == 13:
+                e -= 1
+            ls[k] = s
+            le[k] = e
+            k += 1
+            s = i + 1
     if s < n:
         if k >= cap:
             return -1, esc
@@ -979,18 +1025,18 @@ _HIT_WINDOW = 4096  # positions whose key hit the table, checked in batches of a
 
 
 @njit(nogil=True, cache=True)
-def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head, cand):
+def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act, cand):
     """Keyword scan over each line's scan spans: seed categories, candidate families, status.
 
     The spans cover every byte of the raw line that can hold a keyword (the parsers leave
     out only JSON literals and timestamps, which cannot), so the categories are exactly
-    what grep counts on the whole line. A key of 5 bits from each of the three bytes ending
-    at a position looks up ``has`` (32 KiB, in L1). That first loop has no branch: it writes
-    every position and advances its count by the table's 0 or 1, so the ~2 % of positions
-    that hit cost no mispredicted jump and the heavy checks below stay out of the hot loop.
-    A hit is then checked against the exact first four bytes of each keyword filed under
-    its key, then byte by byte. Sets category bits in ``fl``, fills ``st`` where still 0 and
-    writes the candidate-family mask to ``cand``.
+    what grep counts on the whole line. At every other position of a span, a key of 5 bits
+    from each of three bytes looks up ``has`` (32 KiB, in L1); see `build_keyword_table`
+    for why every occurrence is still seen. That first loop has no branch: it writes every
+    position and advances its count by the table's 0 or 1, so the few per cent of positions
+    that hit cost no mispredicted jump and the checks below stay out of the hot loop. Each
+    keyword filed under a hit's key is then compared where its shift puts it. Sets category
+    bits in ``fl``, fills ``st`` where still 0 and writes the candidate-family mask to ``cand``.
     """
     n = kn.shape[0]
     hits = np.empty(_HIT_WINDOW, dtype=np.int64)
@@ -1000,11 +1046,11 @@ def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw
         for sp in range(kn[i]):
             s = ks[i * SPANS + sp]
             e = ke[i * SPANS + sp]
-            w0 = s + 2  # a keyword starts at p - 2 >= s
+            w0 = s + 2  # the trigram ending at p starts at p - 2 >= s
             while w0 < e:
-                w1 = min(e, w0 + _HIT_WINDOW)
+                w1 = min(e, w0 + 2 * _HIT_WINDOW)
                 nh = 0
-                for p in range(w0, w1):
+                for p in range(w0, w1, 2):
                     key = ((np.int64(at(buf, p - 2)) & 31) << 10) | ((np.int64(at(buf, p - 1)) & 31) << 5) \
                         | (np.int64(at(buf, p)) & 31)  # == (lowercase & 31)
                     hits[nh] = p
@@ -1012,27 +1058,20 @@ def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw
                 w0 = w1
                 for h in range(nh):
                     p = hits[h]
-                    q = p - 2
-                    key = ((np.int64(at(buf, q)) & 31) << 10) | ((np.int64(at(buf, q + 1)) & 31) << 5) \
+                    key = ((np.int64(at(buf, p - 2)) & 31) << 10) | ((np.int64(at(buf, p - 1)) & 31) << 5) \
                         | (np.int64(at(buf, p)) & 31)
-                    w3 = (np.int64(lower[at(buf, q)]) << 16) | (np.int64(lower[at(buf, q + 1)]) << 8) \
-                        | np.int64(lower[at(buf, p)])
-                    w4 = (w3 << 8) | np.int64(lower[at(buf, p + 1)]) if p + 1 < e else np.int64(-1)
-                    w3t = (1 << 32) | w3
                     for j in range(bg_start[key], bg_start[key + 1]):
-                        kid = kw_ids[j]
-                        hd = kw_head[kid]
-                        if hd != w4 and hd != w3t:
-                            continue
+                        kid = ent_kw[j]
                         a = kw_act[kid]
                         if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
                             continue  # everything this keyword could add is known already
+                        q = p - 2 - ent_shift[j]
                         kl = kw_len[kid]
-                        if q + kl > e:
+                        if q < s or q + kl > e:
                             continue
                         ko = kw_off[kid]
                         ok = True
-                        for u in range(4, kl):
+                        for u in range(kl):
                             if lower[at(buf, q + u)] != kw_bytes[ko + u]:
                                 ok = False
                                 break
@@ -1049,7 +1088,6 @@ def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw
         st[i] = status
 
 
-_L7F = np.uint64(0x7F7F7F7F7F7F7F7F)
 _L20 = np.uint64(0x2020202020202020)
 
 
@@ -1279,6 +1317,51 @@ def aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg
     return parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx
 
 
+@njit(nogil=True, cache=True)
+def parse_bare(buf, ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+    """Lines without Fly's layout: each whole line is the message. When it starts with an
+    RFC3339 timestamp and a space (an app's own log), the timestamp dates the line and is
+    left out of the message; the keyword scan skips it as `parse_text` does (only ``401``
+    could hide in it)."""
+    n = ls.shape[0]
+    memo = np.array([-1, 0], dtype=np.int64)
+    for i in range(n):
+        s = ls[i]
+        e = le[i]
+        ts[i] = -1
+        prov[i] = 0
+        inst[i] = -1
+        reg[i] = -1
+        lvl[i] = 0
+        ms[i] = s
+        me[i] = e
+        st[i] = 0
+        fl[i] = F_PARSED
+        kn[i] = 1
+        ks[i * SPANS] = s
+        ke[i * SPANS] = e
+        if e - s < 20 or at(buf, s) < 48 or at(buf, s) > 57:
+            continue
+        t, q = parse_ts(buf, s, e, memo)
+        if t < 0 or q >= e or (at(buf, q) != 32 and at(buf, q) != 9):
+            continue
+        ts[i] = t
+        fl[i] = F_PARSED | F_TS
+        m = q
+        while m < e and (at(buf, m) == 32 or at(buf, m) == 9):
+            m += 1
+        ms[i] = m
+        # "401" can hide only in the year or the fraction (the other groups are two digits)
+        has401 = (at(buf, s) == 52 and at(buf, s + 1) == 48 and at(buf, s + 2) == 49) or \
+            (at(buf, s + 1) == 52 and at(buf, s + 2) == 48 and at(buf, s + 3) == 49)
+        for k in range(s + 19, q - 2):
+            if at(buf, k) == 52 and at(buf, k + 1) == 48 and at(buf, k + 2) == 49:
+                has401 = True
+                break
+        if not has401:
+            ks[i * SPANS] = q
+
+
 MODE_TEXT, MODE_NDJSON, MODE_BARE = 0, 1, 2
 
 
@@ -1304,31 +1387,20 @@ def stage_a(buf, mode, check_esc, ls, le, inst_keys, inst_used, inst_s, inst_e, 
                      k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n],
                      ms[:n], me[:n], st[:n], fl[:n], ks, ke, kn[:n])
     else:
-        for i in range(n):
-            ts[i] = -1
-            prov[i] = 0
-            inst[i] = -1
-            reg[i] = -1
-            lvl[i] = 0
-            ms[i] = ls[i]
-            me[i] = le[i]
-            st[i] = 0
-            fl[i] = F_PARSED
-            kn[i] = 1
-            ks[i * SPANS] = ls[i]
-            ke[i * SPANS] = le[i]
+        parse_bare(buf, lsn, len_, ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n], ms[:n], me[:n], st[:n], fl[:n],
+                   ks, ke, kn[:n])
     return n, esc
 
 
 @njit(nogil=True, cache=True)
 def stage_b(buf, ks, ke, kn, ms, me, ts, inst, reg, st, fl, cand, slot, tnew, tline, inw, lower, comb,
-            has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head, tmpl_keys, tmpl_used, tmpl_other,
+            has, bg_start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act, tmpl_keys, tmpl_used, tmpl_other,
             since, until, acc_inst, acc_reg, acc_status, acc_cat, tcount, max_examples):
     """Keywords, templates and aggregation of one parsed chunk in a single call.
 
     Returns (template slots created, then everything `aggregate` returns).
     """
-    keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, kw_ids, kw_bytes, kw_off, kw_len, kw_act, kw_head,
+    keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act,
              cand)
     nnew = templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tnew, tline, tmpl_other, slot)
     agg = aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg, acc_status, acc_cat,
