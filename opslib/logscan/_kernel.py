@@ -155,11 +155,9 @@ _COMMON = (b" http", b"http://", b"https://", b"http/1.1", b" get ", b" post ", 
            b"service")
 
 
-def _fold(t: bytes) -> bytes:
-    return bytes(c & 31 for c in t)
-
-
-_COMMON_FOLDED = tuple(_fold(w) for w in _COMMON)
+# every 2- and 3-byte piece of those words, folded to 5 bits a byte as the key sees it
+_COMMON_PIECES = frozenset(bytes(c & 31 for c in w[i:i + n]) for w in _COMMON for n in (2, 3)
+                           for i in range(len(w) - n + 1))
 
 
 def _share(t: bytes) -> float:
@@ -167,7 +165,7 @@ def _share(t: bytes) -> float:
     v = 1.0
     for c in t:
         v *= _SYM[c & 31] / 100.0
-    return v * 30.0 if any(_fold(t) in w for w in _COMMON_FOLDED) else v
+    return v * 30.0 if bytes(c & 31 for c in t) in _COMMON_PIECES else v
 
 
 def _plan(kw: bytes) -> list[tuple[bytes, int]]:
@@ -394,45 +392,44 @@ def _ts_tail(buf, p, e):
 
 
 @njit(inline="always")
-def parse_ts(buf, p, e, memo):
-    """RFC3339-ish timestamp at ``p``: returns (epoch_ms, end) or (-1, p).
+def parse_ts(buf, p, e, tp, tbase):
+    """RFC3339-ish timestamp at ``p``: returns (epoch_ms, end, tp, tbase), (-1, p, …) when
+    there is none.
 
-    ``memo`` (two int64, ``[-1, 0]`` at the start of a kernel call over one buffer) keeps
-    where the previous timestamp started and its minute: consecutive lines share the first
-    16 bytes (date, hour, minute), which are then compared as two words, not parsed again.
+    ``tp``/``tbase`` carry, from one call to the next over the same buffer, where the
+    previous timestamp started and its minute (start with -1, 0): consecutive lines share
+    the first 16 bytes (date, hour, minute), which are then compared as two words, not
+    parsed again. (Locals, not a small array: stores to an array would keep the compiler
+    from keeping the buffer's loads in registers.)
     """
     if e - p < 19:
-        return np.int64(-1), p
-    tp = memo[0]
+        return np.int64(-1), p, tp, tbase
     if not (tp >= 0 and load_u64(buf, p) == load_u64(buf, tp) and load_u64(buf, p + 8) == load_u64(buf, tp + 8)):
-        base = _ts_minute(buf, p, e)
-        if base < 0:
-            memo[0] = -1
-            return np.int64(-1), p
-        memo[0] = p
-        memo[1] = base
+        tbase = _ts_minute(buf, p, e)
+        if tbase < 0:
+            return np.int64(-1), p, np.int64(-1), tbase
+        tp = p
     d, q = _ts_tail(buf, p, e)
-    if d == _NO_TS:
-        return np.int64(-1), p
-    t = memo[1] + d
-    if t < 0:
-        return np.int64(-1), p
-    return t, q
+    if d == _NO_TS or tbase + d < 0:
+        return np.int64(-1), p, tp, tbase
+    return tbase + d, q, tp, tbase
 
 
 @njit(inline="always")
 def _same_bytes(buf, a, b, n):
-    """``buf[a:a+n] == buf[b:b+n]``, eight bytes per step."""
+    """``buf[a:a+n] == buf[b:b+n]``, eight bytes per step (the last word overlaps the one
+    before it rather than going byte by byte)."""
+    if n < 8:
+        for k in range(n):
+            if at(buf, a + k) != at(buf, b + k):
+                return False
+        return True
     k = 0
-    while k + 8 <= n:
+    while k + 8 < n:
         if load_u64(buf, a + k) != load_u64(buf, b + k):
             return False
         k += 8
-    while k < n:
-        if at(buf, a + k) != at(buf, b + k):
-            return False
-        k += 1
-    return True
+    return load_u64(buf, a + n - 8) == load_u64(buf, b + n - 8)
 
 
 @njit(inline="always")
@@ -544,7 +541,7 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
     parsed line's, its provider, ids, level and "plain" verdict are reused, not read again.
     """
     n = ls.shape[0]
-    memo = np.array([-1, 0], dtype=np.int64)
+    tp, tbase = np.int64(-1), np.int64(0)  # see parse_ts
     pc_s = 0  # the previous parsed line's " provider[id] region [level]": start, length
     pc_len = 0
     pc_pv = 0
@@ -583,7 +580,7 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             p = q + 1
             while p < e and at(buf, p) == 32:
                 p += 1
-        t, q = parse_ts(buf, p, e, memo)
+        t, q, tp, tbase = parse_ts(buf, p, e, tp, tbase)
         if t < 0 or q >= e or at(buf, q) != 32:
             fl[i] = F_SLOW
             continue
@@ -789,7 +786,7 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
     nbuf = buf.shape[0]
     vs = np.zeros(8, dtype=np.int64)
     ve = np.zeros(8, dtype=np.int64)
-    memo = np.array([-1, 0], dtype=np.int64)
+    tp, tbase = np.int64(-1), np.int64(0)  # see parse_ts
     # the previous fast-path line's instance and region: (start, length, id); a run of lines
     # from one machine compares the bytes instead of hashing and looking them up again
     pi_s, pi_n, pi_id = 0, -1, -1
@@ -849,7 +846,7 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
             vs[step] = v0
             ve[step] = q
         if ok:
-            t, _x = parse_ts(buf, vs[7], ve[7], memo)
+            t, _x, tp, tbase = parse_ts(buf, vs[7], ve[7], tp, tbase)
             ts[i] = t
             prov[i] = _provider_code(buf, vs[0], ve[0])
             if not (ve[1] - vs[1] == pi_n and _same_bytes(buf, pi_s, vs[1], pi_n)):
@@ -917,7 +914,7 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
                 a = v + 1
                 z = _string_end(buf, a, e)
                 if which == 1:
-                    tt, _x = parse_ts(buf, a, z, memo)
+                    tt, _x, tp, tbase = parse_ts(buf, a, z, tp, tbase)
                     if tt >= 0:
                         t = tt
                 elif which == 2:
@@ -1324,7 +1321,7 @@ def parse_bare(buf, ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn
     left out of the message; the keyword scan skips it as `parse_text` does (only ``401``
     could hide in it)."""
     n = ls.shape[0]
-    memo = np.array([-1, 0], dtype=np.int64)
+    tp, tbase = np.int64(-1), np.int64(0)  # see parse_ts
     for i in range(n):
         s = ls[i]
         e = le[i]
@@ -1342,7 +1339,7 @@ def parse_bare(buf, ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn
         ke[i * SPANS] = e
         if e - s < 20 or at(buf, s) < 48 or at(buf, s) > 57:
             continue
-        t, q = parse_ts(buf, s, e, memo)
+        t, q, tp, tbase = parse_ts(buf, s, e, tp, tbase)
         if t < 0 or q >= e or (at(buf, q) != 32 and at(buf, q) != 9):
             continue
         ts[i] = t
