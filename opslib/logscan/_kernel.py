@@ -243,13 +243,15 @@ def strip_ansi(buf):
 
 
 _NL = np.uint64(0x0A0A0A0A0A0A0A0A)
+_ESC8 = np.uint64(0x1B1B1B1B1B1B1B1B)
 _L7F = np.uint64(0x7F7F7F7F7F7F7F7F)
 
 
 @njit(nogil=True, cache=True)
 def split_lines(buf, ls, le):
     """Fill ``ls``/``le`` with line start/end offsets (end excludes ``\\n`` and a trailing
-    ``\\r``). Returns (line count or -1 when the arrays are too small, ESC bytes seen).
+    ``\\r``). Returns (line count or -1 when the arrays are too small, how many eight-byte
+    words hold an ESC byte: 0 when there is no colour to strip).
 
     Eight bytes are tested for newlines at once: ``~(((y & 7f..) + 7f..) | y) & 80..`` marks
     exactly the zero bytes of ``y = word ^ 0a..``, and each mark is taken with one
@@ -259,18 +261,19 @@ def split_lines(buf, ls, le):
     cap = ls.shape[0]
     k = 0
     s = 0
-    # a separate branch-free loop that LLVM vectorises: counting ESC costs almost nothing
     esc = 0
-    for i in range(n):
-        esc += at(buf, i) == 27
     nw = n // 8
     for j in range(nw + 1):
         if j < nw:
-            y = load_u64(buf, j * 8) ^ _NL
+            x = load_u64(buf, j * 8)
+            y = x ^ _NL
             z = ~(((y & _L7F) + _L7F) | y) & _HIGH
+            y = x ^ _ESC8  # in the same pass: a separate one would read the block twice
+            esc += (~(((y & _L7F) + _L7F) | y) & _HIGH) != 0
         else:  # the bytes after the last whole word
             z = np.uint64(0)
             for u in range(n - nw * 8):
+                esc += at(buf, nw * 8 + u) == 27
                 if at(buf, nw * 8 + u) == 10:
                     z |= np.uint64(0x80) << np.uint64(8 * u)
         while z != 0:
@@ -1367,7 +1370,7 @@ def stage_a(buf, mode, check_esc, ls, le, inst_keys, inst_used, inst_s, inst_e, 
             k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
     """Split and parse one chunk in a single call (one GIL hand-off instead of several).
 
-    Returns (lines, ESC bytes seen). Lines is -1 when the per-line arrays are too small, and
+    Returns (lines, words holding an ESC byte). Lines is -1 when the per-line arrays are too small, and
     0 with ESC > 0 (when ``check_esc``) when colours must be stripped first; the caller then
     retries.
     """
