@@ -306,3 +306,26 @@ def test_a_line_without_end_does_not_grow_memory(monkeypatch: pytest.MonkeyPatch
     assert r.parsed + r.unparsed == r.lines_read >= 3  # the 120 kB line was cut into pieces
     assert any("cut into pieces" in n for n in r.notes)
     assert r.lines_read - 1 == r.categories["errors"]  # every piece still counted by the seed grep
+
+
+@pytest.mark.parametrize("render", [fly_text, shipper, fly_text_old], ids=["fly-text", "ndjson", "older-layout"])
+def test_many_machines_interleaved_are_each_counted_as_themselves(render) -> None:  # noqa: ANN001
+    """The parsers remember recently read machine prefixes (a few slots, by hash): with more
+    machines than slots, interleaved at random, in regions and levels that differ, each line
+    must still be counted for its own machine, region and level."""
+    import random
+
+    rnd = random.Random(5)
+    machines = [(f"{rnd.getrandbits(56):014x}", rnd.choice(["iad", "ams", "lhr", "syd", "gru", "nrt"]))
+                for _ in range(60)]
+    entries, want, want_regions, errors = [], {}, {}, 0
+    for k in range(6000):
+        mid, region = rnd.choice(machines)
+        level = rnd.choice(["info", "warn", "error"])
+        entries.append(E(k * 0.01, rnd.choice(["app", "runner"]), mid, region, level, f"request {k} done"))
+        want[mid] = want.get(mid, 0) + 1
+        want_regions[region] = want_regions.get(region, 0) + 1
+    r = analyze(io.BytesIO(lines(render, entries)))
+    assert r.parsed == 6000 and r.unparsed == 0
+    assert {k: int(v) for k, v in r.by_instance["lines"].items()} == want
+    assert {k: int(v) for k, v in r.by_region["lines"].items()} == want_regions

@@ -529,6 +529,12 @@ def _skip_value(buf, q, e):
     return q
 
 
+_PBITS = 4  # parse_text's prefix cache: 16 slots
+_PSLOTS = 1 << _PBITS
+_PMUL1 = np.uint64(0x9E3779B97F4A7C15)
+_PMUL2 = np.uint64(0xBF58476D1CE4E5B9)
+
+
 @njit(nogil=True, cache=True)
 def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
                ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
@@ -539,20 +545,16 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
     Fills the per-line arrays passed in: ts_ms, provider, instance id, region id, level, msg
     start/end, status from ``response.status=`` (0 if none), flags.
 
-    Consecutive lines mostly come from the same machine: when the bytes between a line's
-    timestamp and the end of its level (``app[id] region [level]``) equal the previous
-    parsed line's, its provider, ids, level and "plain" verdict are reused, not read again.
+    An app's lines come from a few machines: the bytes between a line's timestamp and the
+    end of its level (``app[id] region [level]``) are looked up among the last prefixes
+    read (16 slots, by a hash of their first 16 bytes) and, when equal to one, its provider,
+    ids, level and "plain" verdict are reused, not read again.
     """
     n = ls.shape[0]
     tp, tbase = np.int64(-1), np.int64(0)  # see parse_ts
-    pc_s = 0  # the previous parsed line's " provider[id] region [level]": start, length
-    pc_len = 0
-    pc_pv = 0
-    pc_iid = -1
-    pc_rid = -1
-    pc_lv = 0
-    pc_plain = False
-    pc_l0 = 0  # level's offset in it
+    # recently read " provider[id] region [level]" prefixes, filed by a hash of their first 16
+    # bytes: [start, length, provider, instance id, region id, level, plain, level offset]
+    pcache = np.zeros((_PSLOTS, 8), dtype=np.int64)
     for i in range(n):
         s = ls[i]
         e = le[i]
@@ -588,15 +590,22 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
             fl[i] = F_SLOW
             continue
         ts_end = q
-        if pc_len > 0 and ts_end + pc_len <= e and _same_bytes(buf, pc_s, ts_end, pc_len):
-            pv = pc_pv
-            iid = pc_iid
-            rid = pc_rid
-            lv = pc_lv
-            plain = pc_plain
-            l0 = ts_end + pc_l0
-            q = ts_end + pc_len
-        else:
+        slot = -1
+        hit = False
+        if ts_end + 16 <= e:
+            h16 = (load_u64(buf, ts_end) ^ (load_u64(buf, ts_end + 8) * _PMUL1)) * _PMUL2
+            slot = np.int64(h16 >> np.uint64(64 - _PBITS))
+            pl = pcache[slot, 1]
+            if pl > 0 and ts_end + pl <= e and _same_bytes(buf, pcache[slot, 0], ts_end, pl):
+                hit = True
+                pv = pcache[slot, 2]
+                iid = pcache[slot, 3]
+                rid = pcache[slot, 4]
+                lv = pcache[slot, 5]
+                plain = pcache[slot, 6] != 0
+                l0 = ts_end + pcache[slot, 7]
+                q = ts_end + pl
+        if not hit:
             q += 1
             # token 2: provider[instance] or bare instance
             a = q
@@ -671,14 +680,15 @@ def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_
                     plain = False
             iid = intern(inst_keys, inst_used, inst_s, inst_e, ih, b, ie)
             rid = intern(reg_keys, reg_used, reg_s, reg_e, rh, r0, r1)
-            pc_s = ts_end
-            pc_len = q - ts_end
-            pc_pv = pv
-            pc_iid = iid
-            pc_rid = rid
-            pc_lv = lv
-            pc_plain = plain
-            pc_l0 = l0 - ts_end
+            if slot >= 0:
+                pcache[slot, 0] = ts_end
+                pcache[slot, 1] = q - ts_end
+                pcache[slot, 2] = pv
+                pcache[slot, 3] = iid
+                pcache[slot, 4] = rid
+                pcache[slot, 5] = lv
+                pcache[slot, 6] = 1 if plain else 0
+                pcache[slot, 7] = l0 - ts_end
         # optional fields before the message
         if q < e and at(buf, q) == 32:
             q += 1
@@ -775,6 +785,20 @@ for _i, _part in enumerate(_SHIP_PARTS):
 _SHIP_NWORDS = (_SHIP_LEN + 7) // 8
 
 
+@njit(inline="always")
+def _value_slot(buf, a, z, nbuf):
+    """Cache slot of the value ``buf[a:z]``: a hash of its length and first eight bytes."""
+    if a + 8 <= nbuf:
+        w = load_u64(buf, a)
+        if z - a < 8:
+            w &= (np.uint64(1) << np.uint64(8 * (z - a))) - np.uint64(1)
+    else:
+        w = np.uint64(0)
+        for k in range(min(z - a, 8)):
+            w |= np.uint64(at(buf, a + k)) << np.uint64(8 * k)
+    return np.int64(((w ^ np.uint64(z - a)) * _PMUL2) >> np.uint64(64 - _PBITS))
+
+
 @njit(nogil=True, cache=True)
 def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
                  k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
@@ -790,10 +814,11 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
     vs = np.zeros(8, dtype=np.int64)
     ve = np.zeros(8, dtype=np.int64)
     tp, tbase = np.int64(-1), np.int64(0)  # see parse_ts
-    # the previous fast-path line's instance and region: (start, length, id); a run of lines
-    # from one machine compares the bytes instead of hashing and looking them up again
-    pi_s, pi_n, pi_id = 0, -1, -1
-    pr_s, pr_n, pr_id = 0, -1, -1
+    # instance and region values read on the fast path, filed by a hash of their first
+    # bytes: [start, length, id]; a machine's next line compares bytes instead of hashing
+    # and looking its value up again
+    icache = np.full((_PSLOTS, 3), -1, dtype=np.int64)
+    rcache = np.full((_PSLOTS, 3), -1, dtype=np.int64)
     for i in range(n):
         s = ls[i]
         e = le[i]
@@ -852,14 +877,18 @@ def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, re
             t, _x, tp, tbase = parse_ts(buf, vs[7], ve[7], tp, tbase)
             ts[i] = t
             prov[i] = _provider_code(buf, vs[0], ve[0])
-            if not (ve[1] - vs[1] == pi_n and _same_bytes(buf, pi_s, vs[1], pi_n)):
-                pi_s, pi_n = vs[1], ve[1] - vs[1]
-                pi_id = intern(inst_keys, inst_used, inst_s, inst_e, _hash_range(buf, vs[1], ve[1]), vs[1], ve[1])
-            if not (ve[3] - vs[3] == pr_n and _same_bytes(buf, pr_s, vs[3], pr_n)):
-                pr_s, pr_n = vs[3], ve[3] - vs[3]
-                pr_id = intern(reg_keys, reg_used, reg_s, reg_e, _hash_range(buf, vs[3], ve[3]), vs[3], ve[3])
-            inst[i] = pi_id
-            reg[i] = pr_id
+            a, z = vs[1], ve[1]
+            c = _value_slot(buf, a, z, nbuf)
+            if not (icache[c, 1] == z - a and _same_bytes(buf, icache[c, 0], a, z - a)):
+                icache[c, 0], icache[c, 1] = a, z - a
+                icache[c, 2] = intern(inst_keys, inst_used, inst_s, inst_e, _hash_range(buf, a, z), a, z)
+            inst[i] = icache[c, 2]
+            a, z = vs[3], ve[3]
+            c = _value_slot(buf, a, z, nbuf)
+            if not (rcache[c, 1] == z - a and _same_bytes(buf, rcache[c, 0], a, z - a)):
+                rcache[c, 0], rcache[c, 1] = a, z - a
+                rcache[c, 2] = intern(reg_keys, reg_used, reg_s, reg_e, _hash_range(buf, a, z), a, z)
+            reg[i] = rcache[c, 2]
             lvl[i] = _level_code(buf, vs[5], ve[5])
             ms[i] = vs[6]
             me[i] = ve[6]
