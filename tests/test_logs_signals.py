@@ -197,15 +197,11 @@ def test_the_kernel_finds_every_keyword_at_every_offset_and_at_the_ends_of_a_lin
                     lines.append(pre.encode() + text + post.encode())
                     want.append(act)
     buf = np.frombuffer(b"\n".join(lines) + b"\n", np.uint8)
-    w = engine.Worker("bare", None, None, 5, 0)
-    w._grow(len(lines) + 1)
-    A, (ks, ke) = w.arrays, w.spans
-    n, _ = K.stage_a(buf, K.MODE_BARE, False, A["ls"], A["le"], w.ik, w.iu, w.is_, w.ie, w.rk, w.ru, w.rs, w.re,
-                     *engine._JSON_KEYS, A["ts"], A["prov"], A["inst"], A["reg"], A["lvl"], A["ms"], A["me"], A["st"],
-                     A["fl"], ks, ke, A["kn"])
+    rows = K.new_lines(len(lines) + 1)
+    n, _ = K.stage_a(buf, K.MODE_BARE, False, rows, K.new_names(), K.new_names(), engine._JSON_KEYS)
     assert n == len(lines)
-    fl, cand = A["fl"][:n], A["cand"][:n]
-    K.keywords(ks, ke, A["kn"][:n], buf, A["st"][:n], fl, K._LOWER, *engine._KW, cand)
+    K.keywords(buf, n, rows, engine._KW, K._LOWER)
+    fl, cand = rows.fl[:n], rows.cand[:n]
     missed = [lines[i] for i in range(n)
               if (fl[i] & 7) & want[i] != want[i] & 7 or (int(cand[i]) & (want[i] >> 8)) != want[i] >> 8]
     assert missed == []

@@ -10,6 +10,7 @@ flags, template slots); turning them into strings, signals and DataFrames is the
 from __future__ import annotations
 
 import re
+from collections import namedtuple
 
 import numpy as np
 from llvmlite import ir
@@ -115,6 +116,30 @@ A_STATUS_KEY = 1 << 4
 STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY
 
 SPANS = 8  # keyword-scan spans per line (see parse_ndjson)
+
+# What the kernels share, bundled (numba passes a namedtuple of arrays as one argument):
+# per-line rows of one chunk (``ks``/``ke`` hold ``SPANS`` scan spans per line) ...
+Lines = namedtuple("Lines", "ls le ts prov inst reg lvl ms me st fl cand slot tnew tline inw kn ks ke")
+LINE_DTYPES = {"ls": np.int64, "le": np.int64, "ts": np.int64, "prov": np.int8, "inst": np.int32,
+               "reg": np.int32, "lvl": np.int8, "ms": np.int64, "me": np.int64, "st": np.int16,
+               "fl": np.uint16, "cand": np.int64, "slot": np.int32, "tnew": np.int32, "tline": np.int64,
+               "inw": np.bool_, "kn": np.int8, "ks": np.int64, "ke": np.int64}
+# ... an intern table (hash keys, entries used, where a new entry's text is) ...
+Names = namedtuple("Names", "keys used pos_s pos_e")
+# ... the keyword table, the template table and a worker's running totals
+KeywordTable = namedtuple("KeywordTable", "has start ent_kw ent_shift kw_bytes kw_off kw_len kw_act")
+TemplateTable = namedtuple("TemplateTable", "keys used other count")
+Totals = namedtuple("Totals", "inst reg status cat")
+
+
+def new_lines(cap: int) -> Lines:
+    """Per-line arrays for up to ``cap`` lines."""
+    return Lines(**{k: np.empty(cap * SPANS if k in ("ks", "ke") else cap, dtype=dt) for k, dt in LINE_DTYPES.items()})
+
+
+def new_names() -> Names:
+    return Names(np.zeros(INTERN_CAP, np.uint64), np.zeros(1, np.int64), np.full(INTERN_CAP, -1, np.int64),
+                 np.full(INTERN_CAP, -1, np.int64))
 TMPL_CAP = 1 << 16  # template slots per worker; beyond 3/4 full new templates count as "other"
 INTERN_CAP = 1 << 12
 
@@ -179,7 +204,7 @@ def _plan(kw: bytes) -> list[tuple[bytes, int]]:
     return list(best)
 
 
-def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, ...]:
+def build_keyword_table(keywords: list[tuple[bytes, int]]) -> KeywordTable:
     """Compile (lowercase keyword, action) pairs into arrays indexed by a three-byte key.
 
     The key keeps 5 bits of each of three bytes, so one lookup per byte rules out almost
@@ -217,7 +242,7 @@ def build_keyword_table(keywords: list[tuple[bytes, int]]) -> tuple[np.ndarray, 
     for i, (kw, a) in enumerate(keywords):
         kw_off[i], kw_len[i], kw_act[i] = off, len(kw), a
         off += len(kw)
-    return has, start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act
+    return KeywordTable(has, start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act)
 
 
 @njit(nogil=True, cache=True)
@@ -536,21 +561,24 @@ _PMUL2 = np.uint64(0xBF58476D1CE4E5B9)
 
 
 @njit(nogil=True, cache=True)
-def parse_text(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
-               ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+def parse_text(buf, n, lines, inames, rnames):
     """Parse ``fly logs`` text layouts.
 
     Accepted: ``[error.message="…" ]<ts> <provider>[<id>] <region> [<level>][ fields ]<msg>``
     and the older ``<ts> <id> <region> [<level>] <msg>``. Anything else gets ``F_SLOW``.
-    Fills the per-line arrays passed in: ts_ms, provider, instance id, region id, level, msg
-    start/end, status from ``response.status=`` (0 if none), flags.
+    Fills the first ``n`` rows of ``lines`` (a `Lines`): ts_ms, provider, instance id,
+    region id, level, msg start/end, status from ``response.status=`` (0 if none), flags,
+    scan spans; names go to the `Names` tables ``inames``/``rnames``.
 
     An app's lines come from a few machines: the bytes between a line's timestamp and the
     end of its level (``app[id] region [level]``) are looked up among the last prefixes
     read (16 slots, by a hash of their first 16 bytes) and, when equal to one, its provider,
     ids, level and "plain" verdict are reused, not read again.
     """
-    n = ls.shape[0]
+    ls, le, ts, prov, inst, reg, lvl = lines.ls, lines.le, lines.ts, lines.prov, lines.inst, lines.reg, lines.lvl
+    ms, me, st, fl, ks, ke, kn = lines.ms, lines.me, lines.st, lines.fl, lines.ks, lines.ke, lines.kn
+    inst_keys, inst_used, inst_s, inst_e = inames
+    reg_keys, reg_used, reg_s, reg_e = rnames
     tp, tbase = np.int64(-1), np.int64(0)  # see parse_ts
     # recently read " provider[id] region [level]" prefixes, filed by a hash of their first 16
     # bytes: [start, length, provider, instance id, region id, level, plain, level offset]
@@ -800,16 +828,21 @@ def _value_slot(buf, a, z, nbuf):
 
 
 @njit(nogil=True, cache=True)
-def parse_ndjson(buf, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
-                 k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+def parse_ndjson(buf, n, lines, inames, rnames, json_keys):
     """Pull timestamp/message/instance/region/provider/level out of one-object-per-line JSON.
 
     Keys are found anywhere in the object (shipper and flyctl shapes nest them differently);
     a key inside a JSON string cannot match because its quotes are escaped there. Lines that
     do not look like an object with a message get ``F_SLOW`` (Python's json decides). Records
-    in the shipper's exact shape take a literal-matching fast path first.
+    in the shipper's exact shape take a literal-matching fast path first. ``json_keys``: the
+    six key names the generic path looks for (timestamp, message, instance, region,
+    provider, level).
     """
-    n = ls.shape[0]
+    ls, le, ts, prov, inst, reg, lvl = lines.ls, lines.le, lines.ts, lines.prov, lines.inst, lines.reg, lines.lvl
+    ms, me, st, fl, ks, ke, kn = lines.ms, lines.me, lines.st, lines.fl, lines.ks, lines.ke, lines.kn
+    inst_keys, inst_used, inst_s, inst_e = inames
+    reg_keys, reg_used, reg_s, reg_e = rnames
+    k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl = json_keys
     nbuf = buf.shape[0]
     vs = np.zeros(8, dtype=np.int64)
     ve = np.zeros(8, dtype=np.int64)
@@ -1054,7 +1087,7 @@ _HIT_WINDOW = 4096  # positions whose key hit the table, checked in batches of a
 
 
 @njit(nogil=True, cache=True)
-def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act, cand):
+def keywords(buf, n, lines, table, lower):
     """Keyword scan over each line's scan spans: seed categories, candidate families, status.
 
     The spans cover every byte of the raw line that can hold a keyword (the parsers leave
@@ -1065,9 +1098,11 @@ def keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, ent_kw, ent_shift, k
     position and advances its count by the table's 0 or 1, so the few per cent of positions
     that hit cost no mispredicted jump and the checks below stay out of the hot loop. Each
     keyword filed under a hit's key is then compared where its shift puts it. Sets category
-    bits in ``fl``, fills ``st`` where still 0 and writes the candidate-family mask to ``cand``.
+    bits in ``fl``, fills ``st`` where still 0 and writes the candidate-family mask to ``cand``
+    (of the first ``n`` rows of ``lines``); ``table`` is `build_keyword_table`'s.
     """
-    n = kn.shape[0]
+    ks, ke, kn, st, fl, cand = lines.ks, lines.ke, lines.kn, lines.st, lines.fl, lines.cand
+    has, bg_start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act = table
     hits = np.empty(_HIT_WINDOW, dtype=np.int64)
     for i in range(n):
         acts = np.int64(0)
@@ -1148,7 +1183,7 @@ def _equal(v, c):
 
 
 @njit(nogil=True, cache=True)
-def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl_other, slot):
+def templates(buf, n, lines, comb, tt):
     """Template slot of every message: a hash where tokens of ``[A-Za-z0-9_.-]`` (and ``@``
     after the first byte) holding a digit or an ``@`` count as one mask (ids, numbers,
     addresses, e-mails); code-like tokens such as ``PC01`` are kept. The same rule as
@@ -1157,10 +1192,11 @@ def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl
     Separators are hashed byte by byte; a token is read eight bytes at a time, its bytes
     and digits classified in the word at once, so its end costs one jump, not one per byte.
 
-    Writes ``slot`` (-1 once the table is 3/4 full and the template is new) and returns how
-    many slots this call created (listed in ``tmpl_new``/``tmpl_line``).
+    Writes ``lines.slot`` (-1 once the table ``tt`` is 3/4 full and the template is new) and
+    returns how many slots this call created (listed in ``lines.tnew``/``lines.tline``).
     """
-    n = ms.shape[0]
+    ms, me, slot, tmpl_new, tmpl_line = lines.ms, lines.me, lines.slot, lines.tnew, lines.tline
+    tmpl_keys, tmpl_used, tmpl_other = tt.keys, tt.used, tt.other
     nbuf = buf.shape[0]
     cap = tmpl_keys.shape[0]
     nnew = 0
@@ -1236,8 +1272,7 @@ def templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tmpl_new, tmpl_line, tmpl
 
 
 @njit(nogil=True, cache=True)
-def aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg, acc_status, acc_cat, tcount,
-              max_examples, inw):
+def aggregate(n, lines, since, until, totals, tcount, max_examples):
     """Fold one chunk's per-line arrays into the worker's running totals.
 
     Lines outside ``[since, until)`` (timestamped ones only) are left out. Running totals:
@@ -1247,7 +1282,9 @@ def aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg
     minutes are too spread out), per minute x instance ``[span, ni]`` lines and errors, the
     first/last 5xx lines, and the candidate lines for the signal matchers.
     """
-    n = ts.shape[0]
+    ts, inst, reg, fl, st = lines.ts, lines.inst, lines.reg, lines.fl, lines.st
+    slot, cand, inw = lines.slot, lines.cand, lines.inw
+    acc_inst, acc_reg, acc_status, acc_cat = totals
     rows = acc_inst.shape[0]
     filtered = 0
     parsed = 0
@@ -1347,12 +1384,13 @@ def aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg
 
 
 @njit(nogil=True, cache=True)
-def parse_bare(buf, ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+def parse_bare(buf, n, lines):
     """Lines without Fly's layout: each whole line is the message. When it starts with an
     RFC3339 timestamp and a space (an app's own log), the timestamp dates the line and is
     left out of the message; the keyword scan skips it as `parse_text` does (only ``401``
     could hide in it)."""
-    n = ls.shape[0]
+    ls, le, ts, prov, inst, reg, lvl = lines.ls, lines.le, lines.ts, lines.prov, lines.inst, lines.reg, lines.lvl
+    ms, me, st, fl, ks, ke, kn = lines.ms, lines.me, lines.st, lines.fl, lines.ks, lines.ke, lines.kn
     tp, tbase = np.int64(-1), np.int64(0)  # see parse_ts
     for i in range(n):
         s = ls[i]
@@ -1395,43 +1433,32 @@ MODE_TEXT, MODE_NDJSON, MODE_BARE = 0, 1, 2
 
 
 @njit(nogil=True, cache=True)
-def stage_a(buf, mode, check_esc, ls, le, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
-            k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts, prov, inst, reg, lvl, ms, me, st, fl, ks, ke, kn):
+def stage_a(buf, mode, check_esc, lines, inames, rnames, json_keys):
     """Split and parse one chunk in a single call (one GIL hand-off instead of several).
 
-    Returns (lines, words holding an ESC byte). Lines is -1 when the per-line arrays are too small, and
-    0 with ESC > 0 (when ``check_esc``) when colours must be stripped first; the caller then
-    retries.
+    Returns (lines, words holding an ESC byte). Lines is -1 when the per-line arrays are too
+    small, and 0 with ESC > 0 (when ``check_esc``) when colours must be stripped first; the
+    caller then retries.
     """
-    n, esc = split_lines(buf, ls, le)
+    n, esc = split_lines(buf, lines.ls, lines.le)
     if n < 0 or (check_esc and esc > 0):
         return (n if n < 0 else 0), esc
-    lsn = ls[:n]
-    len_ = le[:n]
     if mode == MODE_TEXT:
-        parse_text(buf, lsn, len_, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
-                   ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n], ms[:n], me[:n], st[:n], fl[:n], ks, ke, kn[:n])
+        parse_text(buf, n, lines, inames, rnames)
     elif mode == MODE_NDJSON:
-        parse_ndjson(buf, lsn, len_, inst_keys, inst_used, inst_s, inst_e, reg_keys, reg_used, reg_s, reg_e,
-                     k_ts, k_msg, k_inst, k_reg, k_prov, k_lvl, ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n],
-                     ms[:n], me[:n], st[:n], fl[:n], ks, ke, kn[:n])
+        parse_ndjson(buf, n, lines, inames, rnames, json_keys)
     else:
-        parse_bare(buf, lsn, len_, ts[:n], prov[:n], inst[:n], reg[:n], lvl[:n], ms[:n], me[:n], st[:n], fl[:n],
-                   ks, ke, kn[:n])
+        parse_bare(buf, n, lines)
     return n, esc
 
 
 @njit(nogil=True, cache=True)
-def stage_b(buf, ks, ke, kn, ms, me, ts, inst, reg, st, fl, cand, slot, tnew, tline, inw, lower, comb,
-            has, bg_start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act, tmpl_keys, tmpl_used, tmpl_other,
-            since, until, acc_inst, acc_reg, acc_status, acc_cat, tcount, max_examples):
+def stage_b(buf, n, lines, lower, comb, table, tt, since, until, totals, max_examples):
     """Keywords, templates and aggregation of one parsed chunk in a single call.
 
     Returns (template slots created, then everything `aggregate` returns).
     """
-    keywords(ks, ke, kn, buf, st, fl, lower, has, bg_start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act,
-             cand)
-    nnew = templates(buf, ms, me, comb, tmpl_keys, tmpl_used, tnew, tline, tmpl_other, slot)
-    agg = aggregate(ts, inst, reg, fl, st, slot, cand, since, until, acc_inst, acc_reg, acc_status, acc_cat,
-                    tcount, max_examples, inw)
+    keywords(buf, n, lines, table, lower)
+    nnew = templates(buf, n, lines, comb, tt)
+    agg = aggregate(n, lines, since, until, totals, tt.count, max_examples)
     return nnew, agg

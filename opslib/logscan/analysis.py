@@ -92,7 +92,7 @@ def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker
     lines = sum(r.lines for r in results)
     parsed = sum(r.parsed for r in results)
     filtered = sum(r.filtered_out for r in results)
-    cats = np.sum([w.acc_cat for w in pool], axis=0)
+    cats = np.sum([w.acc.cat for w in pool], axis=0)
     categories = {"errors": int(cats[0]), "auth": int(cats[1]), "database": int(cats[2])}
     tmins = [r.ts_min for r in results if r.ts_min is not None]
     tmaxs = [r.ts_max for r in results if r.ts_max is not None]
@@ -100,7 +100,7 @@ def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker
               pd.Timestamp(max(tmaxs), unit="ms", tz="UTC") if tmaxs else None)
 
     # HTTP status mix
-    status = np.sum([w.acc_status for w in pool], axis=0)
+    status = np.sum([w.acc.status for w in pool], axis=0)
     codes = np.flatnonzero(status)
     responses = int(status.sum())
     status_mix = pd.DataFrame({"count": status[codes].astype(np.int64)}, index=pd.Index(codes, name="status"))
@@ -261,7 +261,7 @@ def _templates(pool: list[Worker], lines: int, top: int) -> tuple[pd.DataFrame, 
     merged: dict[int, list[Any]] = {}
     other = 0
     for w in pool:
-        other += int(w.tother[0])
+        other += int(w.tt.other[0])
         for h, (count, order, tmpl, example) in w.templates().items():
             m = merged.get(h)
             if m is None:

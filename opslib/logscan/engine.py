@@ -149,25 +149,16 @@ class Worker:
         self.until = until_ms
         self.examples = examples
         self.anchor = anchor_day_ms
-        cap = K.INTERN_CAP
-        self.ik, self.iu = np.zeros(cap, np.uint64), np.zeros(1, np.int64)
-        self.is_, self.ie = np.full(cap, -1, np.int64), np.full(cap, -1, np.int64)
-        self.rk, self.ru = np.zeros(cap, np.uint64), np.zeros(1, np.int64)
-        self.rs, self.re = np.full(cap, -1, np.int64), np.full(cap, -1, np.int64)
+        self.inames, self.rnames = K.new_names(), K.new_names()
         self.inst_names: dict[int, str] = {-1: ""}
         self.reg_names: dict[int, str] = {-1: ""}
         self.py_ids: dict[int, dict[str, int]] = {}
-        self.tk = np.zeros(K.TMPL_CAP, np.uint64)
-        self.tused = np.zeros(1, np.int64)
-        self.tother = np.zeros(1, np.int64)
-        self.tcount = np.zeros(K.TMPL_CAP, np.int64)
+        self.tt = K.TemplateTable(np.zeros(K.TMPL_CAP, np.uint64), np.zeros(1, np.int64), np.zeros(1, np.int64),
+                                  np.zeros(K.TMPL_CAP, np.int64))
         rows = 2 * K.INTERN_CAP + 1  # kernel-interned ids, then ids the Python slow path hands out
-        self.acc_inst = np.zeros((rows, 5), np.int64)
-        self.acc_reg = np.zeros((rows, 5), np.int64)
-        self.acc_status = np.zeros(600, np.int64)
-        self.acc_cat = np.zeros(3, np.int64)
+        self.acc = K.Totals(np.zeros((rows, 5), np.int64), np.zeros((rows, 5), np.int64),
+                            np.zeros(600, np.int64), np.zeros(3, np.int64))
         self.cap = 0
-        self.arrays: dict[str, np.ndarray] = {}
         self._grow(1 << 16)
         self.texample: dict[int, tuple[tuple[int, int], str, str]] = {}
         self.match_cache: dict[tuple[int, int], list[S.Hit]] = {}
@@ -187,24 +178,19 @@ class Worker:
         return i
 
     def _collect_names(self, buf: np.ndarray) -> None:
-        for pos_s, pos_e, names in ((self.is_, self.ie, self.inst_names), (self.rs, self.re, self.reg_names)):
+        for table, names in ((self.inames, self.inst_names), (self.rnames, self.reg_names)):
+            pos_s, pos_e = table.pos_s, table.pos_e
             new = np.flatnonzero(pos_s >= 0)
             for slot in new.tolist():
                 names[slot] = bytes(buf[pos_s[slot] : pos_e[slot]]).decode("utf-8", "replace")
             pos_s[new] = -1
             pos_e[new] = -1
 
-    _LINE_ARRAYS = (("ls", np.int64), ("le", np.int64), ("ts", np.int64), ("prov", np.int8), ("inst", np.int32),
-                    ("reg", np.int32), ("lvl", np.int8), ("ms", np.int64), ("me", np.int64), ("st", np.int16),
-                    ("fl", np.uint16), ("cand", np.int64), ("slot", np.int32), ("tnew", np.int32),
-                    ("tline", np.int64), ("inw", np.bool_), ("kn", np.int8))
-
     def _grow(self, lines: int) -> None:
         # per-line arrays live as long as the worker: fresh arrays per chunk would cost a
         # page fault per 4 KiB written, more than some kernels take
         cap = max(lines, int(self.cap * 1.5), 1 << 16)
-        self.arrays = {name: np.empty(cap, dtype=dt) for name, dt in self._LINE_ARRAYS}
-        self.spans = (np.empty(cap * K.SPANS, np.int64), np.empty(cap * K.SPANS, np.int64))
+        self.lines = K.new_lines(cap)
         self.cap = cap
 
     def process(self, index: int, data: bytes | memoryview) -> ChunkResult:
@@ -214,11 +200,7 @@ class Worker:
         mode = {"fly-text": K.MODE_TEXT, "ndjson": K.MODE_NDJSON}.get(self.mode, K.MODE_BARE)
         check_esc = True
         while True:
-            A = self.arrays
-            ks, ke = self.spans
-            n, esc = K.stage_a(buf, mode, check_esc, A["ls"], A["le"], self.ik, self.iu, self.is_, self.ie, self.rk, self.ru,
-                               self.rs, self.re, *_JSON_KEYS, A["ts"], A["prov"], A["inst"], A["reg"], A["lvl"],
-                               A["ms"], A["me"], A["st"], A["fl"], ks, ke, A["kn"])
+            n, esc = K.stage_a(buf, mode, check_esc, self.lines, self.inames, self.rnames, _JSON_KEYS)
             if n < 0:
                 self._grow(int(np.count_nonzero(buf == 10)) + 1)
             elif esc and check_esc:
@@ -229,20 +211,18 @@ class Worker:
         res.lines = n
         if n == 0:
             return res
-        a = {name: arr[:n] for name, arr in self.arrays.items()}
+        L = self.lines
         ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl = (
-            a["ls"], a["le"], a["ts"], a["prov"], a["inst"], a["reg"], a["lvl"], a["ms"], a["me"], a["st"], a["fl"])
+            L.ls[:n], L.le[:n], L.ts[:n], L.prov[:n], L.inst[:n], L.reg[:n], L.lvl[:n], L.ms[:n], L.me[:n], L.st[:n],
+            L.fl[:n])
         self._collect_names(buf)
         slow = np.flatnonzero(fl & K.F_SLOW)
         if slow.size:
             self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
-        cand, slot, tnew, tline = a["cand"], a["slot"], a["tnew"], a["tline"]
+        cand, slot, tnew, tline = L.cand[:n], L.slot[:n], L.tnew, L.tline
         since = self.since if self.since is not None else -(1 << 62)
         until = self.until if self.until is not None else (1 << 62)
-        ks, ke = self.spans[0][: n * K.SPANS], self.spans[1][: n * K.SPANS]
-        nnew, agg = K.stage_b(buf, ks, ke, a["kn"], ms, me, ts, inst, reg, st, fl, cand, slot, tnew, tline, a["inw"],
-                              K._LOWER, K._COMB, *_KW, self.tk, self.tused, self.tother, since, until,
-                              self.acc_inst, self.acc_reg, self.acc_status, self.acc_cat, self.tcount, self.examples)
+        nnew, agg = K.stage_b(buf, n, L, K._LOWER, K._COMB, _KW, self.tt, since, until, self.acc, self.examples)
         for j in range(nnew):
             i = int(tline[j])
             msg = self._message(buf, ms[i], me[i])
@@ -402,7 +382,7 @@ class Worker:
 
     def totals(self, which: str) -> dict[str, np.ndarray]:
         """Running per-instance or per-region totals keyed by name."""
-        acc, names = (self.acc_inst, self.inst_names) if which == "instance" else (self.acc_reg, self.reg_names)
+        acc, names = (self.acc.inst, self.inst_names) if which == "instance" else (self.acc.reg, self.reg_names)
         out: dict[str, np.ndarray] = {}
         for row in np.flatnonzero(acc[:, 0]).tolist():
             name = names.get(row - 1, "?")
@@ -412,9 +392,10 @@ class Worker:
     def templates(self) -> dict[int, tuple[int, tuple[int, int], str, str]]:
         """Template hash -> (count, first order, template, example line)."""
         out = {}
-        for slot in np.flatnonzero(self.tcount).tolist():
+        count, keys = self.tt.count, self.tt.keys
+        for slot in np.flatnonzero(count).tolist():
             order, tmpl, example = self.texample[slot]
-            out[int(self.tk[slot])] = (int(self.tcount[slot]), order, tmpl, example)
+            out[int(keys[slot])] = (int(count[slot]), order, tmpl, example)
         return out
 
 
