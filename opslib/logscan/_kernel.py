@@ -9,6 +9,7 @@ flags, template slots); turning them into strings, signals and DataFrames is the
 
 from __future__ import annotations
 
+import os
 import re
 from collections import namedtuple
 
@@ -21,6 +22,13 @@ from numba.extending import intrinsic
 # numba indexes arrays with a check for negative indices (Python's wrap-around) on every
 # access, which costs a branch per byte and keeps loops scalar. The kernels compute their
 # offsets inside [0, len) themselves, so they read bytes through these instead.
+#
+# OPSLIB_LOGS_BOUNDSCHECK=1 builds the checked variant instead, for the tests: `at` and
+# `load_u64` raise IndexError outside the buffer, every array index is bounds-checked
+# (numba's boundscheck), and nothing is read from or written to numba's on-disk cache, so a
+# checked build never mixes with the fast one (tests/test_logs_boundscheck.py).
+CHECKED = os.environ.get("OPSLIB_LOGS_BOUNDSCHECK") == "1"
+KERNEL = {"nogil": True, "cache": not CHECKED, "boundscheck": CHECKED}
 
 
 def _is_bytes(arr: types.Type) -> bool:
@@ -28,7 +36,7 @@ def _is_bytes(arr: types.Type) -> bool:
 
 
 @intrinsic
-def at(typingctx, arr, idx):
+def _at(typingctx, arr, idx):
     """``arr[idx]`` of a contiguous uint8 array, without the wrap-around (``0 <= idx < len``)."""
     if not (_is_bytes(arr) and isinstance(idx, types.Integer)):
         return None
@@ -42,7 +50,7 @@ def at(typingctx, arr, idx):
 
 
 @intrinsic
-def load_u64(typingctx, arr, idx):
+def _load_u64(typingctx, arr, idx):
     """Eight bytes of a contiguous uint8 array from ``idx`` as one little-endian word
     (unaligned; ``0 <= idx <= len - 8``)."""
     if not (_is_bytes(arr) and isinstance(idx, types.Integer)):
@@ -55,6 +63,22 @@ def load_u64(typingctx, arr, idx):
         return builder.load(p, align=1)
 
     return types.uint64(arr, idx), codegen
+
+
+if CHECKED:
+    @njit
+    def at(arr, idx):
+        if idx < 0 or idx >= arr.shape[0]:
+            raise IndexError("log kernel: byte read outside its buffer")
+        return _at(arr, idx)
+
+    @njit
+    def load_u64(arr, idx):
+        if idx < 0 or idx + 8 > arr.shape[0]:
+            raise IndexError("log kernel: word read outside its buffer")
+        return _load_u64(arr, idx)
+else:
+    at, load_u64 = _at, _load_u64
 
 
 @intrinsic
@@ -245,7 +269,7 @@ def build_keyword_table(keywords: list[tuple[bytes, int]]) -> KeywordTable:
     return KeywordTable(has, start, ent_kw, ent_shift, kw_bytes, kw_off, kw_len, kw_act)
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def strip_ansi(buf):
     """Copy of ``buf`` without ``ESC [ digits/; m`` colour sequences."""
     n = buf.shape[0]
@@ -272,7 +296,7 @@ _ESC8 = np.uint64(0x1B1B1B1B1B1B1B1B)
 _L7F = np.uint64(0x7F7F7F7F7F7F7F7F)
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def split_lines(buf, ls, le):
     """Fill ``ls``/``le`` with line start/end offsets (end excludes ``\\n`` and a trailing
     ``\\r``). Returns (line count or -1 when the arrays are too small, how many eight-byte
@@ -560,7 +584,7 @@ _PMUL1 = np.uint64(0x9E3779B97F4A7C15)
 _PMUL2 = np.uint64(0xBF58476D1CE4E5B9)
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def parse_text(buf, n, lines, inames, rnames):
     """Parse ``fly logs`` text layouts.
 
@@ -787,11 +811,13 @@ def _match_key(buf, q, e, key):
 
 @njit(inline="always")
 def _string_end(buf, q, e):
+    """End of the JSON string whose contents start at q (its closing quote), at most e: a
+    backslash as the line's last byte must not carry the end past the line."""
     while q < e and at(buf, q) != 34:
         if at(buf, q) == 92:
             q += 1
         q += 1
-    return q
+    return min(q, e)
 
 
 # The fly-log-shipper (Vector) record, keys in the order Vector writes them. Lines in exactly
@@ -827,7 +853,7 @@ def _value_slot(buf, a, z, nbuf):
     return np.int64(((w ^ np.uint64(z - a)) * _PMUL2) >> np.uint64(64 - _PBITS))
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def parse_ndjson(buf, n, lines, inames, rnames, json_keys):
     """Pull timestamp/message/instance/region/provider/level out of one-object-per-line JSON.
 
@@ -1086,7 +1112,7 @@ def _code_like(buf, comb, a, b):
 _HIT_WINDOW = 4096  # positions whose key hit the table, checked in batches of at most this
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def keywords(buf, n, lines, table, lower):
     """Keyword scan over each line's scan spans: seed categories, candidate families, status.
 
@@ -1182,7 +1208,7 @@ def _equal(v, c):
     return ~(((y & _L7F) + _L7F) | y) & _HIGH
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def templates(buf, n, lines, comb, tt):
     """Template slot of every message: a hash where tokens of ``[A-Za-z0-9_.-]`` (and ``@``
     after the first byte) holding a digit or an ``@`` count as one mask (ids, numbers,
@@ -1271,7 +1297,7 @@ def templates(buf, n, lines, comb, tt):
     return nnew
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def aggregate(n, lines, since, until, totals, tcount, max_examples):
     """Fold one chunk's per-line arrays into the worker's running totals.
 
@@ -1383,7 +1409,7 @@ def aggregate(n, lines, since, until, totals, tcount, max_examples):
     return parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def parse_bare(buf, n, lines):
     """Lines without Fly's layout: each whole line is the message. When it starts with an
     RFC3339 timestamp and a space (an app's own log), the timestamp dates the line and is
@@ -1432,7 +1458,7 @@ def parse_bare(buf, n, lines):
 MODE_TEXT, MODE_NDJSON, MODE_BARE = 0, 1, 2
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def stage_a(buf, mode, check_esc, lines, inames, rnames, json_keys):
     """Split and parse one chunk in a single call (one GIL hand-off instead of several).
 
@@ -1452,7 +1478,7 @@ def stage_a(buf, mode, check_esc, lines, inames, rnames, json_keys):
     return n, esc
 
 
-@njit(nogil=True, cache=True)
+@njit(**KERNEL)
 def stage_b(buf, n, lines, lower, comb, table, tt, since, until, totals, max_examples):
     """Keywords, templates and aggregation of one parsed chunk in a single call.
 

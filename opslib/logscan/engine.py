@@ -197,6 +197,11 @@ class Worker:
         """Analyse one block of whole lines."""
         res = ChunkResult(index)
         buf = np.frombuffer(data, np.uint8)
+        if not buf.flags.writeable:
+            # one compiled signature: blocks read from files are writable; the few built as
+            # bytes (fly-json, logs-API entries) are copied rather than compiling (or loading)
+            # the kernels a second time for read-only arrays
+            buf = buf.copy()
         mode = {"fly-text": K.MODE_TEXT, "ndjson": K.MODE_NDJSON}.get(self.mode, K.MODE_BARE)
         check_esc = True
         while True:
