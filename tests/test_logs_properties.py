@@ -137,7 +137,8 @@ printable_msg = st.text(alphabet=st.sampled_from(list("abcXYZ019 -_./:[]()\"'=,@
 # non-ASCII letters (separators, as in the Python rule)
 long_token_msg = st.lists(
     st.text(alphabet=st.sampled_from(list("aZ09_.-")), min_size=1, max_size=20)
-    | st.sampled_from(["PC01", "PGRST303", "E1234567890", " ", " - ", "é", "ß/", ":"]),
+    | st.sampled_from(["PC01", "PGRST303", "E1234567890", " ", " - ", "é", "ß/", ":", "deadbeef", "DEADBEEFcafe",
+                       "abcdefa", "cafebabe-", "feedfacefeedfacefeed", "ABCDEF12"]),
     max_size=12,
 ).map("".join)
 
@@ -206,7 +207,7 @@ ORACLE_PIECE = st.one_of(
                      'prepared statement "s0" already exists', 'role "web" does not exist',
                      "connection refused 5432", "getaddrinfo ENOTFOUND db.x", "reached hard limit"]),
     st.sampled_from(["GET /x 200", "user bob@example.com", '"', "'", ":", " ", "error", "id 1234",
-                     '{"code":"', '"}', "PGRST301", "db", "x"]),
+                     '{"code":"', '"}', "PGRST301", "db", "x", "trace deadbeefcafe", "faded", "decade"]),
 )
 
 

@@ -84,6 +84,8 @@ def test_template_masking_rules() -> None:
     assert mask_template("user 5e581e51-3e68-438c-adde-58e6d4f0accc from 172.16.3.2:51234") == "user <*> from <*>:<*>"
     assert mask_template("[PC01] refused on 0x7ffd PGRST303") == "[PC01] refused on <*> PGRST303"
     assert mask_template("no digits here") == "no digits here"
+    # ids without a digit: eight or more hex letters; shorter hex-looking words stay
+    assert mask_template("trace deadbeefcafe span DEADBEEF faded decade") == "trace <*> span <*> faded decade"
     # e-mails vary without digits; quoted words stay (a signal may read them)
     assert mask_template("user bob@example.com signed in") == "user <*> signed in"
     assert mask_template('{"code":"CERT_HAS_EXPIRED","n":3}') == '{"code":"CERT_HAS_EXPIRED","n":<*>}'

@@ -1211,9 +1211,9 @@ def _equal(v, c):
 @njit(**KERNEL)
 def templates(buf, n, lines, comb, tt):
     """Template slot of every message: a hash where tokens of ``[A-Za-z0-9_.-]`` (and ``@``
-    after the first byte) holding a digit or an ``@`` count as one mask (ids, numbers,
-    addresses, e-mails); code-like tokens such as ``PC01`` are kept. The same rule as
-    ``engine.mask_template``.
+    after the first byte) holding a digit or an ``@``, or made of eight or more hex digits,
+    count as one mask (ids, numbers, addresses, e-mails, digit-less hex ids); code-like
+    tokens such as ``PC01`` are kept. The same rule as ``engine.mask_template``.
 
     Separators are hashed byte by byte; a token is read eight bytes at a time, its bytes
     and digits classified in the word at once, so its end costs one jump, not one per byte.
@@ -1241,6 +1241,7 @@ def templates(buf, n, lines, comb, tt):
             th = np.uint64(0)
             digits = np.uint64(0)
             ats = np.uint64(0)
+            nonhex = np.uint64(0)
             while p < m1:
                 x = _word_at(buf, p, nbuf)
                 v = x & _L7F
@@ -1255,16 +1256,20 @@ def templates(buf, n, lines, comb, tt):
                     break
                 keep = np.uint64(0xFFFFFFFFFFFFFFFF) if k == 8 else (np.uint64(1) << np.uint64(8 * k)) - np.uint64(1)
                 th = (th ^ (x & keep)) * FNV_PRIME
-                digits |= _in_range(v, 48, 57) & keep
+                dig = _in_range(v, 48, 57)
+                digits |= dig & keep
                 ats |= _equal(v, 64) & keep
+                nonhex |= tok & ~(dig | _in_range(v | _L20, 97, 102)) & keep
                 p += k
                 if k < 8:
                     break
-            # ids, numbers, addresses and e-mails are masked; a code such as PC01 or PGRST303
-            # stays. (Quoted words stay too: signal matches are cached per template, and a
-            # quoted code like "CERT_HAS_EXPIRED" must not share one with "SELF_SIGNED_CERT".)
+            # ids, numbers, addresses, e-mails and hex of eight or more (digits or not) are
+            # masked; a code such as PC01 or PGRST303 stays. (Quoted words stay too: signal
+            # matches are cached per template, and a quoted code like "CERT_HAS_EXPIRED" must
+            # not share one with "SELF_SIGNED_CERT".)
             masked = (digits != 0 and not ((comb[at(buf, t0)] >> 5) & 4 and p - t0 <= 10
-                                           and _code_like(buf, comb, t0, p))) or ats != 0
+                                           and _code_like(buf, comb, t0, p))) or ats != 0 \
+                or (nonhex == 0 and p - t0 >= 8)
             if masked:
                 h = (h ^ MASK_MARK) * FNV_PRIME
             else:

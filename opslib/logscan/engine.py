@@ -50,6 +50,7 @@ _TEXT_SLOW = re.compile(
 _DASH = re.compile(r"^(\d{1,2}):(\d\d):(\d\d)(?:\.\d+)?\s+(.*)$", re.S)
 _TOKEN = re.compile(r"[A-Za-z0-9_.\-][A-Za-z0-9_.\-@]*")
 _CODE_TOKEN = re.compile(r"[A-Z]{2,}[0-9]+")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 _PROVIDERS = {"app": K.P_APP, "runner": K.P_RUNNER, "proxy": K.P_PROXY, "health": K.P_HEALTH}
 _LEVELS = {"info": K.L_INFO, "error": K.L_ERROR, "err": K.L_ERROR, "warn": K.L_WARN, "warning": K.L_WARN,
            "debug": K.L_DEBUG, "fatal": K.L_ERROR}
@@ -60,7 +61,8 @@ _JSON_KEYS = tuple(np.frombuffer(k, dtype=np.uint8).copy()
 
 def mask_template(message: str) -> str:
     """The template of a message: tokens holding a digit or an ``@`` (ids, numbers, addresses,
-    e-mails) become ``<*>``; codes such as PC01 or PGRST303 stay. Quoted words stay: signal
+    e-mails) or made of eight or more hex digits (ids without a digit, ``deadbeefcafe``)
+    become ``<*>``; codes such as PC01 or PGRST303 stay. Quoted words stay: signal
     matches are cached per template, so a template must never hide the word a signal reads.
 
     Same rule as the kernel's hash, so the text shown is the text that was counted.
@@ -70,7 +72,7 @@ def mask_template(message: str) -> str:
         digits = any("0" <= c <= "9" for c in tok)
         if digits and len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok):
             return tok
-        return "<*>" if digits or "@" in tok else tok
+        return "<*>" if digits or "@" in tok or (len(tok) >= 8 and _HEX.fullmatch(tok)) else tok
 
     return _TOKEN.sub(sub, message)
 
