@@ -468,6 +468,19 @@ def parse_ts(buf, p, e, tp, tbase):
 
 
 @njit(inline="always")
+def _ts_has_401(buf, p, q):
+    """Whether the timestamp ``buf[p:q]`` (which `parse_ts` accepted) holds "401": only in
+    the year or in the fraction and zone, as the other digit groups are two wide."""
+    if (at(buf, p) == 52 and at(buf, p + 1) == 48 and at(buf, p + 2) == 49) or \
+            (at(buf, p + 1) == 52 and at(buf, p + 2) == 48 and at(buf, p + 3) == 49):
+        return True
+    for k in range(p + 19, q - 2):
+        if at(buf, k) == 52 and at(buf, k + 1) == 48 and at(buf, k + 2) == 49:
+            return True
+    return False
+
+
+@njit(inline="always")
 def _same_bytes(buf, a, b, n):
     """``buf[a:a+n] == buf[b:b+n]``, eight bytes per step (the last word overlaps the one
     before it rather than going byte by byte)."""
@@ -772,16 +785,10 @@ def parse_text(buf, n, lines, inames, rnames):
             me[i] = em_e
         else:
             ms[i] = q
-            # Before the level, a keyword can only be the digits 401: in the timestamp's year
-            # or fraction (the other digit groups are two wide), or in the id (checked above).
-            # Without one, the scan starts at the level, or after the timestamp.
-            ts401 = (at(buf, p) == 52 and at(buf, p + 1) == 48 and at(buf, p + 2) == 49) or \
-                (at(buf, p + 1) == 52 and at(buf, p + 2) == 48 and at(buf, p + 3) == 49)
-            for k in range(p + 19, ts_end - 2):
-                if at(buf, k) == 52 and at(buf, k + 1) == 48 and at(buf, k + 2) == 49:
-                    ts401 = True
-                    break
-            if not ts401:
+            # Before the level, a keyword can only be the digits 401: in the timestamp, or in
+            # the id (checked above). Without one, the scan starts at the level, or after the
+            # timestamp.
+            if not _ts_has_401(buf, p, ts_end):
                 ks[i * SPANS] = l0 - 1 if plain else ts_end
         fl[i] = F_PARSED | F_TS
 
@@ -1449,14 +1456,7 @@ def parse_bare(buf, n, lines):
         while m < e and (at(buf, m) == 32 or at(buf, m) == 9):
             m += 1
         ms[i] = m
-        # "401" can hide only in the year or the fraction (the other groups are two digits)
-        has401 = (at(buf, s) == 52 and at(buf, s + 1) == 48 and at(buf, s + 2) == 49) or \
-            (at(buf, s + 1) == 52 and at(buf, s + 2) == 48 and at(buf, s + 3) == 49)
-        for k in range(s + 19, q - 2):
-            if at(buf, k) == 52 and at(buf, k + 1) == 48 and at(buf, k + 2) == 49:
-                has401 = True
-                break
-        if not has401:
+        if not _ts_has_401(buf, s, q):
             ks[i * SPANS] = q
 
 
