@@ -157,13 +157,14 @@ def test_template_text_is_the_one_counted(msgs: list[str]) -> None:
 def test_templates_tell_apart_tokens_that_differ_past_eight_bytes() -> None:
     # the kernel reads a token a word of eight bytes at a time: each word must count
     msgs = ["refused_by_peer x", "refused_by_host x", "abcdefgh x", "abcdefghi x", "abcdefgh", "abcdefgh.",
+            "code ABCDEF12", "code ABCDEF13", "trace deadbeefcafe", "trace cafebabe0",
             "ABCDEFGHIJKLMNOP q", "ABCDEFGHIJKLMNOQ q", "ABCDEFGHIJKLMNOPQ q", "digits123456789abc y",
             "digits987 y", "caf\u00e9-bar z", "caf\u00e9-baz z"] * 2
     data = "".join(m + "\n" for m in msgs).encode()
     r = analyze(io.BytesIO(data), fmt="bare", top_templates=100)
     got = dict(zip(r.templates["template"], r.templates["count"], strict=True))
     assert got == dict(Counter(mask_template(m) for m in msgs))
-    assert len(got) == 12  # only the two digit tokens share a template
+    assert len(got) == 15  # only the two digit tokens share a template, and the two hex ids
 
 
 @pytest.mark.skipif(shutil.which("grep") is None, reason="needs grep")

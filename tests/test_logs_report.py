@@ -86,6 +86,7 @@ def test_template_masking_rules() -> None:
     assert mask_template("no digits here") == "no digits here"
     # ids without a digit: eight or more hex letters; shorter hex-looking words stay
     assert mask_template("trace deadbeefcafe span DEADBEEF faded decade") == "trace <*> span <*> faded decade"
+    assert mask_template("code ABCDEF12 and ABCDEF12345") == "code ABCDEF12 and <*>"  # a code stays, even hex
     # e-mails vary without digits; quoted words stay (a signal may read them)
     assert mask_template("user bob@example.com signed in") == "user <*> signed in"
     assert mask_template('{"code":"CERT_HAS_EXPIRED","n":3}') == '{"code":"CERT_HAS_EXPIRED","n":<*>}'

@@ -1274,9 +1274,8 @@ def templates(buf, n, lines, comb, tt):
             # masked; a code such as PC01 or PGRST303 stays. (Quoted words stay too: signal
             # matches are cached per template, and a quoted code like "CERT_HAS_EXPIRED" must
             # not share one with "SELF_SIGNED_CERT".)
-            masked = (digits != 0 and not ((comb[at(buf, t0)] >> 5) & 4 and p - t0 <= 10
-                                           and _code_like(buf, comb, t0, p))) or ats != 0 \
-                or (nonhex == 0 and p - t0 >= 8)
+            masked = (digits != 0 or ats != 0 or (nonhex == 0 and p - t0 >= 8)) and not (
+                digits != 0 and (comb[at(buf, t0)] >> 5) & 4 and p - t0 <= 10 and _code_like(buf, comb, t0, p))
             if masked:
                 h = (h ^ MASK_MARK) * FNV_PRIME
             else:
