@@ -95,3 +95,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("notebook"):
             item.add_marker(pytest.mark.slow)
+    # the longest tests start first (pytest-xdist hands out tests in collection order), so
+    # none of them is left running alone at the end
+    items.sort(key=lambda item: item.get_closest_marker("first") is None)

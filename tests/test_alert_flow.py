@@ -108,6 +108,7 @@ def _firing(prom_url: str) -> set[str]:
     return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
 
 
+@pytest.mark.first
 def test_memory_alert_runs_the_runbook_and_tells_slack_and_pagerduty_then_resolves(tmp_path):
     assert Path(PROMETHEUS).exists() and Path(ALERTMANAGER).exists(), \
         "tests/system-deps.sh installs prometheus and prometheus-alertmanager"

@@ -114,6 +114,7 @@ def main() -> None:
     json.dump({str(c): summary(c) for c in (97, 4 << 20)}, sys.stdout)
 
 
+@pytest.mark.first
 @pytest.mark.slow
 def test_the_checked_kernels_read_only_their_buffers_and_agree_with_the_fast_ones() -> None:
     env = {**os.environ, "OPSLIB_LOGS_BOUNDSCHECK": "1", "PYTHONPATH": str(ROOT)}
