@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opslib.logscan import analyze, synth
-from opslib.logscan.engine import mask_template
+from opslib.logscan.chunks import mask_template
 
 GREPS = {"errors": rb"error|exception|failed", "auth": rb"auth|unauthorized|401",
          "database": rb"database|connection|query"}

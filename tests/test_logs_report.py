@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from opslib.logscan import analyze, charts
 from opslib.logscan.cli import main
-from opslib.logscan.engine import mask_template
+from opslib.logscan.chunks import mask_template
 from tests.test_logs_samples import A, B, E, fly_text, incident, signal_entries
 
 ENTRIES = incident() + signal_entries()

@@ -18,6 +18,11 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+# flags, codes and keyword actions (numba-free, so the signal table can use them)
+from .layout import (A_STATUS_METHOD, F_AUTH, F_DB, F_ERR, F_PARSED, F_SLOW, F_TS,  # noqa: F401
+                     L_DEBUG, L_ERROR, L_INFO, L_NONE, L_OTHER, L_WARN, P_APP, P_HEALTH, P_NONE, P_OTHER,
+                     P_PROXY, P_RUNNER, STATUS_BITS)
+
 # --- raw byte access ---------------------------------------------------------------------
 # numba indexes arrays with a check for negative indices (Python's wrap-around) on every
 # access, which costs a branch per byte and keeps loops scalar. The kernels compute their
@@ -119,25 +124,6 @@ def _find_quote_or_backslash(buf, q, e):
         q += 1
     return e
 
-
-# --- flag bits (per line) -----------------------------------------------------------------
-F_ERR = 1  # seed grep: error|exception|failed
-F_AUTH = 2  # seed grep: auth|unauthorized|401
-F_DB = 4  # seed grep: database|connection|query
-F_PARSED = 8  # layout recognised (fields extracted)
-F_TS = 16  # has a timestamp
-F_SLOW = 32  # fast layout parse failed: Python decides (and may still parse it)
-
-# provider codes
-P_NONE, P_APP, P_RUNNER, P_PROXY, P_HEALTH, P_OTHER = 0, 1, 2, 3, 4, 5
-# level codes
-L_NONE, L_DEBUG, L_INFO, L_WARN, L_ERROR, L_OTHER = 0, 1, 2, 3, 4, 5
-
-# keyword actions: low 3 bits are category flags; bit 3 marks "status trigger"; bits 8+
-# carry the candidate family mask (see `engine.FAMILIES`).
-A_STATUS_METHOD = 1 << 3
-A_STATUS_KEY = 1 << 4
-STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY
 
 SPANS = 8  # keyword-scan spans per line (see parse_ndjson)
 
@@ -1131,7 +1117,8 @@ def keywords(buf, n, lines, table, lower):
     position and advances its count by the table's 0 or 1, so the few per cent of positions
     that hit cost no mispredicted jump and the checks below stay out of the hot loop. Each
     keyword filed under a hit's key is then compared where its shift puts it. Sets category
-    bits in ``fl``, fills ``st`` where still 0 and writes the candidate-family mask to ``cand``
+    bits in ``fl``, fills ``st`` where still 0 (from the status trigger that starts first
+    in the line and is followed by a status) and writes the candidate-family mask to ``cand``
     (of the first ``n`` rows of ``lines``); ``table`` is `build_keyword_table`'s.
     """
     ks, ke, kn, st, fl, cand = lines.ks, lines.ke, lines.kn, lines.st, lines.fl, lines.cand
@@ -1140,6 +1127,7 @@ def keywords(buf, n, lines, table, lower):
     for i in range(n):
         acts = np.int64(0)
         status = np.int64(st[i])
+        status_q = np.int64(-1)  # a status the parser set stays
         for sp in range(kn[i]):
             s = ks[i * SPANS + sp]
             e = ke[i * SPANS + sp]
@@ -1160,9 +1148,12 @@ def keywords(buf, n, lines, table, lower):
                     for j in range(bg_start[key], bg_start[key + 1]):
                         kid = ent_kw[j]
                         a = kw_act[kid]
-                        if (a & ~acts & ~STATUS_BITS) == 0 and (status != 0 or (a & STATUS_BITS) == 0):
-                            continue  # everything this keyword could add is known already
                         q = p - 2 - ent_shift[j]
+                        # the status comes from the trigger that starts first in the line
+                        # (hits arrive roughly, not exactly, in line order)
+                        want = (a & STATUS_BITS) != 0 and (status == 0 or q < status_q)
+                        if (a & ~acts & ~STATUS_BITS) == 0 and not want:
+                            continue  # everything this keyword could add is known already
                         kl = kw_len[kid]
                         if q < s or q + kl > e:
                             continue
@@ -1175,11 +1166,14 @@ def keywords(buf, n, lines, table, lower):
                         if not ok:
                             continue
                         acts |= a
-                        if status == 0:
+                        if want:
                             if a & A_STATUS_METHOD:
-                                status = _status_after_method(buf, q + kl, e)
-                            elif a & A_STATUS_KEY:
-                                status = _status_after_key(buf, q + kl, e)
+                                v = _status_after_method(buf, q + kl, e)
+                            else:  # a key ending in '=' (status=) starts the value at it
+                                v = _status_after_key(buf, q + kl - (at(buf, q + kl - 1) == 61), e)
+                            if v != 0:
+                                status = v
+                                status_q = q
         fl[i] |= np.uint16(acts & 7)
         cand[i] = acts >> 8
         st[i] = status

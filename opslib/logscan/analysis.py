@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-
+import itertools
 import sys
 import threading
 from collections import Counter
@@ -13,13 +13,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import signals as S
-from .engine import MEASURES, ChunkResult, SigAcc, Worker, load_kernels, run
+from .chunks import MEASURES, ChunkResult, SigAcc
 from .report import ERROR_RATE_CRITICAL, ERROR_RATE_WARNING, SEVERITY_RANK, LogReport, _iso, proxy_meaning
-from .inputs import FORMATS, open_source
+from .inputs import FORMATS, Source, json_entries, open_source, sniff
+from .reference import ReferenceWorker
 from ..times import parse_when
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .engine import Worker
+
+# log entries up to this many are analysed by `reference.ReferenceWorker`
+SMALL_ENTRIES = 20_000
 
 # Signals that are routine client behaviour at a trickle (tokens expire, clients refresh):
 # raised only when a single minute holds at least this many — a burst, not background.
@@ -58,15 +64,37 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
     anchor_day_ms = int(datetime(anchor.year, anchor.month, anchor.day, tzinfo=UTC).timestamp() * 1000)
     src = open_source(source)
     try:
-        load_kernels()
         _import_pandas_meanwhile()
-        results, pool, used_fmt = run(src.stream, src.entries, fmt, since_ms, until_ms, examples,
-                                      anchor_day_ms, workers=workers, problems=src.problems)
+        results, pool, used_fmt = _run(src, fmt, since_ms, until_ms, examples, anchor_day_ms, workers)
     finally:
         src.close()
     report = _assemble(src.name, used_fmt, results, pool, examples, top_templates, anchor_day_ms, t_since is not None)
     report.notes.extend(dict.fromkeys(src.problems))
     return report
+
+
+def _run(src: Source, fmt: str, since_ms: int | None, until_ms: int | None, examples: int,
+         anchor_day_ms: int, workers: int | None) -> tuple[list[ChunkResult], list[Any], str]:
+    """Chunk results, the workers that made them and the format read. Up to SMALL_ENTRIES
+    log entries (the runbooks' logs-API lines, a ``fly logs --json`` capture) are analysed by
+    the plain-Python reference, which needs no compiled kernels; anything else by the engine."""
+    head = None
+    entries = src.entries
+    if entries is None:
+        head = src.stream.read(65536)
+        fmt = sniff(head) if fmt == "auto" else fmt
+    elif fmt == "auto":
+        fmt = "api"
+    if fmt in ("fly-json", "api"):
+        items = iter(entries if entries is not None else json_entries(src.stream, head))
+        first = list(itertools.islice(items, SMALL_ENTRIES + 1))
+        if len(first) <= SMALL_ENTRIES:
+            worker = ReferenceWorker(since_ms, until_ms, examples)
+            return [worker.process(first)], [worker], fmt
+        entries = itertools.chain(first, items)
+    from . import engine  # loads numba and the compiled kernels (~0.3 s)
+    return engine.run(src.stream, entries, fmt, since_ms, until_ms, examples, anchor_day_ms, workers=workers,
+                      problems=src.problems, head=head)
 
 
 def _import_pandas_meanwhile() -> None:
@@ -85,14 +113,14 @@ def _quiet_import(name: str) -> None:
         pass
 
 
-def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker], examples: int,
+def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker | ReferenceWorker], examples: int,
               top_templates: int, anchor_day_ms: int, anchored: bool) -> LogReport:
     import pandas as pd
 
     lines = sum(r.lines for r in results)
     parsed = sum(r.parsed for r in results)
     filtered = sum(r.filtered_out for r in results)
-    cats = np.sum([w.acc.cat for w in pool], axis=0)
+    cats = np.sum([w.categories() for w in pool], axis=0)
     categories = {"errors": int(cats[0]), "auth": int(cats[1]), "database": int(cats[2])}
     tmins = [r.ts_min for r in results if r.ts_min is not None]
     tmaxs = [r.ts_max for r in results if r.ts_max is not None]
@@ -100,7 +128,7 @@ def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker
               pd.Timestamp(max(tmaxs), unit="ms", tz="UTC") if tmaxs else None)
 
     # HTTP status mix
-    status = np.sum([w.acc.status for w in pool], axis=0)
+    status = np.sum([w.statuses() for w in pool], axis=0)
     codes = np.flatnonzero(status)
     responses = int(status.sum())
     status_mix = pd.DataFrame({"count": status[codes].astype(np.int64)}, index=pd.Index(codes, name="status"))
@@ -242,7 +270,8 @@ def _by_name(parts: list[dict[str, np.ndarray]], name: str) -> pd.DataFrame:
         return pd.DataFrame(columns=list(MEASURES), index=pd.Index([], name=name), dtype="int64")
     df = pd.DataFrame.from_dict(tot, orient="index", columns=list(MEASURES)).astype("int64")
     df.index.name = name
-    return df.sort_values("lines", ascending=False)
+    # busiest first, ties by name: the same order whatever order the names were met in
+    return df.sort_index().sort_values("lines", ascending=False, kind="stable")
 
 
 def _instance_minute(results: list[ChunkResult]) -> pd.DataFrame:
@@ -256,12 +285,12 @@ def _instance_minute(results: list[ChunkResult]) -> pd.DataFrame:
     return df
 
 
-def _templates(pool: list[Worker], lines: int, top: int) -> tuple[pd.DataFrame, int]:
+def _templates(pool: list[Worker | ReferenceWorker], lines: int, top: int) -> tuple[pd.DataFrame, int]:
     import pandas as pd
     merged: dict[int, list[Any]] = {}
     other = 0
     for w in pool:
-        other += int(w.tt.other[0])
+        other += w.other_templates()
         for h, (count, order, tmpl, example) in w.templates().items():
             m = merged.get(h)
             if m is None:

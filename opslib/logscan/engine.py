@@ -24,10 +24,8 @@ import queue
 import re
 import sys
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,11 +33,10 @@ import numpy as np
 from . import _kernel as K
 from . import signals as S
 from ..times import parse_time
+from .chunks import TEXT_CAP, ChunkResult, SigAcc, decode_message, record_hits, template_text
 from .inputs import entries_as_ndjson, entry_fields, iter_chunks, json_entries, sniff
 
 CHUNK_BYTES = 4 << 20  # two workers' blocks and per-line arrays stay within the shared L3 cache (4 MiB: measured faster than 8 on every mix, and 15-25 % less memory on short lines)
-TEXT_CAP = 500  # characters kept of an example line (evidence stays readable, memory bounded)
-MEASURES = ("lines", "errors", "auth", "database", "http_5xx")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TEXT_SLOW = re.compile(
     r"^(?:error\.message=\"((?:[^\"\\]|\\.)*)\"\s+)?"
@@ -48,97 +45,12 @@ _TEXT_SLOW = re.compile(
     re.S,
 )
 _DASH = re.compile(r"^(\d{1,2}):(\d\d):(\d\d)(?:\.\d+)?\s+(.*)$", re.S)
-_TOKEN = re.compile(r"[A-Za-z0-9_.\-][A-Za-z0-9_.\-@]*")
-_CODE_TOKEN = re.compile(r"[A-Z]{2,}[0-9]+")
-_HEX = re.compile(r"[0-9A-Fa-f]+")
 _PROVIDERS = {"app": K.P_APP, "runner": K.P_RUNNER, "proxy": K.P_PROXY, "health": K.P_HEALTH}
 _LEVELS = {"info": K.L_INFO, "error": K.L_ERROR, "err": K.L_ERROR, "warn": K.L_WARN, "warning": K.L_WARN,
            "debug": K.L_DEBUG, "fatal": K.L_ERROR}
 _KW = K.build_keyword_table(S.kernel_keywords())
 _JSON_KEYS = tuple(np.frombuffer(k, dtype=np.uint8).copy()
                    for k in (b"timestamp", b"message", b"instance", b"region", b"provider", b"level"))
-
-
-def mask_template(message: str) -> str:
-    """The template of a message: tokens holding a digit or an ``@`` (ids, numbers, addresses,
-    e-mails) or made of eight or more hex digits (ids without a digit, ``deadbeefcafe``)
-    become ``<*>``; codes such as PC01 or PGRST303 stay. Quoted words stay: signal
-    matches are cached per template, so a template must never hide the word a signal reads.
-
-    Same rule as the kernel's hash, so the text shown is the text that was counted.
-    """
-    def sub(m: re.Match[str]) -> str:
-        tok = m.group(0)
-        digits = any("0" <= c <= "9" for c in tok)
-        if digits and len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok):
-            return tok
-        return "<*>" if digits or "@" in tok or (len(tok) >= 8 and _HEX.fullmatch(tok)) else tok
-
-    return _TOKEN.sub(sub, message)
-
-
-@dataclass
-class SigAcc:
-    """Running facts about one signal."""
-
-    count: int = 0
-    first: tuple[tuple[int, int], float | None] | None = None
-    last: tuple[tuple[int, int], float | None] | None = None
-    instances: Counter = field(default_factory=Counter)
-    regions: Counter = field(default_factory=Counter)
-    examples: list[tuple[tuple[int, int], str]] = field(default_factory=list)
-    minutes: Counter = field(default_factory=Counter)
-    details: Counter = field(default_factory=Counter)
-
-    def add(self, order: tuple[int, int], ts: float | None, inst: str, region: str, text: str,
-            detail: str | None, max_examples: int) -> None:
-        self.count += 1
-        if self.first is None or order < self.first[0]:
-            self.first = (order, ts)
-        if self.last is None or order > self.last[0]:
-            self.last = (order, ts)
-        if inst:
-            self.instances[inst] += 1
-        if region:
-            self.regions[region] += 1
-        if len(self.examples) < max_examples:
-            self.examples.append((order, text))
-        if ts is not None:
-            self.minutes[int(ts // 60) * 60] += 1
-        if detail:
-            self.details[detail] += 1
-
-    def merge(self, other: SigAcc, max_examples: int) -> None:
-        self.count += other.count
-        if other.first is not None and (self.first is None or other.first[0] < self.first[0]):
-            self.first = other.first
-        if other.last is not None and (self.last is None or other.last[0] > self.last[0]):
-            self.last = other.last
-        self.instances.update(other.instances)
-        self.regions.update(other.regions)
-        self.examples = sorted(self.examples + other.examples)[:max_examples]
-        self.minutes.update(other.minutes)
-        self.details.update(other.details)
-
-
-@dataclass
-class ChunkResult:
-    """What one chunk contributes to the report."""
-
-    index: int
-    lines: int = 0
-    parsed: int = 0
-    filtered_out: int = 0
-    minute_keys: np.ndarray | None = None
-    minute_counts: np.ndarray | None = None
-    inst_minute: list[tuple[int, str, np.ndarray]] = field(default_factory=list)
-    ts_min: int | None = None
-    ts_max: int | None = None
-    signals: dict[str, SigAcc] = field(default_factory=dict)
-    events: list[S.Event] = field(default_factory=list)
-    crashes: list[S.Event] = field(default_factory=list)
-    unparsed_examples: list[tuple[tuple[int, int], str]] = field(default_factory=list)
-    dated_by_anchor: bool = False
 
 
 class Worker:
@@ -163,6 +75,7 @@ class Worker:
         self.cap = 0
         self._grow(1 << 16)
         self.texample: dict[int, tuple[tuple[int, int], str, str]] = {}
+        self.unshown: set[int] = set()  # template slots seen so far only outside the time window
         self.match_cache: dict[tuple[int, int], list[S.Hit]] = {}
 
     # ids for names found by the Python slow path live above the kernel's table
@@ -230,28 +143,34 @@ class Worker:
         since = self.since if self.since is not None else -(1 << 62)
         until = self.until if self.until is not None else (1 << 62)
         nnew, agg = K.stage_b(buf, n, L, K._LOWER, K._COMB, _KW, self.tt, since, until, self.acc, self.examples)
+        # a template's text and example come from its first line inside the time window
+        # (its slot may have been made by a line outside it, and counts only lines inside)
+        inw = L.inw[:n]
         for j in range(nnew):
-            i = int(tline[j])
-            msg = self._message(buf, ms[i], me[i])
-            # bounded text per template: the table can hold tens of thousands of them
-            tmpl = mask_template(msg[:TEXT_CAP]) + ("…" if len(msg) > TEXT_CAP else "")
-            self.texample[int(tnew[j])] = ((index, i), tmpl, self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP)))
+            if inw[tline[j]]:
+                self._show(int(tnew[j]), index, int(tline[j]), buf)
+            else:
+                self.unshown.add(int(tnew[j]))
+        if self.unshown:
+            for i in np.flatnonzero(inw & np.isin(slot, list(self.unshown))).tolist():
+                if int(slot[i]) in self.unshown:
+                    self.unshown.discard(int(slot[i]))
+                    self._show(int(slot[i]), index, i, buf)
         self._aggregate(res, buf, ls, le, ts, inst, reg, ms, me, fl, st, cand, slot, agg, since, until)
         return res
 
     # --- helpers ----------------------------------------------------------------------------
+    def _show(self, slot: int, index: int, i: int, buf: np.ndarray) -> None:
+        L = self.lines
+        self.texample[slot] = ((index, i), template_text(self._message(buf, L.ms[i], L.me[i])),
+                               self._line(buf, L.ls[i], min(L.le[i], L.ls[i] + TEXT_CAP)))
+
     @staticmethod
     def _line(buf: np.ndarray, s: int, e: int) -> str:
         return bytes(buf[s:e]).decode("utf-8", "replace")
 
     def _message(self, buf: np.ndarray, s: int, e: int) -> str:
-        raw = bytes(buf[s:e])
-        if self.mode == "ndjson" and b"\\" in raw:
-            try:
-                return json.loads(b'"' + raw + b'"')
-            except ValueError:
-                pass
-        return raw.decode("utf-8", "replace")
+        return decode_message(bytes(buf[s:e]), self.mode == "ndjson")
 
     def _slow(self, buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res) -> None:  # noqa: ANN001
         """Python parsers for lines the kernel could not place."""
@@ -320,12 +239,13 @@ class Worker:
                 nz = np.flatnonzero(mc[:, 0])
                 res.minute_keys = (nz + m0).astype(np.int64)
                 res.minute_counts = mc[nz]
-                if im_l.shape[0]:
-                    for b, col in zip(*np.nonzero(im_l), strict=True):
-                        res.inst_minute.append((int(m0 + b), self.inst_names.get(int(col) - 1, "?"),
-                                                np.array([im_l[b, col], im_e[b, col]])))
+                for b, col in zip(*np.nonzero(im_l), strict=True):
+                    res.inst_minute.append((int(m0 + b), self.inst_names.get(int(col) - 1, "?"),
+                                            np.array([im_l[b, col], im_e[b, col]])))
             else:  # minutes too spread out for a dense table (garbage timestamps): sort instead
                 self._sparse_minutes(res, ts, fl, st, since, until)
+            if not im_l.shape[0]:  # minutes x machines too many for a dense table
+                self._sparse_instance_minutes(res, ts, inst, fl, since, until)
         if n5:
             acc = res.signals.setdefault("http_5xx", SigAcc())
             acc.count = int(n5)
@@ -347,33 +267,10 @@ class Worker:
                 hits = S.match(self._message(buf, ms[i], me[i]), fam)
                 if key[0] >= 0 and not fam & S.DIGIT_SENSITIVE and len(cache) < 100_000:
                     cache[key] = hits
-            if not hits:
-                continue
-            t = float(ts[i]) / 1000.0 if ts[i] >= 0 else None
-            iname = self.inst_names.get(int(inst[i]), "")
-            rname = self.reg_names.get(int(reg[i]), "")
-            order = (res.index, i)
-            text = None
-            for sid, details in hits:
-                if sid in S.STATEFUL or sid in S.CRASHES:
-                    if text is None:
-                        text = self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP))
-                    ev = S.Event(order, t, iname, rname, sid, details, text)
-                    if sid in S.STATEFUL:
-                        res.events.append(ev)
-                        continue
-                    res.crashes.append(ev)
-                detail = None
-                if "codes" in details:
-                    detail = " > ".join(details["codes"])
-                elif "exit_code" in details:
-                    detail = f"exit code {details['exit_code']}"
-                acc = res.signals.get(sid)
-                if acc is None:
-                    acc = res.signals[sid] = SigAcc()
-                if len(acc.examples) < self.examples and text is None:
-                    text = self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP))
-                acc.add(order, t, iname, rname, text or "", detail, self.examples)
+            if hits:
+                record_hits(res, hits, i, float(ts[i]) / 1000.0 if ts[i] >= 0 else None,
+                            self.inst_names.get(int(inst[i]), ""), self.reg_names.get(int(reg[i]), ""),
+                            lambda i=i: self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP)), self.examples)
 
     @staticmethod
     def _sparse_minutes(res: ChunkResult, ts: np.ndarray, fl: np.ndarray, st: np.ndarray, since: int,
@@ -386,6 +283,28 @@ class Worker:
                     st[sel] >= 500)
         res.minute_keys = uk.astype(np.int64)
         res.minute_counts = np.stack([np.bincount(inv[m], minlength=uk.size) for m in measures], axis=1)
+
+    def _sparse_instance_minutes(self, res: ChunkResult, ts: np.ndarray, inst: np.ndarray, fl: np.ndarray,
+                                 since: int, until: int) -> None:
+        sel = (ts >= 0) & (ts >= since) & (ts < until)
+        pairs, inv = np.unique(np.stack([ts[sel] // 60000, inst[sel]], axis=1), axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        lines = np.bincount(inv, minlength=len(pairs))
+        errors = np.bincount(inv, weights=(fl[sel] & K.F_ERR) != 0, minlength=len(pairs)).astype(np.int64)
+        for (minute, iid), n, e in zip(pairs.tolist(), lines.tolist(), errors.tolist(), strict=True):
+            res.inst_minute.append((minute, self.inst_names.get(iid, "?"), np.array([n, e])))
+
+    def categories(self) -> np.ndarray:
+        """Lines per seed category so far: errors, auth, database."""
+        return self.acc.cat
+
+    def statuses(self) -> np.ndarray:
+        """Lines per HTTP status code so far (index = code)."""
+        return self.acc.status
+
+    def other_templates(self) -> int:
+        """Lines whose template came after the table was full."""
+        return int(self.tt.other[0])
 
     def totals(self, which: str) -> dict[str, np.ndarray]:
         """Running per-instance or per-region totals keyed by name."""
@@ -430,18 +349,22 @@ def load_kernels() -> None:
 
 def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int | None,
         examples: int, anchor_day_ms: int, workers: int | None = None,
-        chunk_bytes: int | None = None, problems: list[str] | None = None,
+        chunk_bytes: int | None = None, problems: list[str] | None = None, head: bytes | None = None,
         ) -> tuple[list[ChunkResult], list[Worker], str]:
-    """Process the whole input; returns chunk results (in order), the workers and the format."""
+    """Process the whole input; returns chunk results (in order), the workers and the format.
+    ``head``: the stream's first bytes when the caller has read them already."""
     chunk_bytes = chunk_bytes or CHUNK_BYTES
-    head = b""
     if entries is None:
-        head = stream.read(65536)
+        if head is None:
+            head = stream.read(65536)
         if fmt == "auto":
             fmt = sniff(head)
     else:
         fmt = "api" if fmt == "auto" else fmt
     mode = {"fly-text": "fly-text", "ndjson": "ndjson", "bare": "bare"}.get(fmt, "ndjson")
+    if mode == "ndjson" and entries is None and fmt in ("fly-json", "api"):
+        entries = json_entries(stream, head)
+    load_kernels()
     nworkers = workers or max(1, min(2, os.cpu_count() or 1))
     pool = [Worker(mode, since_ms, until_ms, examples, anchor_day_ms) for _ in range(nworkers)]
     idle: queue.SimpleQueue[Worker] = queue.SimpleQueue()
@@ -481,8 +404,6 @@ def run(stream: Any, entries: Any, fmt: str, since_ms: int | None, until_ms: int
     def blocks() -> Iterator[bytes | memoryview]:
         if entries is not None:
             yield from entries_as_ndjson(entries, chunk_bytes)
-        elif mode == "ndjson" and fmt in ("fly-json", "api"):
-            yield from entries_as_ndjson(json_entries(stream, head), chunk_bytes)
         else:
             yield from iter_chunks(stream, chunk_bytes, head, take_spare, problems)
 

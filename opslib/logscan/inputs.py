@@ -271,7 +271,9 @@ def to_ndjson_line(fields: dict[str, Any]) -> bytes:
         "message": fields.get("message") or "",
         "timestamp": fields.get("timestamp") if fields.get("timestamp") is not None else "",
     }
-    return json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass") + b"\n"
+    # default=str: a timestamp handed over as a datetime is written as its ISO text
+    return json.dumps(rec, ensure_ascii=False, separators=(",", ":"), default=str).encode(
+        "utf-8", "surrogatepass") + b"\n"
 
 
 _WS = re.compile(r"[\s,]*")

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _kernel as K
+from . import layout
 from .proxy_codes import PROXY_CODES, codes_in, root_code
 
 OOM_PAIR_SECONDS = 10.0
@@ -303,9 +303,9 @@ for _e in TABLE:
         _RULES.setdefault(_e.family, []).append(_e)
 
 CATEGORY_WORDS: dict[int, tuple[str, ...]] = {
-    K.F_ERR: ("error", "exception", "failed"),
-    K.F_AUTH: ("auth", "unauthorized", "401"),
-    K.F_DB: ("database", "connection", "query"),
+    layout.F_ERR: ("error", "exception", "failed"),
+    layout.F_AUTH: ("auth", "unauthorized", "401"),
+    layout.F_DB: ("database", "connection", "query"),
 }
 
 _STATUS_METHODS = ("get ", "post ", "put ", "patch ", "delete ", "head ", "options ")
@@ -327,9 +327,9 @@ def kernel_keywords() -> list[tuple[bytes, int]]:
         for w in e.keywords or e.any:
             add(w, e.family << 8)
     for w in _STATUS_METHODS:
-        add(w, K.A_STATUS_METHOD)
+        add(w, layout.A_STATUS_METHOD)
     for w in _STATUS_KEYS:
-        add(w, K.A_STATUS_KEY)
+        add(w, layout.A_STATUS_KEY)
     return sorted(acts.items())
 
 

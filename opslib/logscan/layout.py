@@ -1,0 +1,22 @@
+"""What the compiled kernels write per line, as numbers: flag bits, provider and level codes,
+keyword actions. Kept apart from `_kernel` so that code reading them (the signal table, the
+plain-Python reference) does not load numba."""
+
+# --- flag bits (per line) -----------------------------------------------------------------
+F_ERR = 1  # seed grep: error|exception|failed
+F_AUTH = 2  # seed grep: auth|unauthorized|401
+F_DB = 4  # seed grep: database|connection|query
+F_PARSED = 8  # layout recognised (fields extracted)
+F_TS = 16  # has a timestamp
+F_SLOW = 32  # fast layout parse failed: Python decides (and may still parse it)
+
+# provider codes
+P_NONE, P_APP, P_RUNNER, P_PROXY, P_HEALTH, P_OTHER = 0, 1, 2, 3, 4, 5
+# level codes
+L_NONE, L_DEBUG, L_INFO, L_WARN, L_ERROR, L_OTHER = 0, 1, 2, 3, 4, 5
+
+# keyword actions: low 3 bits are category flags; bit 3 marks "status trigger"; bits 8+
+# carry the candidate family mask (``signals.FAM_*``).
+A_STATUS_METHOD = 1 << 3
+A_STATUS_KEY = 1 << 4
+STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY
