@@ -94,6 +94,51 @@ def test_health_failure_without_recovery_is_failing_not_recovered() -> None:
     assert summarize_counts(r) == {"health_check_failing": 1, "health_check_recovered": 1}
 
 
+NODE_DNS = ["Error: getaddrinfo ENOTFOUND base",
+            "    at GetAddrInfoReqWrap.onlookup [as oncomplete] (node:dns:107:26)",
+            "    at /app/node_modules/pg-pool/index.js:45:11"]
+PYTHON_DNS = ['  File "/usr/local/lib/python3.12/site-packages/asyncpg/connect_utils.py", line 710, in _connect_addr',
+              "    return await __connect_addr(params, timeout, True, *args)",
+              "socket.gaierror: [Errno -2] Name or service not known"]
+
+
+@pytest.mark.parametrize("trace", [NODE_DNS, PYTHON_DNS], ids=["node-error-then-frames", "python-frames-then-error"])
+def test_a_failed_lookup_next_to_a_postgres_driver_frame_is_the_database_s(trace: list[str], monkeypatch) -> None:
+    lines = [E(i * 0.001, "app", A, "iad", "error", m) for i, m in enumerate(trace)]
+    assert summarize_counts(run_text(lines)) == {"db_dns_failure": 1}
+    # another machine's lines in between change nothing; a 1 kB chunk cut inside the trace neither
+    mixed = [lines[0], E(0.0005, "app", B, "iad", "info", "GET /x 200"), *lines[1:]]
+    assert summarize_counts(run_text(mixed)) == {"db_dns_failure": 1}
+    # a chunk boundary inside the trace: the pairing counts lines across chunks
+    from opslib.logscan import engine
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 1000)
+    for n in range(250, 400):
+        filler = [E(0, "app", B, "iad", "info", f"{i:04d} " + "x" * 200) for i in range(n)]
+        data = "".join(fly_text(e) + "\n" for e in filler + lines).encode()
+        results, _, _ = engine.run(io.BytesIO(data), None, "auto", None, None, 3, 0, workers=1)
+        if n < results[0].lines < n + len(lines):
+            break
+    else:
+        raise AssertionError("no filler length put a chunk boundary inside the trace")
+    assert summarize_counts(run_text(filler + lines)) == {"db_dns_failure": 1}
+
+
+def test_a_failed_lookup_without_a_driver_frame_nearby_is_not_the_database_s() -> None:
+    http = ["Error: getaddrinfo ENOTFOUND api.stripe.com",
+            "    at GetAddrInfoReqWrap.onlookup [as oncomplete] (node:dns:107:26)",
+            "    at /app/node_modules/axios/lib/adapters/http.js:512:11"]
+    assert summarize_counts(run_text([E(i, "app", A, "iad", "error", m) for i, m in enumerate(http)])) == {}
+    # the driver's frame on another machine, or far down the log, is another story
+    far = [E(0, "app", A, "iad", "error", NODE_DNS[0])] + [
+        E(0.01, "app", A, "iad", "info", f"GET /x/{i} 200") for i in range(13)] + [
+        E(0.02, "app", A, "iad", "error", NODE_DNS[2])]
+    assert summarize_counts(run_text(far)) == {}
+    other = [E(0, "app", A, "iad", "error", NODE_DNS[0]), E(0, "app", B, "iad", "error", NODE_DNS[2])]
+    assert summarize_counts(run_text(other)) == {}
+    late = [E(0, "app", A, "iad", "error", NODE_DNS[0]), E(60, "app", A, "iad", "error", NODE_DNS[2])]
+    assert summarize_counts(run_text(late)) == {}
+
+
 def test_jwt_expired_noise_is_ok_until_it_is_frequent() -> None:
     msg = SIGNAL_MESSAGES["jwt_expired"][1]
     few = run_text([E(i, "app", A, "iad", "info", msg) for i in range(3)])

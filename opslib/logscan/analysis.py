@@ -153,7 +153,11 @@ def _assemble(name: str, fmt: str, results: list[ChunkResult], pool: list[Worker
                 accs[sid] = acc
         events.extend(r.events)
         crashes.extend(r.crashes)
-    resolved, suppressed = S.resolve_events(events)
+    first_line, seen = {}, 0  # each chunk's first line in the stream
+    for r in sorted(results, key=lambda r: r.index):
+        first_line[r.index] = seen
+        seen += r.lines
+    resolved, suppressed = S.resolve_events(events, lambda order: first_line[order[0]] + order[1])
     for sid, ev, details in resolved:
         detail = None
         if sid == "oom_kill" and details.get("process"):

@@ -13,6 +13,7 @@ one machine make a crash loop.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ EV_OOM_INIT = "oom_init"
 EV_HEALTH_FAIL = "health_fail"
 EV_HEALTH_WARN = "health_warn"
 EV_HEALTH_PASS = "health_pass"
+EV_DNS = "dns_unresolved"  # a name lookup failed; the line does not say for what
+EV_DB_FRAME = "db_driver_frame"  # a stack frame inside a Postgres driver or ORM
 EV_CRASH = "crash"  # a non-zero exit / abrupt VM exit, also counted as its own signal
-STATEFUL = {EV_OOM_KERNEL, EV_OOM_INIT, EV_HEALTH_FAIL, EV_HEALTH_WARN, EV_HEALTH_PASS}
+STATEFUL = {EV_OOM_KERNEL, EV_OOM_INIT, EV_HEALTH_FAIL, EV_HEALTH_WARN, EV_HEALTH_PASS, EV_DNS, EV_DB_FRAME}
 # signals that are also a crash of their machine (for crash loops)
 CRASHES = ("app_exit_nonzero", "vm_exited_abruptly", "app_crashed")
 
@@ -101,6 +104,27 @@ _PROXY_KEYWORDS = ("[pp0", "[pu0", "[pc0", "[pt0", "[pm0", "[pm1", "[pa0", "[pe0
                    "refused connection", "good candidate", "healthy instances", "while connecting to",
                    "complete http request", "valid tls certificate", "wake up machine",
                    "http request to instance")
+
+# a stack frame inside a Postgres driver or ORM: Node (node_modules paths), Python
+# (site-packages paths), Ruby (gem paths), Go (module paths), Elixir (``(postgrex 0.17.5)``),
+# Java and .NET (package names after ``at``)
+DB_FRAME = re.compile(
+    r"node_modules/(?:pg|pg-pool|pg-protocol|postgres|@prisma/client|@neondatabase/serverless|knex|"
+    r"sequelize|typeorm|drizzle-orm|kysely|slonik)/"
+    r"|site-packages/(?:psycopg2?|psycopg_pool|asyncpg)/|site-packages/sqlalchemy/(?:dialects|pool|engine)/"
+    r"|/gems/pg-\d|connection_adapters/postgresql"
+    r"|github\.com/(?:jackc/pgx|lib/pq)"
+    r"|\((?:postgrex|db_connection) \d"
+    r"|\bat (?:org\.postgresql\.|com\.zaxxer\.hikari\.|Npgsql\.)")
+# literal pieces of every DB_FRAME match (the kernel's keywords for it)
+DB_FRAME_WORDS = ("node_modules/pg", "node_modules/postgres/", "@prisma/client", "@neondatabase/serverless",
+                  "node_modules/knex/", "node_modules/sequelize/", "node_modules/typeorm/", "drizzle-orm/",
+                  "node_modules/kysely/", "node_modules/slonik/", "site-packages/psycopg", "site-packages/asyncpg/",
+                  "site-packages/sqlalchemy/", "/gems/pg-", "connection_adapters/postgresql", "jackc/pgx",
+                  "github.com/lib/pq", "(postgrex ", "(db_connection ", "org.postgresql.", "com.zaxxer.hikari.",
+                  "npgsql.")
+DNS_FRAME_LINES = 12  # how far (in lines) a driver's frame may sit from the failed lookup
+DNS_FRAME_SECONDS = 5.0
 
 TABLE: list[SignalDef] = [
     # ---------------------------------------------------------------- memory
@@ -201,6 +225,11 @@ TABLE: list[SignalDef] = [
     _d("db_dns_failure", family=FAM_PG, context=DB_CONTEXT,
        any=("getaddrinfo ENOTFOUND", "getaddrinfo EAI_AGAIN", "Temporary failure in name resolution",
             "Name or service not known", "no such host", "non-existing domain", ":nxdomain")),
+    # a lookup failure that does not say what for: the database's when a frame of a Postgres
+    # driver is next to it in the same stack trace (`resolve_events`)
+    _d(EV_DNS, family=FAM_PG,
+       any=("getaddrinfo ENOTFOUND", "getaddrinfo EAI_AGAIN", "Temporary failure in name resolution",
+            "Name or service not known")),
     _d("db_connection_closed", "Database connection closed unexpectedly (SSL/server)", "database",
        "warning", family=FAM_PG, any=("SSL connection has been closed unexpectedly",
                                       "server closed the connection unexpectedly",
@@ -219,6 +248,8 @@ TABLE: list[SignalDef] = [
             "the database system is starting up", "the database system is in recovery mode")),
     _d("db_unreachable", family=FAM_PG, context=DB_CONTEXT,
        any=("failed to connect to", "no route to host", "connection reset by peer")),
+    # stack frames inside a Postgres driver or ORM, in each runtime's frame format
+    _d(EV_DB_FRAME, family=FAM_PG, regex=DB_FRAME, keywords=DB_FRAME_WORDS),
     # ---------------------------------------------------------------- Supavisor
     _d("supavisor_pool_exhausted", "Supavisor pooler out of client/pool capacity", "database",
        "critical", family=FAM_SUPAVISOR,
@@ -398,8 +429,10 @@ class Event:
     text: str
 
 
-def resolve_events(events: list[Event]) -> tuple[list[tuple[str, Event, dict]], dict[str, int]]:
+def resolve_events(events: list[Event], line_no: Callable[[tuple[int, int]], int] = lambda order: order[1],
+                   ) -> tuple[list[tuple[str, Event, dict]], dict[str, int]]:
     """Turn stateful events into signal occurrences and count what was suppressed.
+    ``line_no`` turns an event's (chunk, line) order into its line number in the stream.
 
     Returns ``([(signal_id, representative_event, details)], suppressed_counts)``.
     """
@@ -450,6 +483,27 @@ def resolve_events(events: list[Event]) -> tuple[list[tuple[str, Event, dict]], 
                 open_ep[key] = (ep[0], worst)
     for (_inst, port), (start, worst) in open_ep.items():
         out.append((worst, start, {"port": port, "recovered_after_s": None}))
+
+    # A failed name lookup is the database's when a Postgres driver's frame is within a few
+    # lines on the same machine: Node prints the error and then its frames, Python the frames
+    # and then the error.
+    frame_lines: dict[str, list[int]] = {}  # per machine, in stream order
+    frame_times: dict[str, list[float | None]] = {}
+    for ev in events:
+        if ev.kind == EV_DB_FRAME:
+            frame_lines.setdefault(ev.instance, []).append(line_no(ev.order))
+            frame_times.setdefault(ev.instance, []).append(ev.ts)
+    for ev in events:
+        if ev.kind != EV_DNS or ev.instance not in frame_lines:
+            continue
+        lines, times = frame_lines[ev.instance], frame_times[ev.instance]
+        n = line_no(ev.order)
+        k = bisect.bisect_left(lines, n - DNS_FRAME_LINES)
+        while k < len(lines) and lines[k] <= n + DNS_FRAME_LINES:
+            if _near(times[k], ev.ts, DNS_FRAME_SECONDS):
+                out.append(("db_dns_failure", ev, {}))
+                break
+            k += 1
     return out, suppressed
 
 
