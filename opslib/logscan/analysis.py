@@ -64,7 +64,6 @@ def analyze(source: Any, *, fmt: str = "auto", since: Any = None, until: Any = N
     anchor_day_ms = int(datetime(anchor.year, anchor.month, anchor.day, tzinfo=UTC).timestamp() * 1000)
     src = open_source(source)
     try:
-        _import_pandas_meanwhile()
         results, pool, used_fmt = _run(src, fmt, since_ms, until_ms, examples, anchor_day_ms, workers)
     finally:
         src.close()
@@ -92,7 +91,9 @@ def _run(src: Source, fmt: str, since_ms: int | None, until_ms: int | None, exam
             worker = ReferenceWorker(since_ms, until_ms, examples)
             return [worker.process(first)], [worker], fmt
         entries = itertools.chain(first, items)
-    from . import engine  # loads numba and the compiled kernels (~0.3 s)
+    from . import engine  # loads numba and the compiled kernels (~0.3 s) ...
+    engine.load_kernels()
+    _import_pandas_meanwhile()  # ... before pandas' import starts competing for the GIL
     return engine.run(src.stream, entries, fmt, since_ms, until_ms, examples, anchor_day_ms, workers=workers,
                       problems=src.problems, head=head)
 
