@@ -146,6 +146,17 @@ SIGNAL_MESSAGES: dict[str, list[str]] = {
         "Error: Connection terminated unexpectedly",
     ],
     "db_auth_failed": ['FATAL:  password authentication failed for user "postgres"'],
+    "db_unreachable": [
+        "Error: P1002: The database server at `aws-0-us-east-1.pooler.supabase.com`:`6543` was reached but timed out.",
+        "Error: connect ETIMEDOUT 10.0.0.3:5432",
+        "failed to connect to `host=db.internal user=postgres database=app`: dial error (timeout: context deadline exceeded)",
+    ],
+    "db_ssl_mismatch": [
+        "Error: The server does not support SSL connections",
+        "error: pq: SSL is not enabled on the server",
+        "psql: error: server does not support SSL, but SSL was required",
+    ],
+    "deploy_health_timeout": ["v25 failed - Failed due to unhealthy allocations - rolling back to job version 24"],
     "supavisor_pool_exhausted": [
         "(EMAXCONNSESSION) max clients reached in session mode - max clients are limited to pool_size: 15",
         "(ECHECKOUTTIMEOUT) unable to check out connection from the pool after 5000ms in transaction mode",
@@ -174,6 +185,8 @@ SIGNAL_MESSAGES: dict[str, list[str]] = {
         "invalid JWT: unable to parse or verify signature, token signature is invalid",
         "JsonWebTokenError: invalid signature",
         '{"code":"PGRST301","details":null,"hint":null,"message":"Expected 3 parts in JWT; got 1"}',
+        '{"code":"UNAUTHORIZED_LEGACY_JWT","message":"Invalid JWT"}',
+        "jwt.exceptions.InvalidSignatureError: Signature verification failed",
     ],
     "invalid_api_key": [
         '{"message":"Invalid API key","hint":"Double check your Supabase `anon` or `service_role` API key."}',
@@ -188,6 +201,12 @@ SIGNAL_MESSAGES: dict[str, list[str]] = {
         'Get "https://api.example.com/": tls: failed to verify certificate: x509: certificate signed by unknown authority',
         "Error: unable to verify the first certificate",
         "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)",
+        "javax.net.ssl.SSLHandshakeException: PKIX path building failed: unable to find valid certification path "
+        "to requested target",
+    ],
+    "tls_cert_pending": [
+        'acme: error code 403 "urn:ietf:params:acme:error:unauthorized": Incorrect TXT record "x" found at '
+        "_acme-challenge.example.com",
     ],
     "tls_verify_failed": [
         "Error [ERR_TLS_CERT_ALTNAME_INVALID]: Hostname/IP does not match certificate's altnames: "
@@ -219,6 +238,8 @@ HARD_NEGATIVES: list[str] = [
     "token refresh scheduled in 3540s",
     "TLS handshake ok, certificate valid until 2025-02-01",
     "query took 12ms: SELECT 1",
+    "rpc error: code = DeadlineExceeded desc = context deadline exceeded",
+    "grep: pattern.txt: not found",
 ]
 
 

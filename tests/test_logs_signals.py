@@ -139,6 +139,16 @@ def test_a_failed_lookup_without_a_driver_frame_nearby_is_not_the_database_s() -
     assert summarize_counts(run_text(late)) == {}
 
 
+@pytest.mark.parametrize("message", [
+    " INFO Main child exited with signal (with signal 'SIGSEGV', core dumped? true)",
+    " INFO Main child exited with signal (with signal 'SIGABRT', core dumped? false)",
+    "/bin/sh: 1: node: not found",
+    'exec: "gunicorn": executable file not found in $PATH',
+])
+def test_fatal_signals_and_missing_commands_are_crashes(message: str) -> None:
+    assert summarize_counts(run_text([E(0, "app", A, "iad", "info", message)])) == {"app_crashed": 1}
+
+
 def test_jwt_expired_noise_is_ok_until_it_is_frequent() -> None:
     msg = SIGNAL_MESSAGES["jwt_expired"][1]
     few = run_text([E(i, "app", A, "iad", "info", msg) for i in range(3)])

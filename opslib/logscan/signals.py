@@ -160,7 +160,8 @@ TABLE: list[SignalDef] = [
        family=FAM_EXIT, any=("machine has reached its max restart count",)),
     _d("deploy_health_timeout", "Deploy gave up waiting for health checks to pass", "deploy",
        "critical", family=FAM_EXIT, any=("timeout reached waiting for health checks",
-                                         "timeout reached waiting for healthchecks")),
+                                         "timeout reached waiting for healthchecks",
+                                         "Failed due to unhealthy allocations")),
     _d("app_not_listening", "App not listening on the address fly-proxy expects (0.0.0.0/:: "
        "and internal_port)", "not-responding", "critical", family=FAM_EXIT,
        any=("not listening on the expected address", "listening on the incorrect address")),
@@ -178,14 +179,20 @@ TABLE: list[SignalDef] = [
        any=("State changed from starting to crashed", "State changed from up to crashed",
             "app crashed - waiting for file changes", "Crash dump is being written",
             "Cannot find module", "MODULE_NOT_FOUND", "ModuleNotFoundError",
-            ": command not found", "Unhandled exception.")),
+            ": command not found", "Unhandled exception.", "executable file not found in $PATH")),
+    # Fly init on a fatal signal (SIGTERM/SIGINT are a normal stop, e.g. autostop: no signal)
+    _d("app_crashed", family=FAM_EXIT, keywords=("exited with signal",), regex=re.compile(
+        r"exited with signal \(with signal '(SIGSEGV|SIGABRT|SIGBUS|SIGILL|SIGFPE|SIGSYS)'")),
+    # dash (Debian's /bin/sh): "sh: 1: node: not found"
+    _d("app_crashed", family=FAM_EXIT, keywords=(": not found",),
+       regex=re.compile(r"(?:^|[\s/])sh: \d+: [^\s:]+: not found")),
     _d("crash_loop", "Crash/restart loop on one machine", "not-responding", "critical"),
     # ---------------------------------------------------------------- Fly proxy (codes table)
     _d("proxy", family=FAM_PROXY, keywords=_PROXY_KEYWORDS, find=_proxy_codes),
     # ---------------------------------------------------------------- health checks
     _d(EV_HEALTH_FAIL, family=FAM_HEALTH, keywords=("health check",), regex=re.compile(
         r"Health check\b(?: (?:'[^']*'|\S+))?(?: on port (\d+))?.*?"
-        r"(has failed|is in a 'warning' state|is now passing|"
+        r"(has failed|is in a 'warning' state|is in a 'critical' state|is now passing|"
         r"status changed to '(?:critical|warning|passing)')", re.I),
        details=lambda m: {"port": m.group(1) or "", "state": m.group(2).lower()}),
     # logfmt monitors: msg="healthcheck error" … port=8080
@@ -244,10 +251,17 @@ TABLE: list[SignalDef] = [
             "Is the server running on that host", "pgbouncer cannot connect to server",
             "Connection terminated due to connection timeout",
             "timeout exceeded when trying to connect", "ConnectionNotEstablished",
-            "DBConnection.ConnectionError", "the database system is shutting down",
+            "DBConnection.ConnectionError", "was reached but timed out",
+            "the database system is shutting down",
             "the database system is starting up", "the database system is in recovery mode")),
     _d("db_unreachable", family=FAM_PG, context=DB_CONTEXT,
-       any=("failed to connect to", "no route to host", "connection reset by peer")),
+       any=("failed to connect to", "no route to host", "connection reset by peer",
+            "connect ETIMEDOUT", "context deadline exceeded", "i/o timeout", "Connection timed out")),
+    # the client insists on SSL the server does not offer (node-postgres, lib/pq, libpq)
+    _d("db_ssl_mismatch", "Database SSL mode mismatch: the client requires SSL the server does "
+       "not offer (set sslmode to match the server)", "database", "critical", family=FAM_PG,
+       any=("The server does not support SSL connections", "SSL is not enabled on the server",
+            "server does not support SSL, but SSL was required")),
     # stack frames inside a Postgres driver or ORM, in each runtime's frame format
     _d(EV_DB_FRAME, family=FAM_PG, regex=DB_FRAME, keywords=DB_FRAME_WORDS),
     # ---------------------------------------------------------------- Supavisor
@@ -278,7 +292,9 @@ TABLE: list[SignalDef] = [
     _d("jwt_invalid", "JWT signature invalid or token malformed", "auth", "critical",
        family=FAM_JWT, any=("token signature is invalid", "invalid signature",
                             "JWSInvalidSignature", "jwt malformed", "token is malformed",
-                            "Expected 3 parts in JWT", "unable to parse or verify signature")),
+                            "Expected 3 parts in JWT", "unable to parse or verify signature",
+                            "Invalid JWT", "UNAUTHORIZED_LEGACY_JWT", "Signature verification failed",
+                            "bad_jwt")),
     _d("jwt_secret_missing", "API server has no usable JWT secret (PostgREST PGRST300): every "
        "token is refused", "auth", "critical", family=FAM_JWT,
        any=("Server lacks JWT secret", "PGRST300")),
@@ -304,7 +320,8 @@ TABLE: list[SignalDef] = [
        "tls", "critical", family=FAM_TLS,
        any=("signed by unknown authority", "unable to get local issuer certificate",
             "unable to verify the first certificate", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-            "alert unknown ca")),
+            "alert unknown ca", "PKIX path building failed",
+            "unable to find valid certification path to requested target")),
     _d("tls_verify_failed", "TLS certificate verification failed", "tls", "critical",
        family=FAM_TLS, any=("certificate verify failed", "CERTIFICATE_VERIFY_FAILED",
                             "ERR_TLS_CERT_ALTNAME_INVALID", "does not match certificate's altnames",
@@ -317,7 +334,8 @@ TABLE: list[SignalDef] = [
        "warning", family=FAM_TLS,
        any=("has not been issued yet", "Status is Awaiting certificates",
             "too many certificates already issued", "CAA record prevents issuance",
-            "acme:error:rateLimited")),
+            "acme:error:rateLimited", "acme:error:unauthorized", "acme:error:dns",
+            "acme:error:connection", "acme:error:incorrectResponse")),
 ]
 
 _DEFS: list[SignalDef] = []
