@@ -179,7 +179,8 @@ TABLE: list[SignalDef] = [
        any=("State changed from starting to crashed", "State changed from up to crashed",
             "app crashed - waiting for file changes", "Crash dump is being written",
             "Cannot find module", "MODULE_NOT_FOUND", "ModuleNotFoundError",
-            ": command not found", "Unhandled exception.", "executable file not found in $PATH")),
+            ": command not found", "Unhandled exception.", "executable file not found in $PATH",
+            "Error: UnhandledIoError(")),  # Fly init could not run the entrypoint
     # Fly init on a fatal signal (SIGTERM/SIGINT are a normal stop, e.g. autostop: no signal)
     _d("app_crashed", family=FAM_EXIT, keywords=("exited with signal",), regex=re.compile(
         r"exited with signal \(with signal '(SIGSEGV|SIGABRT|SIGBUS|SIGILL|SIGFPE|SIGSYS)'")),
