@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -329,3 +330,43 @@ def test_many_machines_interleaved_are_each_counted_as_themselves(render) -> Non
     assert r.parsed == 6000 and r.unparsed == 0
     assert {k: int(v) for k, v in r.by_instance["lines"].items()} == want
     assert {k: int(v) for k, v in r.by_region["lines"].items()} == want_regions
+
+
+# one 5xx and one 2xx per style, as each server prints them
+ACCESS_STYLES = {
+    "combined": ['10.0.0.1 - - [28/May/2024:12:00:00 +0000] "GET /a HTTP/1.1" 502 0 "-" "curl/8.5"',
+                 '10.0.0.1 - - [28/May/2024:12:00:01 +0000] "POST /b HTTP/1.1" 201 12 "-" "curl/8.5"'],
+    "morgan-dev": ["GET /api/x 503 12.345 ms - 0", "GET /api/y 200 1.002 ms - 512"],
+    "uvicorn": ['INFO:     10.0.0.1:51234 - "GET /a HTTP/1.1" 500 Internal Server Error',
+                'INFO:     10.0.0.1:51234 - "GET /b HTTP/1.1" 200 OK'],
+    "gunicorn": ['[2024-05-28 12:00:00 +0000] [7] [INFO] 10.0.0.1 - - "GET /a HTTP/1.1" 504 0 "-" "python"',
+                 '[2024-05-28 12:00:00 +0000] [7] [INFO] 10.0.0.1 - - "GET /b HTTP/1.1" 204 0 "-" "python"'],
+    "go-chi": ['"GET http://x/a HTTP/1.1" from 10.0.0.1:5000 - 502 0B in 1.2ms',
+               '"GET http://x/b HTTP/1.1" from 10.0.0.1:5000 - 200 12B in 0.3ms'],
+    "gin": ['[GIN] 2024/05/28 - 12:00:00 | 500 |     1.2ms |   10.0.0.1 | GET      "/a"',
+            '[GIN] 2024/05/28 - 12:00:00 | 200 |     0.2ms |   10.0.0.1 | GET      "/b"'],
+    "rails": ['Started GET "/a" for 10.0.0.1 at 2024-05-28 12:00:00 +0000',
+              "Completed 500 Internal Server Error in 12ms (ActiveRecord: 1.0ms | Allocations: 123)",
+              'Started GET "/b" for 10.0.0.1 at 2024-05-28 12:00:00 +0000',
+              "Completed 200 OK in 3ms (Views: 1.0ms | ActiveRecord: 0.5ms)"],
+    "phoenix": ["12:00:00.000 request_id=F1 [info] GET /a", "12:00:00.000 request_id=F1 [info] Sent 503 in 12ms",
+                "12:00:00.000 request_id=F2 [info] GET /b", "12:00:00.000 request_id=F2 [info] Sent 200 in 2ms"],
+    "logfmt": ["level=info method=GET path=/a status=502 duration=1ms", "level=info method=GET path=/b status=200"],
+    "json": ['{"level":"info","req":{"method":"GET","url":"/a"},"res":{"statusCode":503}}',
+             '{"level":"info","method":"GET","path":"/b","status":200}'],
+}
+
+
+@pytest.mark.parametrize("style", sorted(ACCESS_STYLES))
+def test_each_access_log_style_gives_its_http_status(style: str) -> None:
+    lines = ACCESS_STYLES[style]
+    want = {int(code) for code in re.findall(r"\b50[0-4]\b", " ".join(lines))}  # the style's one 5xx
+    for source in (fly_text_lines(lines), [{"timestamp": "2024-05-28T12:00:00Z", "message": m} for m in lines]):
+        r = analyze(source)
+        assert r.http["by_class"]["5xx"] == 1 and r.http["by_class"]["2xx"] == 1, (style, r.http)
+        assert set(r.status_mix.index) & {500, 502, 503, 504} == want
+
+
+def fly_text_lines(messages: list[str]) -> io.BytesIO:
+    return io.BytesIO("".join(f"2024-05-28T12:00:00Z app[148ed193b95089] iad [info]{m}\n"
+                              for m in messages).encode())

@@ -232,3 +232,24 @@ def test_the_engine_computes_what_the_plain_python_reference_does(msgs: list[str
            ("oom_kill", "health_check_failing", "health_check_warning", "health_check_recovered",
             "crash_loop", "http_5xx")}
     assert got == {sid: ref.hits[sid] for sid in per_line}
+
+
+# pieces of access lines in every style the status reader knows, and near misses
+STATUS_PIECE = st.sampled_from([
+    "GET ", "post ", "/api/x", "http://h/p", "* ", " HTTP/1.1\" ", "502", "200", "5000", "99", " ", ", ",
+    "status", "status=", '"status":', '\\"status\\":', "statusCode: ", '"status_code": ', "Completed ",
+    "Sent ", " in ", "in 12ms", "Internal Server Error", "OK", "jobs", "[GIN] ", " | ", "|", "x",
+])
+
+
+@SETTINGS
+@given(lines=st.lists(st.lists(STATUS_PIECE, min_size=1, max_size=10).map("".join), min_size=1, max_size=40))
+def test_the_kernels_read_each_lines_http_status_as_the_reference_states_it(lines: list[str]) -> None:
+    """Access-line status in the kernels (a keyword scan that meets triggers roughly, not
+    exactly, in line order) equals `reference.http_status`'s plain statement of the rule."""
+    from opslib.logscan.reference import http_status
+
+    data = [line.replace("\n", " ").encode() for line in lines]
+    r = analyze(io.BytesIO(b"".join(d + b"\n" for d in data)), fmt="bare")
+    want = Counter(v for v in (http_status(d) for d in data) if v)
+    assert {int(k): int(v) for k, v in r.status_mix["count"].items()} == dict(want)

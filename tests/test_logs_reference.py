@@ -150,6 +150,15 @@ def test_timestamps_as_the_reference_states_them(value: str, expected: int | Non
     (b"GET /x 5000 404", 404),
     (b"GET x 200", 0),  # no path after the method
     (b"nothing here", 0),
+    (b'{"message":"{\\"status\\":503}"}', 503),  # a JSON message inside a JSON record
+    (b"res: { statusCode: 502 }", 502),
+    (b"Completed 500 Internal Server Error in 12ms (ActiveRecord: 1.0ms)", 500),  # Rails
+    (b"Completed 500  in 3ms", 500),
+    (b"[info] Sent 503 in 12ms", 503),  # Phoenix
+    (b"Completed 250 jobs in 3s", 0),
+    (b"Sent 100 emails in 2 batches", 0),
+    (b'[GIN] 2024/05/28 - 12:00:00 | 504 |     1.2ms |   10.0.0.1 | GET      "/api"', 504),
+    (b"[GIN] debug mode | not a status |", 0),
 ])
 def test_http_status_as_the_reference_states_it(line: bytes, expected: int) -> None:
     assert http_status(line) == expected
@@ -172,6 +181,7 @@ PIECES = st.sampled_from([
     "Out of memory: Killed process 42 (node)", "Health check on port 8080 has failed", "is now passing",
     "[PC01] instance refused connection", "Main child exited normally with code: 1", "too many clients",
     "JWT expired", "x509: certificate signed by unknown authority", "prepared statement \"s0\" does not exist",
+    "Completed 502 Bad Gateway in 5ms", "Sent 500 in 3ms", "[GIN] x | 503 | y", '{"status":500}', "statusCode: 504",
 ])
 TIMES = st.one_of(st.none(), st.integers(0, 4_000_000_000_000), st.sampled_from([
     "2024-05-28T12:00:00Z", "2024-05-28T12:00:59.999+01:00", "2024-05-28 23:59:59", "bad", ""]))

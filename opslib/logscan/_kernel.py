@@ -19,7 +19,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 # flags, codes and keyword actions (numba-free, so the signal table can use them)
-from .layout import (A_STATUS_METHOD, F_AUTH, F_DB, F_ERR, F_PARSED, F_SLOW, F_TS,  # noqa: F401
+from .layout import (A_STATUS_KEY, A_STATUS_METHOD, A_STATUS_PHRASE, F_AUTH, F_DB, F_ERR, F_PARSED, F_SLOW, F_TS,  # noqa: F401
                      L_DEBUG, L_ERROR, L_INFO, L_NONE, L_OTHER, L_WARN, P_APP, P_HEALTH, P_NONE, P_OTHER,
                      P_PROXY, P_RUNNER, STATUS_BITS)
 
@@ -1070,9 +1070,12 @@ def _status_after_method(buf, q, e):
 
 @njit(inline="always")
 def _status_after_key(buf, q, e):
-    """After ``status`` keyword match ending at q: ``":NNN``, ``=NNN``, ``: NNN``."""
+    """After a status key ending at q: one to four of ``"`` ``:`` ``=`` space or backslash
+    (``":502``, ``=502``, ``: 502``, and ``\\":502`` inside a JSON-escaped message), then
+    three digits not followed by a fourth."""
     k = 0
-    while q < e and k < 3 and (at(buf, q) == 34 or at(buf, q) == 58 or at(buf, q) == 61 or at(buf, q) == 32):
+    while q < e and k < 4 and (at(buf, q) == 34 or at(buf, q) == 58 or at(buf, q) == 61 or at(buf, q) == 32
+                               or at(buf, q) == 92):
         q += 1
         k += 1
     if k == 0 or q + 3 > e:
@@ -1083,6 +1086,65 @@ def _status_after_key(buf, q, e):
     if v >= 100 and v <= 599:
         return v
     return 0
+
+
+@njit(inline="always")
+def _in_digit(buf, p, e):
+    """``in `` and a digit at p."""
+    return p + 3 < e and at(buf, p) == 105 and at(buf, p + 1) == 110 and at(buf, p + 2) == 32 \
+        and at(buf, p + 3) >= 48 and at(buf, p + 3) <= 57
+
+
+@njit(inline="always")
+def _status_after_phrase(buf, q, e):
+    """After ``Completed ``/``Sent `` at q: three digits, a space, then ``in <digit>``, after
+    one more space or after a reason phrase (an uppercase letter and at most 40 letters,
+    spaces, hyphens or apostrophes) and a space: Rails' ``Completed 500 Internal Server
+    Error in 12ms``, Phoenix's ``Sent 500 in 12ms``."""
+    if q + 4 >= e or at(buf, q + 3) != 32:
+        return 0
+    v = _digits(buf, q, 3)
+    if v < 100 or v > 599:
+        return 0
+    r = q + 4
+    if _in_digit(buf, r, e) or (at(buf, r) == 32 and _in_digit(buf, r + 1, e)):
+        return v
+    if at(buf, r) < 65 or at(buf, r) > 90:
+        return 0
+    k = r + 1
+    while k < e and k - r - 1 <= 40:
+        c = at(buf, k)
+        if c == 32 and _in_digit(buf, k + 1, e):
+            return v
+        if not ((c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 32 or c == 45 or c == 39):
+            return 0
+        k += 1
+    return 0
+
+
+@njit(inline="always")
+def _status_in_pipes(buf, q, e):
+    """After ``[GIN] `` at q: the first ``|`` within 48 bytes, spaces, three digits, spaces
+    and ``|`` (``[GIN] 2024/05/28 - 12:00:00 | 500 |  1.2ms | …``)."""
+    k = q
+    while k < e and k - q < 48 and at(buf, k) != 124:
+        k += 1
+    if k >= e or k - q >= 48:
+        return 0
+    k += 1
+    s0 = k
+    while k < e and at(buf, k) == 32:
+        k += 1
+    if k == s0 or k + 4 > e:
+        return 0
+    v = _digits(buf, k, 3)
+    k += 3
+    s1 = k
+    while k < e and at(buf, k) == 32:
+        k += 1
+    if k == s1 or k >= e or at(buf, k) != 124 or v < 100 or v > 599:
+        return 0
+    return v
 
 
 @njit(inline="always")
@@ -1169,8 +1231,18 @@ def keywords(buf, n, lines, table, lower):
                         if want:
                             if a & A_STATUS_METHOD:
                                 v = _status_after_method(buf, q + kl, e)
-                            else:  # a key ending in '=' (status=) starts the value at it
-                                v = _status_after_key(buf, q + kl - (at(buf, q + kl - 1) == 61), e)
+                            elif a & A_STATUS_KEY:
+                                # a key ending in separators (status=, statuscode: ) reads
+                                # its value from the first of them
+                                b = q + kl
+                                while b > q + kl - 2 and (at(buf, b - 1) == 61 or at(buf, b - 1) == 58
+                                                          or at(buf, b - 1) == 32):
+                                    b -= 1
+                                v = _status_after_key(buf, b, e)
+                            elif a & A_STATUS_PHRASE:
+                                v = _status_after_phrase(buf, q + kl, e)
+                            else:
+                                v = _status_in_pipes(buf, q + kl, e)
                             if v != 0:
                                 status = v
                                 status_q = q

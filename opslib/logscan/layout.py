@@ -15,8 +15,10 @@ P_NONE, P_APP, P_RUNNER, P_PROXY, P_HEALTH, P_OTHER = 0, 1, 2, 3, 4, 5
 # level codes
 L_NONE, L_DEBUG, L_INFO, L_WARN, L_ERROR, L_OTHER = 0, 1, 2, 3, 4, 5
 
-# keyword actions: low 3 bits are category flags; bit 3 marks "status trigger"; bits 8+
+# keyword actions: low 3 bits are category flags; bits 3-6 mark status triggers; bits 8+
 # carry the candidate family mask (``signals.FAM_*``).
-A_STATUS_METHOD = 1 << 3
-A_STATUS_KEY = 1 << 4
-STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY
+A_STATUS_METHOD = 1 << 3  # GET /path … 502
+A_STATUS_KEY = 1 << 4  # status=502, "status":502
+A_STATUS_PHRASE = 1 << 5  # Rails "Completed 502 Bad Gateway in 5ms", Phoenix "Sent 502 in 5ms"
+A_STATUS_PIPE = 1 << 6  # Gin "[GIN] … | 502 | …"
+STATUS_BITS = A_STATUS_METHOD | A_STATUS_KEY | A_STATUS_PHRASE | A_STATUS_PIPE

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import layout
 from . import signals as S
 from .chunks import TEXT_CAP, ChunkResult, SigAcc, decode_message, mask_template, record_hits, template_text
 from .inputs import entry_fields, to_ndjson_line
@@ -62,32 +63,49 @@ def analyze_messages(messages: Iterable[str]) -> ReferenceResult:
 # --- the whole analysis of log entries ----------------------------------------------------------
 # Each entry is read as the compiled engine reads it: as its NDJSON record (`to_ndjson_line`),
 # so the seed's categories count what grep counts on that line.
-_METHODS = (b"get ", b"post ", b"put ", b"patch ", b"delete ", b"head ", b"options ")
-_STATUS_KEYS = (b'"statuscode', b'"status_code', b'"status', b"status=")
+_TRIGGERS = {w.encode(): kind for kind, words in S.STATUS_TRIGGERS.items() for w in words}
 _STATUS_AFTER_METHOD = re.compile(rb"(\d{3})(?:,|$)")
-_STATUS_AFTER_KEY = re.compile(rb'[":= ]{1,3}+(\d{3})(?!\d)')
+_STATUS_AFTER_KEY = re.compile(rb'[":= \\]{1,4}+(\d{3})(?!\d)')
+_STATUS_AFTER_PHRASE = re.compile(rb"(\d{3}) (?:[A-Z][A-Za-z' -]{0,40} | )?in \d")
+_STATUS_IN_PIPES = re.compile(rb"[^|]{0,47}\| +(\d{3}) +\|")
 _LEADING_DIGITS = re.compile(rb"\d{0,19}")
 
 
 def http_status(line: bytes) -> int:
     """The HTTP status of an access line, 0 when it has none: after the first trigger in the
-    line that is followed by one, either ``METHOD /path`` and then a token of three digits
-    (100-599, alone or before a comma) among the next seven, or a status key (``status=``,
-    ``"status":``, ``"statusCode":``) and then three digits."""
+    line (case-insensitive, `signals.STATUS_TRIGGERS`) that is followed by one (100-599):
+
+    * ``METHOD /path`` (or a URL, or ``*``), then a token of three digits, alone or before a
+      comma, among the next seven (``GET /x HTTP/1.1" 502 12``);
+    * a status key, then one to four of ``"`` ``:`` ``=`` space backslash, and three digits
+      not followed by a fourth (``status=502``, ``"status":502``, ``statusCode: 502``, and
+      ``\\"status\\":502`` in a JSON-escaped message);
+    * ``Completed ``/``Sent ``, three digits, a space, then ``in <digit>`` after at most one
+      more space or after a reason phrase: ``[A-Z][A-Za-z' -]{0,40}`` and a space
+      (Rails, Phoenix);
+    * ``[GIN] ``, then the first ``|`` within 48 bytes, spaces, three digits, spaces, ``|``.
+    """
     low = line.lower()
-    triggers = sorted((q, t) for t in _METHODS + _STATUS_KEYS for q in _occurrences(low, t))
+    triggers = sorted((q, t) for t in _TRIGGERS for q in _occurrences(low, t))
     for q, trigger in triggers:
-        rest = line[q + len(trigger.rstrip(b"=")):]  # status=: the '=' is the key's separator
+        kind = _TRIGGERS[trigger]
         value = 0
-        if trigger in _STATUS_KEYS:
-            k = _STATUS_AFTER_KEY.match(rest)
-            value = int(k.group(1)) if k else 0
-        elif rest[:1] in (b"/", b"h", b"*"):  # a path, a URL or OPTIONS *
-            for token in re.split(rb" +", rest)[1:8]:
-                t = _STATUS_AFTER_METHOD.match(token)
-                if t:
-                    value = int(t.group(1))
-                    break
+        if kind == layout.A_STATUS_METHOD:
+            rest = line[q + len(trigger):]
+            if rest[:1] in (b"/", b"h", b"*"):  # a path, a URL or OPTIONS *
+                for token in re.split(rb" +", rest)[1:8]:
+                    t = _STATUS_AFTER_METHOD.match(token)
+                    if t:
+                        value = int(t.group(1))
+                        break
+        else:
+            if kind == layout.A_STATUS_KEY:  # a key's own trailing separators (status=) count
+                rest, rx = line[q + len(trigger.rstrip(b"=: ")):], _STATUS_AFTER_KEY
+            else:
+                rest = line[q + len(trigger):]
+                rx = _STATUS_AFTER_PHRASE if kind == layout.A_STATUS_PHRASE else _STATUS_IN_PIPES
+            m = rx.match(rest)
+            value = int(m.group(1)) if m else 0
         if 100 <= value <= 599:
             return value
     return 0

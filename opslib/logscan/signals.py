@@ -358,8 +358,13 @@ CATEGORY_WORDS: dict[int, tuple[str, ...]] = {
     layout.F_DB: ("database", "connection", "query"),
 }
 
-_STATUS_METHODS = ("get ", "post ", "put ", "patch ", "delete ", "head ", "options ")
-_STATUS_KEYS = ('"statuscode', '"status_code', '"status', "status=")
+# what precedes an HTTP status in access logs, by how the status follows (layout.A_STATUS_*)
+STATUS_TRIGGERS: dict[int, tuple[str, ...]] = {
+    layout.A_STATUS_METHOD: ("get ", "post ", "put ", "patch ", "delete ", "head ", "options "),
+    layout.A_STATUS_KEY: ('"statuscode', '"status_code', '"status', "status=", "statuscode: "),
+    layout.A_STATUS_PHRASE: ("completed ", "sent "),
+    layout.A_STATUS_PIPE: ("[gin] ",),
+}
 
 
 def kernel_keywords() -> list[tuple[bytes, int]]:
@@ -376,10 +381,9 @@ def kernel_keywords() -> list[tuple[bytes, int]]:
     for e in TABLE:
         for w in e.keywords or e.any:
             add(w, e.family << 8)
-    for w in _STATUS_METHODS:
-        add(w, layout.A_STATUS_METHOD)
-    for w in _STATUS_KEYS:
-        add(w, layout.A_STATUS_KEY)
+    for action, words in STATUS_TRIGGERS.items():
+        for w in words:
+            add(w, action)
     return sorted(acts.items())
 
 
