@@ -370,3 +370,39 @@ def test_each_access_log_style_gives_its_http_status(style: str) -> None:
 def fly_text_lines(messages: list[str]) -> io.BytesIO:
     return io.BytesIO("".join(f"2024-05-28T12:00:00Z app[148ed193b95089] iad [info]{m}\n"
                               for m in messages).encode())
+
+
+def test_trace_continuations_in_fly_text_are_unparsed_without_the_python_retry(monkeypatch) -> None:
+    """Lines no parser can place (a stack trace's continuation lines printed without Fly's
+    prefix) are counted and kept as evidence straight from the kernel; only lines Python's
+    parsers could read (a digit, error.message=, a JSON object) are retried in Python."""
+    from opslib.logscan import engine
+
+    retried: list[bytes] = []
+    original = engine.Worker._slow
+
+    def spy(self, buf, slow, ls, le, *rest):  # noqa: ANN001
+        retried.extend(bytes(buf[ls[i]:le[i]]) for i in slow.tolist())
+        return original(self, buf, slow, ls, le, *rest)
+
+    monkeypatch.setattr(engine.Worker, "_slow", spy)
+    data = ("2024-05-28T12:00:00Z app[148ed193b95089] iad [error]Traceback (most recent call last):\n"
+            '  File "/app/views.py", line 42, in create\n'
+            "\tat com.example.Order.create(Order.java:57)\n"
+            "    at OrderService.create (/app/dist/order.js:88:31)\n"
+            "12:00:03 dashboard copy with error\n"
+            '{"timestamp":"2024-05-28T12:00:04Z","message":"json line with error"}\n'
+            "2024-05-28T12:00:05Z not quite the fly layout\n").encode()
+    r = analyze(io.BytesIO(data), fmt="fly-text")
+    assert r.lines_read == 7 and r.parsed == 3 and r.unparsed == 4
+    assert r.unparsed_examples == ['  File "/app/views.py", line 42, in create',
+                                   "\tat com.example.Order.create(Order.java:57)",
+                                   "    at OrderService.create (/app/dist/order.js:88:31)",
+                                   "2024-05-28T12:00:05Z not quite the fly layout"]
+    assert retried == [b"12:00:03 dashboard copy with error",
+                       b'{"timestamp":"2024-05-28T12:00:04Z","message":"json line with error"}',
+                       b"2024-05-28T12:00:05Z not quite the fly layout"]
+    assert r.categories["errors"] == 3  # every line still counts as grep counts it
+    # NDJSON: an object after tabs or spaces is read, anything else is unparsed at once
+    r = analyze(io.BytesIO(b'\t {"timestamp":"2024-05-28T12:00:00Z","message":"x"}\nplain text\n'), fmt="ndjson")
+    assert (r.parsed, r.unparsed, r.unparsed_examples) == (1, 1, ["plain text"])

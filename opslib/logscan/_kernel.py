@@ -577,6 +577,27 @@ def _skip_value(buf, q, e):
     return q
 
 
+@njit(inline="always")
+def _is_space(c):
+    """What ``str.lstrip()`` strips among single bytes (ASCII whitespace and \\x1c-\\x1f)."""
+    return c == 32 or (c >= 9 and c <= 13) or (c >= 28 and c <= 31)
+
+
+@njit(inline="always")
+def _python_may_parse(buf, s, e):
+    """Whether `engine.Worker._slow` could parse the line at s: it starts with a digit (or
+    a byte of a non-ASCII one), ``e`` (``error.message=``) or, after whitespace, ``{``."""
+    if s >= e:
+        return False
+    c = at(buf, s)
+    if (c >= 48 and c <= 57) or c >= 128 or c == 101:
+        return True
+    p = s
+    while p < e and _is_space(at(buf, p)):
+        p += 1
+    return p < e and at(buf, p) == 123
+
+
 _PBITS = 4  # parse_text's prefix cache: 16 slots
 _PSLOTS = 1 << _PBITS
 _PMUL1 = np.uint64(0x9E3779B97F4A7C15)
@@ -638,7 +659,11 @@ def parse_text(buf, n, lines, inames, rnames):
                 p += 1
         t, q, tp, tbase = parse_ts(buf, p, e, tp, tbase)
         if t < 0 or q >= e or at(buf, q) != 32:
-            fl[i] = F_SLOW
+            # Python's parsers (engine.Worker._slow) read only lines that start with a digit
+            # (other timestamp forms, dashboard copies), error.message= or a JSON object;
+            # the rest (stack-trace continuations, wrapped text) are unparsed here and now
+            if _python_may_parse(buf, s, e):
+                fl[i] = F_SLOW
             continue
         ts_end = q
         slot = -1
@@ -952,11 +977,10 @@ def parse_ndjson(buf, n, lines, inames, rnames, json_keys):
                 ke[i * SPANS + k] = ve[k]
             continue
         p = s
-        while p < e and at(buf, p) == 32:
+        while p < e and _is_space(at(buf, p)):
             p += 1
         if p >= e or at(buf, p) != 123:
-            fl[i] = F_SLOW
-            continue
+            continue  # not an object: unparsed (Python's json would not read it either)
         m0 = -1
         m1 = -1
         t = np.int64(-1)

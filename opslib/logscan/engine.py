@@ -139,6 +139,9 @@ class Worker:
         slow = np.flatnonzero(fl & K.F_SLOW)
         if slow.size:
             self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
+        # lines no parser placed (the kernel's own verdict or Python's): a few as evidence
+        for i in np.flatnonzero((fl & K.F_PARSED) == 0)[:max(self.examples, 5)].tolist():
+            res.unparsed_examples.append(((index, i), self._line(buf, ls[i], min(le[i], ls[i] + 4 * TEXT_CAP))[:TEXT_CAP]))
         cand, slot, tnew, tline = L.cand[:n], L.slot[:n], L.tnew, L.tline
         since = self.since if self.since is not None else -(1 << 62)
         until = self.until if self.until is not None else (1 << 62)
@@ -224,9 +227,7 @@ class Worker:
                     lvl[i] = _LEVELS.get(str(f["level"]).lower(), K.L_NONE)
                     fl[i] = K.F_PARSED | (K.F_TS if t is not None else 0)
                     continue
-            # unparsed: the whole line is the message; keep a few as evidence
-            if len(res.unparsed_examples) < max(self.examples, 5):
-                res.unparsed_examples.append(((res.index, i), raw.decode("utf-8", "replace")[:TEXT_CAP]))
+            # unparsed: the whole line is the message (a few are kept as evidence in process)
 
     def _aggregate(self, res, buf, ls, le, ts, inst, reg, ms, me, fl, st, cand, slot, agg, since,  # noqa: ANN001
                    until) -> None:
