@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="100M,1G", help="comma-separated sizes (default: 100M,1G)")
     ap.add_argument("--formats", default="text,ndjson",
                     help="text, ndjson (our generator) and/or the mixes short, errors, access, "
-                         "ndjson-mix (bench/mixes.py); default: text,ndjson")
+                         "ndjson-mix, raw-traces (bench/mixes.py); default: text,ndjson")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repetitions per file (default: 3)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)

@@ -6,7 +6,10 @@
   multi-line stack traces (Python, Java, Node, Go panics, Elixir);
 * ``access`` — ``fly logs`` text of access logs in six styles: Common Log Format, morgan
   (combined and dev), uvicorn, gunicorn, Go ``log``, Rails and Phoenix;
-* ``ndjson-mix`` — the ``errors`` and ``access`` mixes as log-shipper NDJSON.
+* ``ndjson-mix`` — the ``errors`` and ``access`` mixes as log-shipper NDJSON;
+* ``raw-traces`` — ``fly logs`` text access lines where 5 % of the requests fail with a stack
+  trace whose continuation lines carry no Fly prefix (an app writing its traces to stdout in
+  one write, as a file captured outside ``fly logs`` shows them).
 
 Deterministic for a seed; written once into ``bench/out/`` (git-ignored).
 """
@@ -17,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Callable, Iterator
 
-MIXES = ("short", "errors", "access", "ndjson-mix")
+MIXES = ("short", "errors", "access", "ndjson-mix", "raw-traces")
 MACHINES = (("148ed193b95089", "iad"), ("e784079b449483", "ams"), ("3d8d413b29d089", "lhr"))
 START = 1716897600  # 2024-05-28T12:00:00Z
 PATHS = ("/api/projects/{n}/tasks", "/api/users/{n}", "/api/orders/{n}/items", "/healthz",
@@ -126,6 +129,20 @@ def _entries(r: random.Random, *, errors: bool, access: bool) -> Iterator[tuple[
                 yield t, mid, region, line
 
 
+def _raw_traces(r: random.Random) -> Iterator[str]:
+    t = float(START)
+    while True:
+        mid, region = r.choice(MACHINES)
+        t += r.uniform(0.0, 0.02)
+        if r.random() < 0.05:
+            first, *rest = _trace(r)
+            yield _fly_text((t, mid, region, first))
+            yield from rest
+        else:
+            for line in _access(r, f"203.0.113.{r.randrange(1, 255)}"):
+                yield _fly_text((t, mid, region, line))
+
+
 def _fly_text(e: tuple[float, str, str, str]) -> str:
     t, mid, region, msg = e
     return f"{_ts(t)} app[{mid}] {region} [info] {msg}"
@@ -143,6 +160,8 @@ def lines(mix: str, seed: int) -> Iterator[str]:
     r = random.Random(f"{mix}:{seed}")
     if mix == "short":
         return _short(r)
+    if mix == "raw-traces":
+        return _raw_traces(r)
     render: Callable = _ndjson if mix == "ndjson-mix" else _fly_text
     return (render(e) for e in _entries(r, errors=mix in ("errors", "ndjson-mix"),
                                         access=mix in ("access", "ndjson-mix", "errors")))
