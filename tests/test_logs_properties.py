@@ -239,6 +239,7 @@ STATUS_PIECE = st.sampled_from([
     "GET ", "post ", "/api/x", "http://h/p", "* ", " HTTP/1.1\" ", "502", "200", "5000", "99", " ", ", ",
     "status", "status=", '"status":', '\\"status\\":', "statusCode: ", '"status_code": ', "Completed ",
     "Sent ", " in ", "in 12ms", "Internal Server Error", "OK", "jobs", "[GIN] ", " | ", "|", "x",
+    '502"', '200\\"', '"',
 ])
 
 

@@ -151,6 +151,8 @@ def test_timestamps_as_the_reference_states_them(value: str, expected: int | Non
     (b"GET x 200", 0),  # no path after the method
     (b"nothing here", 0),
     (b'{"message":"{\\"status\\":503}"}', 503),  # a JSON message inside a JSON record
+    (b'{"message":"INFO: 10.0.0.1:5 - \\"GET /a HTTP/1.1\\" 502","level":"info"}', 502),  # uvicorn in JSON
+    (b"GET /a 2000 200x 404", 404),
     (b"res: { statusCode: 502 }", 502),
     (b"Completed 500 Internal Server Error in 12ms (ActiveRecord: 1.0ms)", 500),  # Rails
     (b"Completed 500  in 3ms", 500),

@@ -49,7 +49,7 @@ def test_demo_incident_evaluates_the_seed_table(reports):
     # the seed's Log Analysis greps, counted, and the 5xx the app itself logged
     assert 'grep -i "error|exception|failed"' in html and "Seed grep categories" in html
     assert titles["monitoring-logs-5xx"].startswith(
-        "the app's own access logs show 3.7% 5xx (edge 3.4%): the app answers these errors "
+        "the app's own access logs show 2.4% 5xx (edge 3.4%): the app answers these errors "
         "itself, mostly on 148ed193b95089")
     assert titles["logs.http_5xx"].endswith("→ see the not-responding runbook")
     assert (run / "charts" / "monitoring-log-categories.png").read_bytes()[:4] == b"\x89PNG"

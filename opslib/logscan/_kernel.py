@@ -1072,7 +1072,7 @@ def parse_ndjson(buf, n, lines, inames, rnames, json_keys):
 
 @njit(inline="always")
 def _status_after_method(buf, q, e):
-    """After ``METHOD `` (at q): path token, then the first 3-digit token within 6 tokens."""
+    """After ``METHOD `` (at q): path token, then the first 3-digit token within 7 tokens."""
     if q >= e:
         return 0
     c = at(buf, q)
@@ -1085,7 +1085,10 @@ def _status_after_method(buf, q, e):
         while q < e and at(buf, q) == 32:
             q += 1
         ntok += 1
-        if q + 3 <= e and (q + 3 == e or at(buf, q + 3) == 32 or at(buf, q + 3) == 44):
+        # the status ends the line or is followed by a space, a comma, or the quote (or
+        # backslash) that closes a JSON string holding the line
+        if q + 3 <= e and (q + 3 == e or at(buf, q + 3) == 32 or at(buf, q + 3) == 44 or at(buf, q + 3) == 34
+                           or at(buf, q + 3) == 92):
             v = _digits(buf, q, 3)
             if v >= 100 and v <= 599:
                 return v

@@ -64,7 +64,7 @@ def analyze_messages(messages: Iterable[str]) -> ReferenceResult:
 # Each entry is read as the compiled engine reads it: as its NDJSON record (`to_ndjson_line`),
 # so the seed's categories count what grep counts on that line.
 _TRIGGERS = {w.encode(): kind for kind, words in S.STATUS_TRIGGERS.items() for w in words}
-_STATUS_AFTER_METHOD = re.compile(rb"(\d{3})(?:,|$)")
+_STATUS_AFTER_METHOD = re.compile(rb'(\d{3})(?:[,"\\]|$)')
 _STATUS_AFTER_KEY = re.compile(rb'[":= \\]{1,4}+(\d{3})(?!\d)')
 _STATUS_AFTER_PHRASE = re.compile(rb"(\d{3}) (?:[A-Z][A-Za-z' -]{0,40} | )?in \d")
 _STATUS_IN_PIPES = re.compile(rb"[^|]{0,47}\| +(\d{3}) +\|")
@@ -76,7 +76,8 @@ def http_status(line: bytes) -> int:
     line (case-insensitive, `signals.STATUS_TRIGGERS`) that is followed by one (100-599):
 
     * ``METHOD /path`` (or a URL, or ``*``), then a token of three digits, alone or before a
-      comma, among the next seven (``GET /x HTTP/1.1" 502 12``);
+      comma or the quote (or backslash) that closes a JSON string, among the next seven
+      (``GET /x HTTP/1.1" 502 12``);
     * a status key, then one to four of ``"`` ``:`` ``=`` space backslash, and three digits
       not followed by a fourth (``status=502``, ``"status":502``, ``statusCode: 502``, and
       ``\\"status\\":502`` in a JSON-escaped message);
