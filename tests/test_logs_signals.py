@@ -144,9 +144,28 @@ def test_a_failed_lookup_without_a_driver_frame_nearby_is_not_the_database_s() -
     " INFO Main child exited with signal (with signal 'SIGABRT', core dumped? false)",
     "/bin/sh: 1: node: not found",
     'exec: "gunicorn": executable file not found in $PATH',
+    "      throw er; // Unhandled 'error' event",
+    "Node.js v20.11.1",
 ])
 def test_fatal_signals_and_missing_commands_are_crashes(message: str) -> None:
     assert summarize_counts(run_text([E(0, "app", A, "iad", "info", message)])) == {"app_crashed": 1}
+
+
+@pytest.mark.parametrize("message", [
+    "System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' was thrown.",
+    "memory allocation of 1073741824 bytes failed",
+    'eheap_alloc: Cannot allocate 2348124 bytes of memory (of type "heap").',
+    "PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)",
+    "[FATAL] failed to allocate memory (NoMemoryError)",
+    "OSError: [Errno 12] Cannot allocate memory",
+    "bash: fork: Cannot allocate memory",
+])
+def test_each_runtime_s_out_of_memory_wording(message: str) -> None:
+    assert summarize_counts(run_text([E(0, "app", A, "iad", "error", message)])) == {"app_out_of_memory": 1}
+
+
+def test_a_node_version_in_passing_is_no_crash() -> None:
+    assert summarize_counts(run_text([E(0, "app", A, "iad", "info", "Starting on Node.js v20.11.1 (pid 7)")])) == {}
 
 
 def test_jwt_expired_noise_is_ok_until_it_is_frequent() -> None:

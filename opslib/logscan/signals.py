@@ -136,11 +136,18 @@ TABLE: list[SignalDef] = [
        regex=re.compile(r"(\S+) invoked oom-killer"), details=lambda m: {"process": m.group(1)}),
     _d(EV_OOM_INIT, family=FAM_MEM, any=("Process appears to have been OOM killed",),
        keywords=("been oom",)),
+    # each runtime's own words: Node, Python, Java, Go, Ruby (NoMemoryError is a MemoryError
+    # too), .NET, Rust, the BEAM, PHP
     _d("app_out_of_memory", "Runtime out of memory (heap limit, MemoryError)", "memory", "warning",
        family=FAM_MEM, any=("JavaScript heap out of memory", "Reached heap limit", "MemoryError",
                             "OutOfMemoryError", "fatal error: runtime: out of memory",
-                            "out of memory (allocated"),
-       keywords=("heap limit", "memoryerror", "outofmemoryerror", "out of memory")),
+                            "out of memory (allocated", "OutOfMemoryException",
+                            "failed to allocate memory", "Allowed memory size of"),
+       keywords=("heap limit", "memoryerror", "outofmemoryerror", "out of memory", "outofmemoryexception",
+                 "failed to allocate memory", "allowed memory size of")),
+    _d("app_out_of_memory", family=FAM_MEM, keywords=("memory allocation of", "cannot allocate"),
+       regex=re.compile(r"memory allocation of \d+ bytes failed|eheap_alloc: Cannot allocate \d+ bytes"
+                        r"|(?:\[Errno 12\]|fork(?:\(\))?:) Cannot allocate memory")),
     _d("oom_kill", "Process OOM-killed by the kernel", "memory", "critical"),
     # ---------------------------------------------------------------- the process's life
     _d("release_command_failed", "Release command failed: the deploy was aborted", "deploy",
@@ -180,7 +187,11 @@ TABLE: list[SignalDef] = [
             "app crashed - waiting for file changes", "Crash dump is being written",
             "Cannot find module", "MODULE_NOT_FOUND", "ModuleNotFoundError",
             ": command not found", "Unhandled exception.", "executable file not found in $PATH",
-            "Error: UnhandledIoError(")),  # Fly init could not run the entrypoint
+            "Error: UnhandledIoError(",  # Fly init could not run the entrypoint
+            "throw er; // Unhandled 'error' event")),
+    # Node (16+) ends the trace of an exception that killed the process with its version alone
+    _d("app_crashed", family=FAM_EXIT, keywords=("node.js v",),
+       regex=re.compile(r"^\s*Node\.js v\d+\.\d+\.\d+\s*$")),
     # Fly init on a fatal signal (SIGTERM/SIGINT are a normal stop, e.g. autostop: no signal)
     _d("app_crashed", family=FAM_EXIT, keywords=("exited with signal",), regex=re.compile(
         r"exited with signal \(with signal '(SIGSEGV|SIGABRT|SIGBUS|SIGILL|SIGFPE|SIGSYS)'")),
