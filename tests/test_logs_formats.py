@@ -381,9 +381,9 @@ def test_trace_continuations_in_fly_text_are_unparsed_without_the_python_retry(m
     retried: list[bytes] = []
     original = engine.Worker._slow
 
-    def spy(self, buf, slow, ls, le, *rest):  # noqa: ANN001
-        retried.extend(bytes(buf[ls[i]:le[i]]) for i in slow.tolist())
-        return original(self, buf, slow, ls, le, *rest)
+    def spy(self, buf, slow, rows, res):  # noqa: ANN001
+        retried.extend(bytes(buf[rows.ls[i]:rows.le[i]]) for i in slow.tolist())
+        return original(self, buf, slow, rows, res)
 
     monkeypatch.setattr(engine.Worker, "_slow", spy)
     data = ("2024-05-28T12:00:00Z app[148ed193b95089] iad [error]Traceback (most recent call last):\n"

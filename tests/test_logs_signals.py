@@ -252,6 +252,28 @@ def test_the_signal_table_is_the_one_place_a_signal_is_defined():
         assert d.title and d.runbook and d.severity in ("ok", "warning", "critical"), d.id
 
 
+def test_phrases_of_families_cached_per_template_survive_masking() -> None:
+    """Signal matches of the families that read no digits are shared by every line of a
+    template, so a phrase of theirs must not depend on a token the template masks, unless
+    that token holds letters beyond hex (then the line opts out of the cache)."""
+    from opslib.logscan import signals as S
+    from opslib.logscan.chunks import _TOKEN, _masked, _WORDS
+
+    bad = [(e.id, w) for e in S.TABLE if e.family and not e.family & S.DIGIT_SENSITIVE
+           for w in (e.any or ()) + (e.keywords or ())
+           if any(_masked(t) and not _WORDS.search(t) for t in _TOKEN.findall(w))]
+    assert bad == []
+
+
+def test_a_phrase_glued_into_a_masked_token_is_judged_per_line() -> None:
+    """Two lines of one template whose masked tokens differ in what they hide: each gets its
+    own signals, whichever comes first (the cache must not hand one's to the other)."""
+    for order in ((0, 1), (1, 0)):
+        msgs = ["auth failed: refresh_token_not_found42", "auth failed: pgrst300x42"]  # both "auth failed: <*>"
+        r = run_text([E(k, "app", A, "iad", "info", msgs[i]) for k, i in enumerate(order)])
+        assert summarize_counts(r) == {"refresh_token_failures": 1, "jwt_secret_missing": 1}, order
+
+
 def test_the_kernel_finds_every_keyword_at_every_offset_and_at_the_ends_of_a_line():
     """The keyword scan looks up every other position (two trigrams per keyword cover both
     parities): each keyword must still be found wherever it starts, first or last in its

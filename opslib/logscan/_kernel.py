@@ -19,7 +19,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 # flags, codes and keyword actions (numba-free, so the signal table can use them)
-from .layout import (A_STATUS_KEY, A_STATUS_METHOD, A_STATUS_PHRASE, F_AUTH, F_DB, F_ERR, F_PARSED, F_SLOW, F_TS,  # noqa: F401
+from .layout import (A_STATUS_KEY, A_STATUS_METHOD, A_STATUS_PHRASE, F_AUTH, F_DB, F_ERR, F_HIDES, F_PARSED, F_SLOW, F_TS,  # noqa: F401
                      L_DEBUG, L_ERROR, L_INFO, L_NONE, L_OTHER, L_WARN, P_APP, P_HEALTH, P_NONE, P_OTHER,
                      P_PROXY, P_RUNNER, STATUS_BITS)
 
@@ -1318,18 +1318,22 @@ def templates(buf, n, lines, comb, tt):
     Separators are hashed byte by byte; a token is read eight bytes at a time, its bytes
     and digits classified in the word at once, so its end costs one jump, not one per byte.
 
-    Writes ``lines.slot`` (-1 once the table ``tt`` is 3/4 full and the template is new) and
-    returns how many slots this call created (listed in ``lines.tnew``/``lines.tline``).
+    Writes ``lines.slot`` (-1 once the table ``tt`` is 3/4 full and the template is new),
+    sets ``F_HIDES`` on lines with a masked token holding letters beyond hex (a signal phrase
+    could hide in it: see `chunks.hides_words`), and returns how many slots this call created
+    (listed in ``lines.tnew``/``lines.tline``).
     """
     ms, me, slot, tmpl_new, tmpl_line = lines.ms, lines.me, lines.slot, lines.tnew, lines.tline
     tmpl_keys, tmpl_used, tmpl_other = tt.keys, tt.used, tt.other
     nbuf = buf.shape[0]
     cap = tmpl_keys.shape[0]
     nnew = 0
+    fl = lines.fl
     for i in range(n):
         m0 = ms[i]
         m1 = me[i]
         h = FNV_OFF
+        hides = False
         p = m0
         while p < m1:
             c = at(buf, p)
@@ -1342,6 +1346,7 @@ def templates(buf, n, lines, comb, tt):
             digits = np.uint64(0)
             ats = np.uint64(0)
             nonhex = np.uint64(0)
+            words = np.uint64(0)  # letters g-z: what no number, address or hex id holds
             while p < m1:
                 x = _word_at(buf, p, nbuf)
                 v = x & _L7F
@@ -1360,6 +1365,7 @@ def templates(buf, n, lines, comb, tt):
                 digits |= dig & keep
                 ats |= _equal(v, 64) & keep
                 nonhex |= tok & ~(dig | _in_range(v | _L20, 97, 102)) & keep
+                words |= _in_range(v | _L20, 103, 122) & tok & keep
                 p += k
                 if k < 8:
                     break
@@ -1371,11 +1377,14 @@ def templates(buf, n, lines, comb, tt):
                 digits != 0 and (comb[at(buf, t0)] >> 5) & 4 and p - t0 <= 10 and _code_like(buf, comb, t0, p))
             if masked:
                 h = (h ^ MASK_MARK) * FNV_PRIME
+                hides = hides or words != 0
             else:
                 h = (h ^ (th * FNV_PRIME)) * FNV_PRIME
             if p < m1:  # the byte that ended the token is a separator
                 h = (h ^ np.uint64(at(buf, p))) * FNV_PRIME
                 p += 1
+        if hides:
+            fl[i] |= np.uint16(F_HIDES)
         if h == 0:
             h = np.uint64(1)
         j = np.int64(h & np.uint64(cap - 1))

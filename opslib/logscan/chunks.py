@@ -20,6 +20,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_.\-][A-Za-z0-9_.\-@]*")
 _CODE_TOKEN = re.compile(r"[A-Z]{2,}[0-9]+")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 _DIGIT = re.compile(r"[0-9]")
+_WORDS = re.compile(r"[g-zG-Z]")
 
 
 def mask_template(message: str) -> str:
@@ -30,13 +31,21 @@ def mask_template(message: str) -> str:
 
     Same rule as the kernel's hash, so the text shown is the text that was counted.
     """
-    def sub(m: re.Match[str]) -> str:
-        tok = m.group(0)
-        if _DIGIT.search(tok):
-            return tok if len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok) else "<*>"
-        return "<*>" if "@" in tok or (len(tok) >= 8 and _HEX.fullmatch(tok)) else tok
+    return _TOKEN.sub(lambda m: "<*>" if _masked(m.group(0)) else m.group(0), message)
 
-    return _TOKEN.sub(sub, message)
+
+def _masked(tok: str) -> bool:
+    if _DIGIT.search(tok):
+        return not (len(tok) <= 10 and _CODE_TOKEN.fullmatch(tok))
+    return "@" in tok or (len(tok) >= 8 and bool(_HEX.fullmatch(tok)))
+
+
+def hides_words(message: str) -> bool:
+    """Whether a token the template masks holds letters beyond hex (``g``-``z``): a signal
+    phrase could hide in it (``refresh_token_not_found42``, ``xPGRST300``, an e-mail), so
+    the message's signal matches must not be shared through its template. Numbers,
+    addresses, UUIDs and hex ids hold none. The kernel's ``F_HIDES`` flag is the same rule."""
+    return any(_masked(t) and _WORDS.search(t) for t in _TOKEN.findall(message))
 
 
 @dataclass

@@ -49,6 +49,7 @@ _PROVIDERS = {"app": K.P_APP, "runner": K.P_RUNNER, "proxy": K.P_PROXY, "health"
 _LEVELS = {"info": K.L_INFO, "error": K.L_ERROR, "err": K.L_ERROR, "warn": K.L_WARN, "warning": K.L_WARN,
            "debug": K.L_DEBUG, "fatal": K.L_ERROR}
 _KW = K.build_keyword_table(S.kernel_keywords())
+_PER_LINE = [f for f in K.Lines._fields if f not in ("ks", "ke", "tnew", "tline")]  # one row per line
 _JSON_KEYS = tuple(np.frombuffer(k, dtype=np.uint8).copy()
                    for k in (b"timestamp", b"message", b"instance", b"region", b"provider", b"level"))
 
@@ -132,23 +133,22 @@ class Worker:
         if n == 0:
             return res
         L = self.lines
-        ls, le, ts, prov, inst, reg, lvl, ms, me, st, fl = (
-            L.ls[:n], L.le[:n], L.ts[:n], L.prov[:n], L.inst[:n], L.reg[:n], L.lvl[:n], L.ms[:n], L.me[:n], L.st[:n],
-            L.fl[:n])
+        # this chunk's rows of every per-line array (the kernels' Lines, cut to n)
+        rows = L._replace(**{f: getattr(L, f)[:n] for f in _PER_LINE})
         self._collect_names(buf)
-        slow = np.flatnonzero(fl & K.F_SLOW)
+        slow = np.flatnonzero(rows.fl & K.F_SLOW)
         if slow.size:
-            self._slow(buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res)
+            self._slow(buf, slow, rows, res)
         # lines no parser placed (the kernel's own verdict or Python's): a few as evidence
-        for i in np.flatnonzero((fl & K.F_PARSED) == 0)[:max(self.examples, 5)].tolist():
-            res.unparsed_examples.append(((index, i), self._line(buf, ls[i], min(le[i], ls[i] + 4 * TEXT_CAP))[:TEXT_CAP]))
-        cand, slot, tnew, tline = L.cand[:n], L.slot[:n], L.tnew, L.tline
+        for i in np.flatnonzero((rows.fl & K.F_PARSED) == 0)[:max(self.examples, 5)].tolist():
+            res.unparsed_examples.append(((index, i), self._text(buf, rows, i, 4 * TEXT_CAP)[:TEXT_CAP]))
+        slot, tnew, tline = rows.slot, L.tnew, L.tline
         since = self.since if self.since is not None else -(1 << 62)
         until = self.until if self.until is not None else (1 << 62)
         nnew, agg = K.stage_b(buf, n, L, K._LOWER, K._COMB, _KW, self.tt, since, until, self.acc, self.examples)
         # a template's text and example come from its first line inside the time window
         # (its slot may have been made by a line outside it, and counts only lines inside)
-        inw = L.inw[:n]
+        inw = rows.inw
         for j in range(nnew):
             if inw[tline[j]]:
                 self._show(int(tnew[j]), index, int(tline[j]), buf)
@@ -159,24 +159,27 @@ class Worker:
                 if int(slot[i]) in self.unshown:
                     self.unshown.discard(int(slot[i]))
                     self._show(int(slot[i]), index, i, buf)
-        self._aggregate(res, buf, ls, le, ts, inst, reg, ms, me, fl, st, cand, slot, agg, since, until)
+        self._aggregate(res, buf, rows, agg, since, until)
         return res
 
     # --- helpers ----------------------------------------------------------------------------
     def _show(self, slot: int, index: int, i: int, buf: np.ndarray) -> None:
-        L = self.lines
-        self.texample[slot] = ((index, i), template_text(self._message(buf, L.ms[i], L.me[i])),
-                               self._line(buf, L.ls[i], min(L.le[i], L.ls[i] + TEXT_CAP)))
+        self.texample[slot] = ((index, i), template_text(self._message(buf, self.lines.ms[i], self.lines.me[i])),
+                               self._text(buf, self.lines, i))
 
     @staticmethod
-    def _line(buf: np.ndarray, s: int, e: int) -> str:
-        return bytes(buf[s:e]).decode("utf-8", "replace")
+    def _text(buf: np.ndarray, rows: K.Lines, i: int, cap: int = TEXT_CAP) -> str:
+        """Line i's text, at most its first ``cap`` bytes (evidence stays bounded)."""
+        s = int(rows.ls[i])
+        return bytes(buf[s:min(int(rows.le[i]), s + cap)]).decode("utf-8", "replace")
 
     def _message(self, buf: np.ndarray, s: int, e: int) -> str:
         return decode_message(bytes(buf[s:e]), self.mode == "ndjson")
 
-    def _slow(self, buf, slow, ls, le, ts, prov, inst, reg, lvl, ms, me, fl, res) -> None:  # noqa: ANN001
-        """Python parsers for lines the kernel could not place."""
+    def _slow(self, buf: np.ndarray, slow: np.ndarray, rows: K.Lines, res: ChunkResult) -> None:
+        """Python parsers for lines the kernel could not place (fills their rows)."""
+        ls, le, ts, prov, inst, reg, lvl, ms, me, fl = (rows.ls, rows.le, rows.ts, rows.prov, rows.inst, rows.reg,
+                                                         rows.lvl, rows.ms, rows.me, rows.fl)
         last_dash = None
         day = self.anchor
         for i in slow.tolist():
@@ -229,8 +232,9 @@ class Worker:
                     continue
             # unparsed: the whole line is the message (a few are kept as evidence in process)
 
-    def _aggregate(self, res, buf, ls, le, ts, inst, reg, ms, me, fl, st, cand, slot, agg, since,  # noqa: ANN001
-                   until) -> None:
+    def _aggregate(self, res: ChunkResult, buf: np.ndarray, rows: K.Lines, agg: tuple, since: int,
+                   until: int) -> None:
+        ts, inst, reg, ms, me, cand, slot = rows.ts, rows.inst, rows.reg, rows.ms, rows.me, rows.cand, rows.slot
         (parsed, filtered, tmin, tmax, m0, span, mc, im_l, im_e, n5, first5, last5, ex5, cidx) = agg
         res.parsed = int(parsed)
         res.filtered_out = int(filtered)
@@ -244,9 +248,9 @@ class Worker:
                     res.inst_minute.append((int(m0 + b), self.inst_names.get(int(col) - 1, "?"),
                                             np.array([im_l[b, col], im_e[b, col]])))
             else:  # minutes too spread out for a dense table (garbage timestamps): sort instead
-                self._sparse_minutes(res, ts, fl, st, since, until)
+                self._sparse_minutes(res, rows, since, until)
             if not im_l.shape[0]:  # minutes x machines too many for a dense table
-                self._sparse_instance_minutes(res, ts, inst, fl, since, until)
+                self._sparse_instance_minutes(res, rows, since, until)
         if n5:
             acc = res.signals.setdefault("http_5xx", SigAcc())
             acc.count = int(n5)
@@ -254,28 +258,30 @@ class Worker:
             t_last = float(ts[last5]) / 1000.0 if ts[last5] >= 0 else None
             acc.first = ((res.index, int(first5)), t_first)
             acc.last = ((res.index, int(last5)), t_last)
-            acc.examples = [((res.index, int(i)), self._line(buf, ls[i], min(le[i], ls[i] + 4 * TEXT_CAP))[:TEXT_CAP])
+            acc.examples = [((res.index, int(i)), self._text(buf, rows, i, 4 * TEXT_CAP)[:TEXT_CAP])
                             for i in ex5 if i >= 0]
         # signals from candidate lines. Outcomes that depend only on the template (every
-        # family except memory, exits and health checks, whose digits matter) are cached
-        # per template slot, and a line's text is decoded only when it becomes evidence.
-        cache = self.match_cache
+        # family except memory, exits, health checks and Postgres, whose digits matter; and
+        # no line whose masked tokens could hide a phrase) are cached per template slot, and
+        # a line's text is decoded only when it becomes evidence.
+        cache, fl = self.match_cache, rows.fl
         for i in cidx.tolist():
             fam = int(cand[i])
             key = (int(slot[i]), fam)
-            hits = cache.get(key) if key[0] >= 0 and not fam & S.DIGIT_SENSITIVE else None
+            shared = key[0] >= 0 and not fam & S.DIGIT_SENSITIVE and not fl[i] & K.F_HIDES
+            hits = cache.get(key) if shared else None
             if hits is None:
                 hits = S.match(self._message(buf, ms[i], me[i]), fam)
-                if key[0] >= 0 and not fam & S.DIGIT_SENSITIVE and len(cache) < 100_000:
+                if shared and len(cache) < 100_000:
                     cache[key] = hits
             if hits:
                 record_hits(res, hits, i, float(ts[i]) / 1000.0 if ts[i] >= 0 else None,
                             self.inst_names.get(int(inst[i]), ""), self.reg_names.get(int(reg[i]), ""),
-                            lambda i=i: self._line(buf, ls[i], min(le[i], ls[i] + TEXT_CAP)), self.examples)
+                            lambda i=i: self._text(buf, rows, i), self.examples)
 
     @staticmethod
-    def _sparse_minutes(res: ChunkResult, ts: np.ndarray, fl: np.ndarray, st: np.ndarray, since: int,
-                        until: int) -> None:
+    def _sparse_minutes(res: ChunkResult, rows: K.Lines, since: int, until: int) -> None:
+        ts, fl, st = rows.ts, rows.fl, rows.st
         sel = (ts >= 0) & (ts >= since) & (ts < until)
         minute = ts[sel] // 60000
         uk, inv = np.unique(minute, return_inverse=True)
@@ -285,8 +291,8 @@ class Worker:
         res.minute_keys = uk.astype(np.int64)
         res.minute_counts = np.stack([np.bincount(inv[m], minlength=uk.size) for m in measures], axis=1)
 
-    def _sparse_instance_minutes(self, res: ChunkResult, ts: np.ndarray, inst: np.ndarray, fl: np.ndarray,
-                                 since: int, until: int) -> None:
+    def _sparse_instance_minutes(self, res: ChunkResult, rows: K.Lines, since: int, until: int) -> None:
+        ts, inst, fl = rows.ts, rows.inst, rows.fl
         sel = (ts >= 0) & (ts >= since) & (ts < until)
         pairs, inv = np.unique(np.stack([ts[sel] // 60000, inst[sel]], axis=1), axis=0, return_inverse=True)
         inv = inv.reshape(-1)

@@ -9,6 +9,8 @@ F_DB = 4  # seed grep: database|connection|query
 F_PARSED = 8  # layout recognised (fields extracted)
 F_TS = 16  # has a timestamp
 F_SLOW = 32  # fast layout parse failed: Python decides (and may still parse it)
+F_HIDES = 64  # a masked token holds letters beyond hex: a phrase could hide in it, so the line's
+#               signal matches are not taken from (nor given to) its template's cache
 
 # provider codes
 P_NONE, P_APP, P_RUNNER, P_PROXY, P_HEALTH, P_OTHER = 0, 1, 2, 3, 4, 5

@@ -29,7 +29,8 @@ import numpy as np
 
 from . import layout
 from . import signals as S
-from .chunks import TEXT_CAP, ChunkResult, SigAcc, decode_message, mask_template, record_hits, template_text
+from .chunks import (TEXT_CAP, ChunkResult, SigAcc, decode_message, hides_words, mask_template, record_hits,
+                     template_text)
 from .inputs import entry_fields, to_ndjson_line
 from .report import CATEGORY_DEFINITIONS
 
@@ -211,12 +212,16 @@ _DIGIT_WORDS = [(w.decode(), act >> 8 & S.DIGIT_SENSITIVE) for w, act in S.kerne
 
 def match_line(message: str, by_template: dict[str, list[S.Hit]], template: str) -> list[S.Hit]:
     """The signal hits of one message. Families whose rules read no digits are matched once
-    per template (their outcome depends on it alone; the engine relies on the same); the
+    per template (their outcome depends on it alone, unless a masked token could hide a
+    phrase: `chunks.hides_words`; the engine relies on the same); the
     others are matched when the message holds one of their keywords (the engine's filter:
     `analyze_messages`, which tries every family on every line, shows it drops nothing)."""
-    hits = by_template.get(template)
-    if hits is None:
-        hits = by_template[template] = S.match(message, ALL_FAMILIES & ~S.DIGIT_SENSITIVE)
+    if hides_words(message):  # a phrase could hide in a masked token: this line alone
+        hits = S.match(message, ALL_FAMILIES & ~S.DIGIT_SENSITIVE)
+    else:
+        hits = by_template.get(template)
+        if hits is None:
+            hits = by_template[template] = S.match(message, ALL_FAMILIES & ~S.DIGIT_SENSITIVE)
     low = message.lower()
     families = 0
     for word, fam in _DIGIT_WORDS:

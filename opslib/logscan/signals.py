@@ -304,9 +304,12 @@ TABLE: list[SignalDef] = [
     _d("jwt_invalid", "JWT signature invalid or token malformed", "auth", "critical",
        family=FAM_JWT, any=("token signature is invalid", "invalid signature",
                             "JWSInvalidSignature", "jwt malformed", "token is malformed",
-                            "Expected 3 parts in JWT", "unable to parse or verify signature",
+                            "unable to parse or verify signature",
                             "Invalid JWT", "UNAUTHORIZED_LEGACY_JWT", "Signature verification failed",
                             "bad_jwt")),
+    # any count: the template masks it (a rule of a family cached per template reads no digit)
+    _d("jwt_invalid", family=FAM_JWT, keywords=("parts in jwt",),
+       regex=re.compile(r"Expected \d+ parts in JWT", re.I)),
     _d("jwt_secret_missing", "API server has no usable JWT secret (PostgREST PGRST300): every "
        "token is refused", "auth", "critical", family=FAM_JWT,
        any=("Server lacks JWT secret", "PGRST300")),
