@@ -387,11 +387,11 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
     outage = status is not None and (component_indicator(status, DB_COMPONENTS) in
                                      ("minor", "major", "critical")
                                      or status.indicator in ("major", "critical"))
+    # the connections in use now, against which both slot and pool failures are read
+    pct = float(capacity.iloc[0]["pct"]) if capacity is not None and len(capacity) else None
+    full_now = refused_for_capacity(db_error) or (pct is not None and pct > limits["connections_pct"][0])
     slots = report.signal("pg_too_many_connections")
     if slots is not None:
-        pct = float(capacity.iloc[0]["pct"]) if capacity is not None and len(capacity) else None
-        warn = limits["connections_pct"][0]
-        full_now = refused_for_capacity(db_error) or (pct is not None and pct > warn)
         out.append(Finding(
             "db-logs-slots", "critical" if full_now else "warning",
             f"the app was refused a connection {slots['count']}x for lack of slots {recent_logs.span(slots)}"
@@ -408,9 +408,6 @@ def assess_logs(report: LogReport | None, capacity: pd.DataFrame | None,
             recent_logs.signal_evidence(slots), source="logs"))
     app_pool = report.signal("db_pool_timeout")
     if app_pool is not None:
-        pct = float(capacity.iloc[0]["pct"]) if capacity is not None and len(capacity) else None
-        warn = limits["connections_pct"][0]
-        full_now = refused_for_capacity(db_error) or (pct is not None and pct > warn)
         out.append(Finding(
             "db-logs-app-pool", "critical",
             f"the app's own connection pool timed out {app_pool['count']}x "
