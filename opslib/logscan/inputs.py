@@ -357,22 +357,26 @@ def _expand(obj: Any) -> Iterator[tuple[dict | None, str]]:
         yield f, ""
 
 
+def entry_record(item: Any) -> tuple[dict[str, Any] | None, bytes]:
+    """One entry (or a ``(fields, raw)`` pair from `json_entries`) as the engine reads it: its
+    normalised fields and its NDJSON line (with the newline). An item that is no entry has
+    no fields and becomes an unparsed line holding what it was, so the line count stays honest."""
+    if isinstance(item, tuple):
+        fields, raw = item
+    else:
+        fields = entry_fields(item)
+        raw = repr(item)[:500] if fields is None else ""
+    if fields is None:
+        return None, raw.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace") + b"\n"
+    return fields, to_ndjson_line(fields)
+
+
 def entries_as_ndjson(items: Iterable[Any], chunk_bytes: int) -> Iterator[bytes]:
-    """Batches of NDJSON bytes from entries; an item that is no entry becomes an unparsed line."""
+    """Batches of NDJSON bytes from entries (`entry_record`)."""
     out: list[bytes] = []
     size = 0
     for item in items:
-        if isinstance(item, tuple):
-            fields, raw = item
-        else:
-            fields, raw = entry_fields(item), ""
-            if fields is None:
-                raw = repr(item)[:500]
-        if fields is None:
-            # keep the line count honest: an unparsable item becomes an unparsed line
-            line = raw.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace") + b"\n"
-        else:
-            line = to_ndjson_line(fields)
+        line = entry_record(item)[1]
         out.append(line)
         size += len(line)
         if size >= chunk_bytes:

@@ -31,7 +31,7 @@ from . import layout
 from . import signals as S
 from .chunks import (TEXT_CAP, ChunkResult, SigAcc, decode_message, hides_words, mask_template, record_hits,
                      template_text)
-from .inputs import entry_fields, to_ndjson_line
+from .inputs import entry_record
 from .report import CATEGORY_DEFINITIONS
 
 ALL_FAMILIES = sum(S._RULES)  # every family bit  # noqa: SLF001 - the table's own index
@@ -192,16 +192,12 @@ class _Line:
 
 
 def _read_entry(item: object) -> _Line:
-    """An entry as `inputs.entries_as_ndjson` writes it for the engine."""
-    if isinstance(item, tuple):
-        fields, raw = item
-    else:
-        fields = entry_fields(item)
-        raw = repr(item)[:500] if fields is None else ""
+    """An entry as the engine reads it (`inputs.entry_record`)."""
+    fields, record = entry_record(item)
+    line = record[:-1]
     if fields is None:  # not an entry: an unparsed line holding what the item was
-        line = raw.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
         return _Line(line, False, None, "", "", decode_message(line, True))
-    return _Line(to_ndjson_line(fields)[:-1], True, timestamp_ms(_json_text(fields.get("timestamp"))),
+    return _Line(line, True, timestamp_ms(_json_text(fields.get("timestamp"))),
                  _name(_json_text(fields.get("instance") or "")), _name(_json_text(fields.get("region") or "")),
                  fields.get("message") or "")
 
